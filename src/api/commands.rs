@@ -1,0 +1,183 @@
+//! Commands: queue (dashboard), claim (hooks and the MCP server), acknowledge, inspect.
+//!
+//! Both path families are served: `/api/sessions/:id/commands` (what every real client
+//! uses) and `/api/commands/:id/commands`.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Command, CommandStatus, CommandType};
+
+/// Longest lease a poller may ask for (it is also bounded by the queue TTL).
+pub const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions/{id}/commands", post(queue).get(claim))
+        .route("/api/commands/{id}/commands", post(queue).get(claim))
+        .route("/api/commands/{id}/ack", post(ack))
+        .route("/api/commands/{id}", get(get_one))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueCommand {
+    #[serde(rename = "type")]
+    kind: CommandType,
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResult<()> {
+    match kind {
+        CommandType::Retry | CommandType::Skip => {
+            let ok = payload
+                .get("stepNumber")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n >= 1);
+            if !ok {
+                return Err(ApiError::field(
+                    "payload.stepNumber",
+                    "is required for retry and skip (an integer >= 1)",
+                ));
+            }
+        }
+        CommandType::Abort => {
+            let ok = payload
+                .get("reason")
+                .and_then(Value::as_str)
+                .is_some_and(|r| !r.trim().is_empty());
+            if !ok {
+                return Err(ApiError::field(
+                    "payload.reason",
+                    "is required for abort (a non-empty string)",
+                ));
+            }
+        }
+        CommandType::Pause | CommandType::Resume | CommandType::Cancel => {}
+    }
+    Ok(())
+}
+
+async fn queue(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<QueueCommand>,
+) -> ApiResult<Response> {
+    let sid = session_id(&id)?;
+    let payload = match body.payload {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::field("payload", "must be a JSON object")),
+    };
+    validate_payload(body.kind, &payload)?;
+    let now = state.now();
+    let command = Command {
+        id: state.shared().ids.id("cmd", now.0),
+        session_id: sid.clone(),
+        kind: body.kind,
+        payload,
+        status: CommandStatus::Pending,
+        issued_at: now,
+        delivered_at: None,
+        acked_at: None,
+        result: None,
+        error: None,
+        lease_until: None,
+    };
+    let store = state.store();
+    let command = store.push_command(command).await?;
+    let mut notice = Map::new();
+    notice.insert("command".into(), json!(command));
+    store.publish_notice(&sid, "command:queued", notice).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "success": true,
+            "sessionId": sid,
+            "commandId": command.id,
+            "command": command,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimQuery {
+    lease: Option<u64>,
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ClaimQuery>,
+) -> ApiResult<Response> {
+    let sid = session_id(&id)?;
+    if let Some(lease) = q.lease
+        && !(1..=MAX_LEASE_MS).contains(&lease)
+    {
+        return Err(ApiError::field(
+            "query.lease",
+            format!("must be between 1 and {MAX_LEASE_MS} milliseconds"),
+        ));
+    }
+    let commands = state.store().claim_commands(&sid, q.lease).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "sessionId": sid, "count": commands.len(), "commands": commands }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ack {
+    result: Option<Value>,
+    error: Option<Value>,
+}
+
+fn command_not_found(id: &str) -> ApiError {
+    let mut extra = Map::new();
+    extra.insert("commandId".into(), Value::from(id));
+    ApiError::NotFound {
+        message: "Command not found".into(),
+        extra,
+    }
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<Ack>,
+) -> ApiResult<Response> {
+    let command = state
+        .store()
+        .ack_command(&id, body.result, body.error)
+        .await?
+        .ok_or_else(|| command_not_found(&id))?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "success": true,
+            "commandId": command.id,
+            "acknowledged": true,
+            "status": command.status,
+        }),
+    ))
+}
+
+async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let command = state
+        .store()
+        .get_command(&id)
+        .await?
+        .ok_or_else(|| command_not_found(&id))?;
+    Ok(json(StatusCode::OK, &command))
+}

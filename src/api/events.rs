@@ -1,0 +1,251 @@
+//! Events: `POST /api/events`, `POST /api/events/batch`, `GET /api/events/:sessionId`,
+//! `GET /api/events/:sessionId/recent`.
+//!
+//! Stored events are served from their stored bytes: a listing is assembled by
+//! concatenation, never by re-serialising every event.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::{ApiQuery, JsonText, json, raw_json, session_id};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::ingest::{MAX_BATCH, parse_event};
+use crate::model::{NewEvent, SessionId, StoredEvent, Timestamp};
+use crate::storage::EventQuery;
+
+pub const DEFAULT_EVENTS_LIMIT: usize = 1000;
+pub const MAX_EVENTS_LIMIT: usize = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/events", post(post_one))
+        .route("/api/events/batch", post(post_batch))
+        .route("/api/events/{session_id}", get(list))
+        .route("/api/events/{session_id}/recent", get(recent))
+}
+
+/// The client's `eventId`, else `<sessionId>-<seq>` (unique, and derivable from the event).
+fn event_id(client: Option<String>, sid: &SessionId, seq: u64) -> String {
+    client.unwrap_or_else(|| format!("{sid}-{seq}"))
+}
+
+async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> ApiResult<Response> {
+    let body = body.ok_or_else(|| ApiError::field("body", "is required (an event object)"))?;
+    let ev = parse_event(&body, "")?;
+    let sid = ev.session_id.clone();
+    let eid = ev.str_field("eventId").map(str::to_owned);
+    let seqs = state.store().append_events(&sid, vec![ev]).await?;
+    let seq = seqs.first().copied().unwrap_or_default();
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "success": true,
+            "sessionId": sid,
+            "eventId": event_id(eid, &sid, seq),
+            "seq": seq,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+async fn post_batch(
+    State(state): State<AppState>,
+    JsonText(body): JsonText,
+) -> ApiResult<Response> {
+    let body = body.ok_or_else(|| ApiError::field("body", "is required ({\"events\": [...]})"))?;
+    let batch: Batch<'_> = {
+        let de = &mut serde_json::Deserializer::from_str(&body);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::invalid(
+                format!("Invalid batch: {}", e.inner()),
+                vec![FieldError::new(path, e.inner().to_string())],
+            )
+        })?
+    };
+    if batch.events.is_empty() {
+        return Err(ApiError::field("events", "must contain at least one event"));
+    }
+    if batch.events.len() > MAX_BATCH {
+        return Err(ApiError::field(
+            "events",
+            format!("must contain at most {MAX_BATCH} events"),
+        ));
+    }
+    // All or nothing: every event is validated before any is stored.
+    let mut events = Vec::with_capacity(batch.events.len());
+    let mut details = Vec::new();
+    for (i, raw) in batch.events.iter().enumerate() {
+        match parse_event(raw.get(), &format!("events[{i}]")) {
+            Ok(ev) => events.push(ev),
+            Err(ApiError::BadRequest { details: d, .. }) => details.extend(d),
+            Err(e) => return Err(e),
+        }
+    }
+    if !details.is_empty() {
+        return Err(ApiError::invalid(
+            format!(
+                "{} invalid field(s) in the batch; nothing was stored",
+                details.len()
+            ),
+            details,
+        ));
+    }
+    // One atomic append per session, in the order the sessions first appear.
+    let mut order: Vec<SessionId> = Vec::new();
+    let mut groups: BTreeMap<SessionId, Vec<(usize, NewEvent)>> = BTreeMap::new();
+    for (i, ev) in events.into_iter().enumerate() {
+        let group = groups.entry(ev.session_id.clone()).or_default();
+        if group.is_empty() {
+            order.push(ev.session_id.clone());
+        }
+        group.push((i, ev));
+    }
+    let mut results = vec![serde_json::Value::Null; order.iter().map(|s| groups[s].len()).sum()];
+    for sid in order {
+        let group = groups.remove(&sid).unwrap_or_default();
+        let (positions, evs): (Vec<usize>, Vec<NewEvent>) = group.into_iter().unzip();
+        let ids: Vec<Option<String>> = evs
+            .iter()
+            .map(|e| e.str_field("eventId").map(str::to_owned))
+            .collect();
+        let seqs = state.store().append_events(&sid, evs).await?;
+        for ((pos, seq), eid) in positions.into_iter().zip(seqs).zip(ids) {
+            results[pos] = json!({
+                "sessionId": sid,
+                "eventId": event_id(eid, &sid, seq),
+                "seq": seq,
+            });
+        }
+    }
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({ "success": true, "count": results.len(), "results": results }),
+    ))
+}
+
+/// `{"sessionId":..,"count":N,"events":[...],<extra>}` from stored bytes.
+fn events_body(
+    sid: &SessionId,
+    events: &[StoredEvent],
+    extra: &[(&str, serde_json::Value)],
+) -> Vec<u8> {
+    let size: usize = events.iter().map(|e| e.json.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 128);
+    out.extend_from_slice(b"{\"sessionId\":");
+    out.extend_from_slice(json!(sid).to_string().as_bytes());
+    out.extend_from_slice(format!(",\"count\":{}", events.len()).as_bytes());
+    for (key, value) in extra {
+        out.extend_from_slice(format!(",\"{key}\":{value}").as_bytes());
+    }
+    out.extend_from_slice(b",\"events\":[");
+    for (i, ev) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&ev.json);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    since: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
+    let sid = session_id(&sid)?;
+    let limit = q.limit.unwrap_or(DEFAULT_EVENTS_LIMIT);
+    if !(1..=MAX_EVENTS_LIMIT).contains(&limit) {
+        return Err(ApiError::field(
+            "query.limit",
+            format!("must be between 1 and {MAX_EVENTS_LIMIT}"),
+        ));
+    }
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| {
+            Timestamp::parse_rfc3339(s)
+                .ok_or_else(|| ApiError::field("query.since", "must be an RFC 3339 date-time"))
+        })
+        .transpose()?;
+    let page = state
+        .store()
+        .read_events(
+            &sid,
+            EventQuery {
+                after: q.after,
+                since,
+                limit,
+                newest: false,
+            },
+        )
+        .await?;
+    let body = events_body(&sid, &page.events, &[("lastSeq", json!(page.last_seq))]);
+    Ok(raw_json(StatusCode::OK, body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecentQuery {
+    limit: Option<usize>,
+    seconds: Option<u64>,
+}
+
+async fn recent(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    ApiQuery(q): ApiQuery<RecentQuery>,
+) -> ApiResult<Response> {
+    let sid = session_id(&sid)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("query.limit", "must be between 1 and 1000"));
+    }
+    let seconds = q.seconds.unwrap_or(60);
+    if seconds > 7 * 24 * 3600 {
+        return Err(ApiError::field(
+            "query.seconds",
+            "must be at most 604800 (7 days)",
+        ));
+    }
+    let cutoff = Timestamp(state.now().0.saturating_sub(seconds * 1000));
+    let page = state
+        .store()
+        .read_events(
+            &sid,
+            EventQuery {
+                after: None,
+                since: Some(cutoff),
+                limit,
+                newest: true,
+            },
+        )
+        .await?;
+    let body = events_body(&sid, &page.events, &[("cutoffTime", json!(cutoff))]);
+    Ok(raw_json(StatusCode::OK, body))
+}

@@ -1,0 +1,392 @@
+//! Sessions: create, list, get (with chains), update, delete; chains; awaiting.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Chain, LastPrompt, Session, SessionId, SessionStatus, Timestamp};
+use crate::storage::{Cursor, SessionFilter, SessionUpdate};
+
+pub const DEFAULT_LIST_LIMIT: usize = 200;
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions", post(create).get(list))
+        .route(
+            "/api/sessions/{id}",
+            get(get_one).put(update).delete(delete),
+        )
+        .route("/api/sessions/{id}/chains", get(chains))
+        .route("/api/sessions/{id}/awaiting", post(awaiting))
+        .route("/api/chains/{chain_id}", get(chain))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateSession {
+    cwd: String,
+    hostname: Option<String>,
+    platform: Option<String>,
+    user_id: Option<String>,
+    id: Option<String>,
+}
+
+/// Lexically normalises a path (`.` and `..`, separators, case for Windows paths) so the
+/// denied-path check cannot be walked around with `/home/../etc`.
+fn normalize(path: &str) -> Option<String> {
+    let windows = path.len() >= 2 && path.as_bytes()[1] == b':';
+    let unified = path.replace('\\', "/");
+    let (root, rest) = if windows {
+        (unified[..2].to_ascii_lowercase(), &unified[2..])
+    } else {
+        (String::new(), unified.as_str())
+    };
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in rest.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = format!("{root}/{}", parts.join("/"));
+    Some(if windows {
+        joined.to_ascii_lowercase()
+    } else {
+        joined
+    })
+}
+
+const DENIED_PATHS: &[&str] = &[
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/root",
+    "/boot",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/var/run",
+    "/run",
+    "c:/windows",
+    "c:/program files",
+    "c:/program files (x86)",
+    "c:/programdata",
+];
+
+/// `cwd` must be an absolute path (POSIX or Windows) outside the system directories.
+/// It is not checked against this server's filesystem: the agent may run elsewhere.
+fn check_cwd(cwd: &str) -> ApiResult<()> {
+    if cwd.is_empty() || cwd.len() > 500 {
+        return Err(ApiError::field("cwd", "must be 1 to 500 characters"));
+    }
+    let Some(norm) = normalize(cwd) else {
+        return Err(ApiError::field("cwd", "must be an absolute path"));
+    };
+    let denied = norm == "/"
+        || DENIED_PATHS
+            .iter()
+            .any(|d| norm == *d || norm.starts_with(&format!("{d}/")));
+    if denied {
+        return Err(ApiError::Forbidden(format!(
+            "Access to system directory {cwd} is denied"
+        )));
+    }
+    Ok(())
+}
+
+fn optional_text(field: &str, value: Option<String>, max: usize) -> ApiResult<Option<String>> {
+    match value {
+        Some(v) if v.len() > max => Err(ApiError::field(
+            field,
+            format!("must be at most {max} characters"),
+        )),
+        v => Ok(v),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> ApiResult<Response> {
+    check_cwd(&body.cwd)?;
+    let now = state.now();
+    let id = match body.id {
+        Some(id) => SessionId::parse(&id).map_err(|e| ApiError::field("id", e.to_string()))?,
+        None => SessionId::parse(&state.shared().ids.id("session", now.0))
+            .map_err(|e| ApiError::Internal(format!("generated id: {e}")))?,
+    };
+    let mut session = Session::new(id, SessionStatus::Pending, now, now);
+    session.cwd = body.cwd;
+    session.hostname = optional_text("hostname", body.hostname, 255)?;
+    session.platform = optional_text("platform", body.platform, 64)?;
+    session.user = match body.user_id {
+        Some(u) if crate::model::is_valid_id(&u) => Some(u),
+        Some(_) => {
+            return Err(ApiError::field(
+                "userId",
+                "must be 1 to 200 characters of A-Z, a-z, 0-9, '_', '.', ':' or '-'",
+            ));
+        }
+        None => None,
+    };
+    let session = state.store().create_session(session).await?;
+    Ok(json(StatusCode::CREATED, &session))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    user: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionList {
+    count: usize,
+    sessions: Vec<Session>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+pub fn parse_status(field: &str, s: &str) -> ApiResult<SessionStatus> {
+    SessionStatus::parse(s).ok_or_else(|| {
+        ApiError::field(
+            field,
+            "must be one of pending, in_progress, completed, failed, skipped",
+        )
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::field(
+            "query.limit",
+            format!("must be between 1 and {MAX_LIST_LIMIT}"),
+        ));
+    }
+    let filter = SessionFilter {
+        status: q
+            .status
+            .as_deref()
+            .map(|s| parse_status("query.status", s))
+            .transpose()?,
+        user: q.user,
+        limit,
+        cursor: q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                Cursor::decode(c).ok_or_else(|| {
+                    ApiError::field("query.cursor", "is not a cursor this server issued")
+                })
+            })
+            .transpose()?,
+    };
+    let page = state.store().list_sessions(filter).await?;
+    Ok(json(
+        StatusCode::OK,
+        &SessionList {
+            count: page.sessions.len(),
+            sessions: page.sessions,
+            next_cursor: page.next_cursor.map(|c| c.encode()),
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct SessionWithChains<'a> {
+    #[serde(flatten)]
+    session: &'a Session,
+    chains: &'a [Chain],
+}
+
+async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = session_id(&id)?;
+    let store = state.store();
+    let session = store
+        .get_session(&id)
+        .await?
+        .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
+    let chains = store.chains(&id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &SessionWithChains {
+            session: &session,
+            chains: &chains,
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateSession {
+    status: Option<String>,
+    summary: Option<String>,
+    end_reason: Option<String>,
+    metadata: Option<Value>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateSession>,
+) -> ApiResult<Response> {
+    let id = session_id(&id)?;
+    if body.metadata.as_ref().is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::field("metadata", "must be a JSON object"));
+    }
+    let update = SessionUpdate {
+        status: body
+            .status
+            .as_deref()
+            .map(|s| parse_status("status", s))
+            .transpose()?,
+        summary: optional_text("summary", body.summary, 10_000)?,
+        end_reason: optional_text("endReason", body.end_reason, 1_000)?,
+        metadata: body.metadata,
+    };
+    let store = state.store();
+    let session = store
+        .update_session(&id, update)
+        .await?
+        .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
+    let mut payload = Map::new();
+    payload.insert(
+        "session".into(),
+        serde_json::to_value(&session).unwrap_or(Value::Null),
+    );
+    store
+        .publish_notice(&id, "session:updated", payload)
+        .await?;
+    Ok(json(StatusCode::OK, &session))
+}
+
+async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = session_id(&id)?;
+    if state.store().delete_session(&id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::session_not_found(id.as_str()))
+    }
+}
+
+async fn chains(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = session_id(&id)?;
+    let store = state.store();
+    if store.get_session(&id).await?.is_none() {
+        return Err(ApiError::session_not_found(id.as_str()));
+    }
+    let chains = store.chains(&id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "sessionId": id, "count": chains.len(), "chains": chains }),
+    ))
+}
+
+async fn chain(State(state): State<AppState>, Path(chain_id): Path<String>) -> ApiResult<Response> {
+    match state.store().chain(&chain_id).await? {
+        Some(chain) => Ok(json(StatusCode::OK, &chain)),
+        None => {
+            let mut extra = Map::new();
+            extra.insert("chainId".into(), Value::from(chain_id));
+            Err(ApiError::NotFound {
+                message: "Chain not found".into(),
+                extra,
+            })
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Awaiting {
+    prompt_type: Option<String>,
+    prompt_text: Option<String>,
+    quick_responses: Option<Vec<Value>>,
+}
+
+async fn awaiting(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<Awaiting>,
+) -> ApiResult<Response> {
+    let id = session_id(&id)?;
+    let now: Timestamp = state.now();
+    let prompt = LastPrompt {
+        text: body.prompt_text.clone().unwrap_or_default(),
+        kind: body
+            .prompt_type
+            .clone()
+            .unwrap_or_else(|| "text".to_owned()),
+        quick_responses: body.quick_responses.clone(),
+        timestamp: now,
+    };
+    let store = state.store();
+    store.set_awaiting(&id, prompt).await?;
+    let mut payload = Map::new();
+    payload.insert("promptType".into(), json!(body.prompt_type));
+    payload.insert("promptText".into(), json!(body.prompt_text));
+    payload.insert("quickResponses".into(), json!(body.quick_responses));
+    store.publish_notice(&id, "awaiting", payload).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "status": "awaiting",
+            "sessionId": id,
+            "conversationState": "awaiting_input",
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cwd_rules() {
+        assert!(check_cwd("/home/alice/src").is_ok());
+        assert!(check_cwd("C:\\Users\\alice\\src").is_ok());
+        assert!(check_cwd("/etcetera/x").is_ok());
+        assert!(matches!(
+            check_cwd("relative/path"),
+            Err(ApiError::BadRequest { .. })
+        ));
+        assert!(matches!(check_cwd("/etc"), Err(ApiError::Forbidden(_))));
+        assert!(matches!(
+            check_cwd("/home/../etc/passwd"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            check_cwd("c:\\WINDOWS\\system32"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(check_cwd("/"), Err(ApiError::Forbidden(_))));
+        assert!(check_cwd(&format!("/{}", "a".repeat(500))).is_err());
+    }
+}

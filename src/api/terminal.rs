@@ -1,0 +1,144 @@
+//! Terminal output captured by the output-capture hook, stored as `terminal:output` events.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{ApiJson, ApiQuery, json, session_id};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::ingest::event_from_map;
+use crate::model::EventType;
+use crate::storage::EventQuery;
+
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/terminal/{session_id}/output", post(output))
+        .route("/api/terminal/{session_id}/buffer", get(buffer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Output {
+    output: String,
+    #[serde(default = "stdout")]
+    stream: String,
+    step_number: Option<u64>,
+    action: Option<String>,
+}
+
+fn stdout() -> String {
+    "stdout".to_owned()
+}
+
+async fn output(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    ApiJson(body): ApiJson<Output>,
+) -> ApiResult<Response> {
+    let sid = session_id(&sid)?;
+    if body.output.len() > MAX_OUTPUT_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_OUTPUT_BYTES,
+        });
+    }
+    if body.stream != "stdout" && body.stream != "stderr" {
+        return Err(ApiError::field("stream", "must be stdout or stderr"));
+    }
+    let size = body.output.len();
+    let mut fields = Map::new();
+    fields.insert(
+        "type".into(),
+        Value::from(EventType::TerminalOutput.as_str()),
+    );
+    fields.insert("sessionId".into(), json!(sid));
+    fields.insert("timestamp".into(), json!(state.now()));
+    fields.insert("output".into(), Value::from(body.output));
+    fields.insert("stream".into(), Value::from(body.stream));
+    if let Some(n) = body.step_number {
+        fields.insert("stepNumber".into(), Value::from(n));
+    }
+    if let Some(a) = body.action {
+        fields.insert("action".into(), Value::from(a));
+    }
+    let ev = event_from_map(fields)?;
+    let seqs = state.store().append_events(&sid, vec![ev]).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "success": true,
+            "buffered": true,
+            "bytes": size,
+            "seq": seqs.first().copied().unwrap_or_default(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BufferQuery {
+    limit: Option<usize>,
+}
+
+async fn buffer(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    ApiQuery(q): ApiQuery<BufferQuery>,
+) -> ApiResult<Response> {
+    let sid = session_id(&sid)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field("query.limit", "must be between 1 and 1000"));
+    }
+    let page = state
+        .store()
+        .read_events(
+            &sid,
+            EventQuery {
+                limit: usize::MAX,
+                ..EventQuery::default()
+            },
+        )
+        .await?;
+    let outputs: Vec<Value> = page
+        .events
+        .iter()
+        .filter(|e| e.kind == EventType::TerminalOutput)
+        .filter_map(|e| serde_json::from_slice::<Value>(&e.json).ok())
+        .collect();
+    let total_size: usize = outputs
+        .iter()
+        .filter_map(|v| v["output"].as_str())
+        .map(str::len)
+        .sum();
+    let skip = outputs.len().saturating_sub(limit);
+    let buffer: Vec<Value> = outputs[skip..]
+        .iter()
+        .map(|v| {
+            json!({
+                "output": v["output"],
+                "stream": v["stream"],
+                "stepNumber": v["stepNumber"],
+                "action": v["action"],
+                "timestamp": v["timestamp"],
+                "seq": v["seq"],
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "sessionId": sid,
+            "buffer": buffer,
+            "totalSize": total_size,
+            "returned": buffer.len(),
+            "truncated": skip > 0,
+        }),
+    ))
+}

@@ -1,0 +1,158 @@
+//! Building one afw instance from its ports, and serving it.
+//!
+//! [`build`] is the single place where an instance is assembled: production (`main.rs`),
+//! the in-process tests and the turmoil simulation all call it, and differ only in the
+//! [`Ports`] they pass and the listener they serve on.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::sync::watch;
+use tower_http::cors::CorsLayer;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::model::Timestamp;
+use crate::ports::{Clock, IdGen};
+use crate::storage::Store;
+use crate::storage::memory::MemoryStore;
+
+/// What differs between production, tests and simulation.
+#[derive(Clone)]
+pub struct Ports {
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<IdGen>,
+}
+
+/// Errors while assembling an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "REDIS_URL is set, but this build of afw has no Redis storage yet; \
+         unset REDIS_URL to run with memory storage"
+    )]
+    RedisUnsupported,
+}
+
+/// Shared by every handler and connection task of one instance.
+pub struct Shared {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<Bus>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<IdGen>,
+    pub instance_id: String,
+    pub started: tokio::time::Instant,
+    pub ws_clients: AtomicUsize,
+    pub next_client_id: AtomicU64,
+    /// Flips to `true` when the instance shuts down; WS tasks close with 1001.
+    pub shutdown: watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.0.clock.now_ms())
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// One assembled instance: its router and its shared state.
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+}
+
+/// Builds an instance from its configuration and ports. Must run inside a tokio runtime
+/// (the memory store spawns its purge task).
+pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
+    if config.redis_url.is_some() {
+        return Err(BuildError::RedisUnsupported);
+    }
+    let bus = Arc::new(Bus::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
+        Arc::clone(&ports.clock),
+        config.store_limits(),
+        Arc::clone(&bus),
+    ));
+    let instance_id = config
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| format!("afw-{}", ports.ids.suffix()));
+    let (shutdown, _) = watch::channel(false);
+    let shared = Shared {
+        store,
+        bus,
+        clock: ports.clock,
+        ids: ports.ids,
+        instance_id,
+        started: tokio::time::Instant::now(),
+        ws_clients: AtomicUsize::new(0),
+        next_client_id: AtomicU64::new(1),
+        shutdown,
+        config,
+    };
+    let state = AppState(Arc::new(shared));
+    let router = Router::new()
+        .merge(crate::api::router())
+        .merge(crate::ws::router())
+        .fallback(crate::api::not_found)
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
+        // The dashboard runs on its own origin; the predecessor allowed any.
+        .layer(CorsLayer::permissive())
+        .with_state(state.clone());
+    Ok(App { state, router })
+}
+
+impl App {
+    pub fn backend(&self) -> &'static str {
+        self.state.store().backend()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets requests finish, closes
+    /// WebSocket clients with 1001 and waits (up to 5 s) for them to go.
+    pub async fn serve<L>(
+        self,
+        listener: L,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()>
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
+        let state = self.state.clone();
+        let signal = async move {
+            shutdown.await;
+            state.shared().shutdown.send_replace(true);
+        };
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(signal)
+            .await?;
+        self.state.shared().shutdown.send_replace(true);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.state.shared().ws_clients.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Errors of the HTTP layer and their one mapping to responses.
+//!
+//! Every error leaves as JSON `{"error": "<sentence>", ...details}` with the status of spec §0.
+//! Storage errors ([`crate::storage::StoreError`]) are converted here, once; no handler builds
+//! an error response by hand.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::storage::StoreError;
+
+/// One failed check of a request, `{path, message}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed JSON, a failed validation or a bad query parameter.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        details: Vec<FieldError>,
+        extra: Map<String, Value>,
+    },
+    /// 403: the request is understood and refused (e.g. a denied system path).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: unknown route or resource; `extra` names what was looked for.
+    #[error("{message}")]
+    NotFound {
+        message: String,
+        extra: Map<String, Value>,
+    },
+    /// 405.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// 409: e.g. a session id that is already taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413.
+    #[error("Request body is too large (limit {limit} bytes)")]
+    PayloadTooLarge { limit: usize },
+    /// 415.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// 429, with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
+    /// 503, with `Retry-After`: storage is unreachable; nothing was stored.
+    #[error("Storage is unavailable; retry shortly")]
+    Unavailable { retry_after: u64 },
+    /// 500: a bug or an unexpected storage failure. The cause is logged, never sent.
+    #[error("Internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            details: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>, details: Vec<FieldError>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            details,
+            extra: Map::new(),
+        }
+    }
+
+    pub fn field(path: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::invalid(
+            format!("Validation failed: {path} {message}"),
+            vec![FieldError::new(path, message)],
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound {
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn session_not_found(session_id: &str) -> Self {
+        let mut extra = Map::new();
+        extra.insert("sessionId".into(), Value::from(session_id));
+        Self::NotFound {
+            message: "Session not found".into(),
+            extra,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body: `{"error": ..., ...details}`.
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::from(self.to_string()));
+        match self {
+            Self::BadRequest { details, extra, .. } => {
+                if !details.is_empty() {
+                    body.insert("details".into(), json!(details));
+                }
+                body.extend(extra.clone());
+            }
+            Self::NotFound { extra, .. } => body.extend(extra.clone()),
+            Self::PayloadTooLarge { limit } => {
+                body.insert("limit".into(), Value::from(*limit));
+            }
+            _ => {}
+        }
+        Value::Object(body)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable { retry_after: 1 },
+            StoreError::SessionExists(id) => Self::Conflict(format!("Session {id} already exists")),
+            StoreError::SessionNotFound(id) => Self::session_not_found(id.as_str()),
+            StoreError::InputQueueFull { limit } => Self::TooManyRequests {
+                message: format!("Input queue is full ({limit} items waiting); retry later"),
+                retry_after: 1,
+            },
+            StoreError::Corrupt(msg) => Self::Internal(msg),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            Self::Unavailable { .. } => tracing::warn!("storage unavailable"),
+            _ => tracing::debug!(%status, error = %self, "request rejected"),
+        }
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } | Self::Unavailable { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        };
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,243 @@
+//! Turning client JSON into validated [`NewEvent`]s.
+//!
+//! Events are kept verbatim: only `type`, `sessionId` and `timestamp` are required and
+//! checked, `user` and `eventId` must be strings when present, and every other field passes
+//! through untouched. A client-sent `seq` is dropped, because `seq` is the server's.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, FieldError};
+use crate::model::{EventType, NewEvent, SessionId, Timestamp};
+
+/// The most events one batch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// Parses one event from its raw JSON text. `path` prefixes error paths (`events[3].type`).
+pub fn parse_event(raw: &str, path: &str) -> Result<NewEvent, ApiError> {
+    let value: Value = serde_json::from_str(raw)
+        .map_err(|e| ApiError::field(path_or_body(path), format!("is not valid JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::field(path_or_body(path), "must be a JSON object"));
+    };
+    let trimmed = raw.trim();
+    let raw_prefix = (!fields.contains_key("seq") && trimmed.ends_with('}'))
+        .then(|| Bytes::copy_from_slice(&trimmed.as_bytes()[..trimmed.len() - 1]));
+    validate(fields, raw_prefix, path)
+}
+
+/// Validates an event already parsed into a map (e.g. one the server builds itself).
+pub fn event_from_map(fields: Map<String, Value>) -> Result<NewEvent, ApiError> {
+    validate(fields, None, "")
+}
+
+fn validate(
+    mut fields: Map<String, Value>,
+    raw_prefix: Option<Bytes>,
+    path: &str,
+) -> Result<NewEvent, ApiError> {
+    let at = |field: &str| {
+        if path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    let mut details = Vec::new();
+
+    let kind = match fields.get("type") {
+        Some(Value::String(t)) => match EventType::parse(t) {
+            Some(kind) => Some(kind),
+            None => {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                let mut extra = Map::new();
+                extra.insert("knownTypes".into(), Value::from(known.clone()));
+                return Err(ApiError::BadRequest {
+                    message: format!(
+                        "Unknown event type '{t}'. Known types: {}",
+                        known.join(", ")
+                    ),
+                    details: vec![FieldError::new(at("type"), "is not a known event type")],
+                    extra,
+                });
+            }
+        },
+        Some(_) => {
+            details.push(FieldError::new(at("type"), "must be a string"));
+            None
+        }
+        None => {
+            details.push(FieldError::new(at("type"), "is required"));
+            None
+        }
+    };
+
+    let session_id = match fields.get("sessionId") {
+        Some(Value::String(s)) => match SessionId::parse(s) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                details.push(FieldError::new(at("sessionId"), e.to_string()));
+                None
+            }
+        },
+        Some(_) => {
+            details.push(FieldError::new(at("sessionId"), "must be a string"));
+            None
+        }
+        None => {
+            details.push(FieldError::new(at("sessionId"), "is required"));
+            None
+        }
+    };
+
+    let timestamp = match fields.get("timestamp") {
+        Some(Value::String(s)) => match Timestamp::parse_rfc3339(s) {
+            Some(ts) => Some(ts),
+            None => {
+                details.push(FieldError::new(
+                    at("timestamp"),
+                    "must be an RFC 3339 date-time such as 2026-02-21T03:20:37.123Z",
+                ));
+                None
+            }
+        },
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(ms) => Some(Timestamp(ms)),
+            None => {
+                details.push(FieldError::new(
+                    at("timestamp"),
+                    "must be milliseconds since the epoch when numeric",
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            details.push(FieldError::new(
+                at("timestamp"),
+                "must be an RFC 3339 string or epoch milliseconds",
+            ));
+            None
+        }
+        None => {
+            details.push(FieldError::new(at("timestamp"), "is required"));
+            None
+        }
+    };
+
+    for optional in ["user", "eventId"] {
+        if let Some(v) = fields.get(optional)
+            && !(v.is_string() || v.is_null())
+        {
+            details.push(FieldError::new(at(optional), "must be a string"));
+        }
+    }
+
+    match (kind, session_id, timestamp) {
+        (Some(kind), Some(session_id), Some(timestamp)) if details.is_empty() => {
+            // A client `seq` would be ambiguous next to ours; raw_prefix is None in that case.
+            fields.remove("seq");
+            Ok(NewEvent {
+                kind,
+                session_id,
+                timestamp,
+                fields,
+                raw_prefix,
+            })
+        }
+        _ => Err(ApiError::invalid(
+            format!("Invalid event: {}", summarize(&details)),
+            details,
+        )),
+    }
+}
+
+fn path_or_body(path: &str) -> &str {
+    if path.is_empty() { "body" } else { path }
+}
+
+fn summarize(details: &[FieldError]) -> String {
+    details
+        .iter()
+        .map(|d| format!("{} {}", d.path, d.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = r#"{"type":"step:spawned","sessionId":"s1","timestamp":"2026-11-20T14:00:06.222Z","stepNumber":1,"model":null}"#;
+
+    #[test]
+    fn verbatim_event_gets_seq_appended_without_reserialising() {
+        let ev = parse_event(EVENT, "").unwrap();
+        assert_eq!(ev.kind, EventType::StepSpawned);
+        let json = ev.json_with_seq(7);
+        let expected = format!("{},\"seq\":7}}", &EVENT[..EVENT.len() - 1]);
+        assert_eq!(std::str::from_utf8(&json).unwrap(), expected);
+        let v: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["model"], Value::Null);
+    }
+
+    #[test]
+    fn client_seq_is_replaced_by_the_servers() {
+        let raw = r#"{"type":"file:created","sessionId":"s1","timestamp":5,"seq":99}"#;
+        let ev = parse_event(raw, "").unwrap();
+        let v: Value = serde_json::from_slice(&ev.json_with_seq(3)).unwrap();
+        assert_eq!(v["seq"], 3);
+        assert_eq!(v["timestamp"], 5);
+    }
+
+    #[test]
+    fn missing_fields_are_all_reported() {
+        let err = parse_event(r#"{"type":"file:created"}"#, "events[2]").unwrap_err();
+        let body = err.body();
+        let paths: Vec<&str> = body["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["events[2].sessionId", "events[2].timestamp"]);
+    }
+
+    #[test]
+    fn unknown_type_lists_the_known_ones() {
+        let err = parse_event(
+            r#"{"type":"session:paused","sessionId":"s","timestamp":1}"#,
+            "",
+        )
+        .unwrap_err();
+        let body = err.body();
+        assert_eq!(body["knownTypes"].as_array().unwrap().len(), 19);
+        assert!(body["error"].as_str().unwrap().contains("session:started"));
+    }
+
+    #[test]
+    fn non_objects_and_bad_ids_are_rejected() {
+        assert!(parse_event("[1,2]", "").is_err());
+        assert!(
+            parse_event(
+                r#"{"type":"file:created","sessionId":"a b","timestamp":1}"#,
+                ""
+            )
+            .is_err()
+        );
+        assert!(
+            parse_event(
+                r#"{"type":"file:created","sessionId":"a","timestamp":-1}"#,
+                ""
+            )
+            .is_err()
+        );
+        assert!(
+            parse_event(
+                r#"{"type":"file:created","sessionId":"a","timestamp":1,"user":3}"#,
+                ""
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! afw — the ActionFlows backend.
+//!
+//! Claude Code hooks post session, chain, step and file events; dashboards follow sessions
+//! live over a WebSocket and send commands and input back, which the hooks poll for.
+//!
+//! The service is assembled by [`app::build`] from injected [`ports`] (clock, ids) and a
+//! [`storage::Store`], so the same routes run in production, in tests and in simulation.
+
+pub mod api;
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod derive;
+pub mod error;
+pub mod ingest;
+pub mod model;
+pub mod ports;
+pub mod storage;
+pub mod ws;

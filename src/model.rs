@@ -1,0 +1,534 @@
+//! The data model: the wire types of spec §1 and the few newtypes the core passes around.
+//!
+//! Field names here are wire names (camelCase through serde). This module only describes and
+//! validates data; it does not store, derive or broadcast anything.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Milliseconds since the Unix epoch, on the wire as RFC 3339 UTC with milliseconds and `Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn to_rfc3339(self) -> String {
+        let nanos = i128::from(self.0) * 1_000_000;
+        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(t) => format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            ),
+            // Only reachable for instants past year 9999.
+            Err(_) => "9999-12-31T23:59:59.999Z".to_owned(),
+        }
+    }
+
+    /// Parses any RFC 3339 date-time (any offset, any fraction). Instants before 1970 are
+    /// rejected: nothing this service records happened then.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+        let ms = t.unix_timestamp_nanos() / 1_000_000;
+        u64::try_from(ms).ok().map(Timestamp)
+    }
+
+    /// The UTC calendar date, `YYYY-MM-DD`.
+    pub fn date(self) -> String {
+        self.to_rfc3339()[..10].to_owned()
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
+    }
+}
+
+/// A session id: 1..=200 characters of `[A-Za-z0-9_.:-]`, client-chosen or generated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SessionId(Arc<str>);
+
+/// Why a string is not a valid id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be 1 to 200 characters of A-Z, a-z, 0-9, '_', '.', ':' or '-'")]
+pub struct InvalidId;
+
+impl SessionId {
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        if is_valid_id(s) {
+            Ok(Self(Arc::from(s)))
+        } else {
+            Err(InvalidId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SessionId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The id rule shared by sessions, chains, commands and users.
+pub fn is_valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+    Skipped,
+}
+
+impl SessionStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_owned())).ok()
+    }
+}
+
+/// Also used for chains and steps, which share the session's status vocabulary.
+pub type Status = SessionStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    Idle,
+    AwaitingInput,
+    ReceivingInput,
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastPrompt {
+    pub text: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quick_responses: Option<Vec<Value>>,
+    pub timestamp: Timestamp,
+}
+
+/// A session as stored and as listed (`GET /api/sessions/:id` adds its chains).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: SessionId,
+    /// Empty until a `session:started` event or the creating request names it.
+    pub cwd: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub status: SessionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_state: Option<ConversationState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_prompt: Option<LastPrompt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_chain: Option<String>,
+    pub started_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// Milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_steps_executed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_chains_completed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_errors: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    pub last_activity_at: Timestamp,
+    pub event_count: u64,
+}
+
+impl Session {
+    /// A fresh session with nothing but its id, status and times.
+    pub fn new(
+        id: SessionId,
+        status: SessionStatus,
+        started_at: Timestamp,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            cwd: String::new(),
+            hostname: None,
+            platform: None,
+            user: None,
+            status,
+            conversation_state: None,
+            last_prompt: None,
+            current_chain: None,
+            started_at,
+            ended_at: None,
+            duration: None,
+            end_reason: None,
+            summary: None,
+            total_steps_executed: None,
+            total_chains_completed: None,
+            critical_errors: None,
+            metadata: None,
+            last_activity_at: now,
+            event_count: 0,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status,
+            SessionStatus::Completed | SessionStatus::Failed
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainStep {
+    pub step_number: u32,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub inputs: Value,
+    pub waits_for: Vec<Value>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learning: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chain {
+    pub id: String,
+    pub session_id: SessionId,
+    pub title: String,
+    pub steps: Vec<ChainStep>,
+    /// `flow | composed | meta-task`.
+    pub source: String,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub status: Status,
+    pub compiled_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub successful_steps: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_steps: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<u32>,
+}
+
+macro_rules! event_types {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// The 19 event types hooks send. Anything else is rejected with the list.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum EventType { $($variant),* }
+
+        impl EventType {
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(EventType::$variant => $name),* }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(EventType::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+event_types! {
+    SessionStarted => "session:started",
+    SessionEnded => "session:ended",
+    ChainCompiled => "chain:compiled",
+    ChainStarted => "chain:started",
+    ChainCompleted => "chain:completed",
+    StepSpawned => "step:spawned",
+    StepStarted => "step:started",
+    StepCompleted => "step:completed",
+    StepFailed => "step:failed",
+    InteractionAwaitingInput => "interaction:awaiting-input",
+    InteractionInputReceived => "interaction:input-received",
+    FileCreated => "file:created",
+    FileModified => "file:modified",
+    FileDeleted => "file:deleted",
+    RegistryLineUpdated => "registry:line-updated",
+    ExecutionLogCreated => "execution:log-created",
+    TerminalOutput => "terminal:output",
+    ErrorOccurred => "error:occurred",
+    WarningOccurred => "warning:occurred",
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event that passed validation and waits for its `seq`.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: EventType,
+    pub session_id: SessionId,
+    pub timestamp: Timestamp,
+    /// Every field the client sent, verbatim (minus any `seq` of its own).
+    pub fields: Map<String, Value>,
+    /// The client's JSON object without its closing brace, when it can be reused verbatim:
+    /// the stored form is then `prefix + ,"seq":N}` with no re-serialisation.
+    pub(crate) raw_prefix: Option<Bytes>,
+}
+
+impl NewEvent {
+    /// The stored JSON of this event once it has its `seq`.
+    pub fn json_with_seq(&self, seq: u64) -> Bytes {
+        match &self.raw_prefix {
+            Some(prefix) => {
+                let mut out = Vec::with_capacity(prefix.len() + 24);
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(b",\"seq\":");
+                out.extend_from_slice(seq.to_string().as_bytes());
+                out.push(b'}');
+                Bytes::from(out)
+            }
+            None => {
+                let mut fields = self.fields.clone();
+                fields.insert("seq".to_owned(), Value::from(seq));
+                // Serialising a Map of Values cannot fail.
+                Bytes::from(serde_json::to_vec(&fields).unwrap_or_default())
+            }
+        }
+    }
+
+    pub fn str_field(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).and_then(Value::as_str)
+    }
+
+    pub fn u64_field(&self, key: &str) -> Option<u64> {
+        self.fields.get(key).and_then(Value::as_u64)
+    }
+}
+
+/// A stored event: its place in the session's sequence and its JSON, serialised once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub kind: EventType,
+    pub timestamp: Timestamp,
+    /// The event object as stored and served, `seq` included.
+    pub json: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandType {
+    Pause,
+    Resume,
+    Cancel,
+    Abort,
+    Retry,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandStatus {
+    Pending,
+    Delivered,
+    Acked,
+    Failed,
+    Expired,
+}
+
+/// A command as stored; [`Command::wire`] gives the shape every reader expects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub id: String,
+    pub session_id: SessionId,
+    pub kind: CommandType,
+    pub payload: Map<String, Value>,
+    pub status: CommandStatus,
+    pub issued_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    pub acked_at: Option<Timestamp>,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    /// Lease mode: when a delivered, unacknowledged command becomes pending again.
+    pub lease_until: Option<Timestamp>,
+}
+
+/// The wire form of a command. The duplicated fields exist because the three real readers
+/// each read a different subset (spec §1).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandWire<'a> {
+    pub id: &'a str,
+    pub command_id: &'a str,
+    pub session_id: &'a SessionId,
+    #[serde(rename = "type")]
+    pub kind: CommandType,
+    pub payload: &'a Map<String, Value>,
+    pub status: CommandStatus,
+    pub issued_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a Value>,
+    pub command: CommandBody<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommandBody<'a> {
+    #[serde(rename = "type")]
+    pub kind: CommandType,
+    pub payload: &'a Map<String, Value>,
+}
+
+impl Command {
+    pub fn wire(&self) -> CommandWire<'_> {
+        CommandWire {
+            id: &self.id,
+            command_id: &self.id,
+            session_id: &self.session_id,
+            kind: self.kind,
+            payload: &self.payload,
+            status: self.status,
+            issued_at: self.issued_at,
+            delivered_at: self.delivered_at,
+            acked_at: self.acked_at,
+            result: self.result.as_ref(),
+            error: self.error.as_ref(),
+            command: CommandBody {
+                kind: self.kind,
+                payload: &self.payload,
+            },
+        }
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.wire().serialize(s)
+    }
+}
+
+/// One queued piece of input for a waiting agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputItem {
+    pub id: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Value>,
+    pub timestamp: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_with_millisecond_precision() {
+        let ts = Timestamp::parse_rfc3339("2026-02-21T03:20:37.123Z").unwrap();
+        assert_eq!(ts.to_rfc3339(), "2026-02-21T03:20:37.123Z");
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        let offset = Timestamp::parse_rfc3339("2026-02-21T05:20:37.1+02:00").unwrap();
+        assert_eq!(offset.to_rfc3339(), "2026-02-21T03:20:37.100Z");
+        assert_eq!(offset.date(), "2026-02-21");
+        assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+        assert!(Timestamp::parse_rfc3339("1969-12-31T23:59:59Z").is_none());
+    }
+
+    #[test]
+    fn ids_follow_the_spec_alphabet_and_length() {
+        assert!(SessionId::parse("7f3c2a1e-5b9d-4e8f-a6c2-1d0e9b8a7c65").is_ok());
+        assert!(SessionId::parse("a.b:c_d-1").is_ok());
+        assert!(SessionId::parse("").is_err());
+        assert!(SessionId::parse("../etc").is_err());
+        assert!(SessionId::parse("has space").is_err());
+        assert!(SessionId::parse(&"x".repeat(200)).is_ok());
+        assert!(SessionId::parse(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn every_event_type_parses_back() {
+        assert_eq!(EventType::ALL.len(), 19);
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(*t));
+        }
+        assert_eq!(EventType::parse("session:paused"), None);
+    }
+}

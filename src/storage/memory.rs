@@ -1,0 +1,781 @@
+//! `MemoryStore`: the default backend, with Redis's semantics in one process.
+//!
+//! Layout: a map of session slots, each behind its own mutex, so writes to different
+//! sessions never contend; two small indexes (chain id → session, command id → session)
+//! locked only when a chain or command is created or removed. Everything of a session —
+//! its events, chains and queues — lives in its slot, which makes every operation atomic
+//! by holding one lock, and lets event publication happen inside that lock, in `seq` order.
+//!
+//! TTLs run on the injected clock. Reads treat an expired slot as absent at once (like
+//! Redis); one purge task frees memory, sleeping until the earliest deadline of a
+//! deadline-ordered set rather than scanning everything. Set entries may be stale (earlier
+//! than the slot's real deadline after activity refreshed it); the purge re-checks and
+//! re-files them, so activity never touches the global set.
+//!
+//! Lock order: sessions map → slot → indexes → expiry set. Never the reverse.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+
+use super::{
+    EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
+    StoreFuture, StoreHealth, StoreLimits,
+};
+use crate::bus::Bus;
+use crate::derive;
+use crate::model::{
+    Chain, Command, CommandStatus, ConversationState, InputItem, LastPrompt, NewEvent, Session,
+    SessionId, SessionStatus, StoredEvent, Timestamp,
+};
+use crate::ports::Clock;
+
+type SlotRef = Arc<Mutex<Slot>>;
+
+#[derive(Debug)]
+struct Slot {
+    session: Session,
+    chains: Vec<Chain>,
+    events: VecDeque<StoredEvent>,
+    next_seq: u64,
+    /// When the session, its events and chains expire (ms on the injected clock).
+    expires_at: u64,
+    /// When the command and input queues expire.
+    queues_expire_at: u64,
+    /// Every command of the session in issue order; pending ones form the queue.
+    commands: Vec<Command>,
+    input: VecDeque<InputItem>,
+    /// Set when the slot is removed from the map; a writer that raced with the removal
+    /// looks the session up again instead of writing into a detached slot.
+    dead: bool,
+}
+
+impl Slot {
+    fn new(session: Session, now: u64, limits: &StoreLimits) -> Self {
+        Self {
+            session,
+            chains: Vec::new(),
+            events: VecDeque::new(),
+            next_seq: 1,
+            expires_at: now + limits.session_ttl_ms,
+            queues_expire_at: now + limits.queue_ttl_ms,
+            commands: Vec::new(),
+            input: VecDeque::new(),
+            dead: false,
+        }
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.expires_at <= now
+    }
+
+    /// Activity refreshes every TTL together, so a session never half-expires.
+    fn touch(&mut self, now: u64, limits: &StoreLimits) {
+        self.expires_at = now + limits.session_ttl_ms;
+        self.queues_expire_at = now + limits.queue_ttl_ms;
+    }
+
+    /// Drops the queues if their TTL passed (lazily, on access).
+    fn expire_queues(&mut self, now: u64) -> Vec<String> {
+        if self.queues_expire_at > now {
+            return Vec::new();
+        }
+        self.input.clear();
+        let gone = self.commands.iter().map(|c| c.id.clone()).collect();
+        self.commands.clear();
+        gone
+    }
+
+    fn has_queued(&self) -> bool {
+        !self.input.is_empty() || !self.commands.is_empty()
+    }
+
+    /// The earliest instant at which the purge task has something to do for this slot.
+    fn deadline(&self) -> u64 {
+        if self.has_queued() {
+            self.queues_expire_at.min(self.expires_at)
+        } else {
+            self.expires_at
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    clock: Arc<dyn Clock>,
+    limits: StoreLimits,
+    bus: Arc<Bus>,
+    sessions: RwLock<BTreeMap<SessionId, SlotRef>>,
+    chain_index: RwLock<BTreeMap<String, SessionId>>,
+    command_index: RwLock<BTreeMap<String, SessionId>>,
+    expiry: Mutex<BTreeSet<(u64, SessionId)>>,
+    expiry_changed: Arc<Notify>,
+}
+
+/// The in-memory backend. Cheap to clone; clones share the data.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning means a panic elsewhere; the data is still consistent per operation
+    // because every mutation completes before any call that could panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(r))
+}
+
+impl MemoryStore {
+    /// Creates the store and spawns its purge task on the current tokio runtime.
+    pub fn new(clock: Arc<dyn Clock>, limits: StoreLimits, bus: Arc<Bus>) -> Self {
+        let inner = Arc::new(Inner {
+            clock,
+            limits,
+            bus,
+            sessions: RwLock::new(BTreeMap::new()),
+            chain_index: RwLock::new(BTreeMap::new()),
+            command_index: RwLock::new(BTreeMap::new()),
+            expiry: Mutex::new(BTreeSet::new()),
+            expiry_changed: Arc::new(Notify::new()),
+        });
+        tokio::spawn(purge_loop(
+            Arc::downgrade(&inner),
+            Arc::clone(&inner.expiry_changed),
+        ));
+        Self { inner }
+    }
+
+    /// Number of live slots (sessions), for tests and metrics.
+    pub fn session_count(&self) -> usize {
+        self.inner.read_map().len()
+    }
+}
+
+impl Inner {
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SessionId, SlotRef>> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SessionId, SlotRef>> {
+        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn schedule(&self, deadline: u64, id: &SessionId) {
+        let mut set = lock(&self.expiry);
+        let earliest = set.first().map(|(d, _)| *d);
+        set.insert((deadline, id.clone()));
+        if earliest.is_none_or(|e| deadline < e) {
+            self.expiry_changed.notify_one();
+        }
+    }
+
+    /// Runs `f` on the live slot of `id`, or returns `None` if there is none.
+    fn with_slot<T>(&self, id: &SessionId, f: impl FnOnce(&mut Slot, u64) -> T) -> Option<T> {
+        loop {
+            let slot = self.read_map().get(id).cloned()?;
+            let mut guard = lock(&slot);
+            if guard.dead {
+                continue;
+            }
+            let now = self.now();
+            if guard.expired(now) {
+                return None;
+            }
+            for gone in guard.expire_queues(now) {
+                self.unindex_command(&gone);
+            }
+            return Some(f(&mut guard, now));
+        }
+    }
+
+    /// Runs `f` on the session's slot, creating it with `create` if it does not exist
+    /// (or only exists expired).
+    fn with_slot_or_create<T>(
+        &self,
+        id: &SessionId,
+        mut create: impl FnMut(u64) -> Session,
+        f: impl FnOnce(&mut Slot, u64) -> T,
+    ) -> T {
+        let mut f = Some(f);
+        loop {
+            let existing = self.read_map().get(id).cloned();
+            let slot = match existing {
+                Some(slot) => slot,
+                None => {
+                    let mut map = self.write_map();
+                    match map.get(id) {
+                        Some(slot) => Arc::clone(slot),
+                        None => {
+                            let now = self.now();
+                            let slot =
+                                Arc::new(Mutex::new(Slot::new(create(now), now, &self.limits)));
+                            map.insert(id.clone(), Arc::clone(&slot));
+                            drop(map);
+                            self.schedule(now + self.limits.session_ttl_ms, id);
+                            slot
+                        }
+                    }
+                }
+            };
+            let mut guard = lock(&slot);
+            if guard.dead {
+                continue;
+            }
+            let now = self.now();
+            if guard.expired(now) {
+                drop(guard);
+                self.remove_if(id, |s, now| s.expired(now));
+                continue;
+            }
+            for gone in guard.expire_queues(now) {
+                self.unindex_command(&gone);
+            }
+            if let Some(f) = f.take() {
+                return f(&mut guard, now);
+            }
+        }
+    }
+
+    /// Removes the slot of `id` if `pred` holds for it; returns whether it did.
+    fn remove_if(&self, id: &SessionId, pred: impl FnOnce(&Slot, u64) -> bool) -> bool {
+        let mut map = self.write_map();
+        let Some(slot) = map.get(id).cloned() else {
+            return false;
+        };
+        let mut guard = lock(&slot);
+        if !pred(&guard, self.now()) {
+            return false;
+        }
+        guard.dead = true;
+        map.remove(id);
+        drop(map);
+        {
+            let mut chains = self.chain_index.write().unwrap_or_else(|e| e.into_inner());
+            for chain in &guard.chains {
+                chains.remove(&chain.id);
+            }
+        }
+        for cmd in &guard.commands {
+            self.unindex_command(&cmd.id);
+        }
+        true
+    }
+
+    fn unindex_command(&self, id: &str) {
+        let mut idx = self
+            .command_index
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        idx.remove(id);
+    }
+
+    fn command_session(&self, command_id: &str) -> Option<SessionId> {
+        let idx = self.command_index.read().unwrap_or_else(|e| e.into_inner());
+        idx.get(command_id).cloned()
+    }
+
+    /// One purge pass: handles every entry whose deadline has passed.
+    fn purge_due(&self, now: u64) {
+        loop {
+            let due = {
+                let mut set = lock(&self.expiry);
+                match set.first() {
+                    Some((d, _)) if *d <= now => set.pop_first(),
+                    _ => None,
+                }
+            };
+            let Some((_, id)) = due else { return };
+            if self.remove_if(&id, |s, now| s.expired(now)) {
+                tracing::debug!(session = %id, "session expired");
+                continue;
+            }
+            let Some(slot) = self.read_map().get(&id).cloned() else {
+                continue;
+            };
+            let next = {
+                let mut guard = lock(&slot);
+                if guard.dead {
+                    continue;
+                }
+                let gone = guard.expire_queues(now);
+                for cmd in gone {
+                    self.unindex_command(&cmd);
+                }
+                guard.deadline()
+            };
+            lock(&self.expiry).insert((next, id));
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.expiry_changed.notify_one();
+    }
+}
+
+async fn purge_loop(inner: Weak<Inner>, changed: Arc<Notify>) {
+    loop {
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let wait = {
+            let Some(inner) = inner.upgrade() else { return };
+            let now = inner.now();
+            inner.purge_due(now);
+            lock(&inner.expiry)
+                .first()
+                .map(|(d, _)| Duration::from_millis(d.saturating_sub(now).max(1)))
+        };
+        match wait {
+            Some(wait) => {
+                tokio::select! {
+                    biased;
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+fn page_of(slot: &Slot, q: EventQuery) -> EventPage {
+    let last_seq = slot.next_seq - 1;
+    let first_seq = slot.events.front().map(|e| e.seq);
+    // Events are in seq order, so `after` is a binary search, not a scan.
+    let start = match q.after {
+        Some(after) => slot.events.partition_point(|e| e.seq <= after),
+        None => 0,
+    };
+    let matching = slot
+        .events
+        .range(start..)
+        .filter(|e| q.since.is_none_or(|since| e.timestamp >= since));
+    let events: Vec<StoredEvent> = if q.newest {
+        let mut newest: Vec<StoredEvent> = matching.rev().take(q.limit).cloned().collect();
+        newest.reverse();
+        newest
+    } else {
+        matching.take(q.limit).cloned().collect()
+    };
+    EventPage {
+        events,
+        last_seq,
+        first_seq,
+    }
+}
+
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        ready(Ok(StoreHealth {
+            connected: true,
+            latency_ms: None,
+        }))
+    }
+
+    fn create_session(&self, session: Session) -> StoreFuture<'_, Session> {
+        let inner = &self.inner;
+        let id = session.id.clone();
+        let mut created = false;
+        let result = inner.with_slot_or_create(
+            &id,
+            |now| {
+                created = true;
+                let mut s = session.clone();
+                s.last_activity_at = Timestamp(now);
+                s
+            },
+            |slot, _| slot.session.clone(),
+        );
+        if created {
+            ready(Ok(result))
+        } else {
+            ready(Err(StoreError::SessionExists(id)))
+        }
+    }
+
+    fn get_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Session>> {
+        ready(Ok(self.inner.with_slot(id, |slot, _| slot.session.clone())))
+    }
+
+    fn update_session<'a>(
+        &'a self,
+        id: &'a SessionId,
+        update: SessionUpdate,
+    ) -> StoreFuture<'a, Option<Session>> {
+        let limits = self.inner.limits;
+        let updated = self.inner.with_slot(id, |slot, now| {
+            let s = &mut slot.session;
+            if let Some(status) = update.status {
+                s.status = status;
+                if matches!(status, SessionStatus::Completed | SessionStatus::Failed) {
+                    let ended = s.ended_at.unwrap_or(Timestamp(now));
+                    s.ended_at = Some(ended);
+                    s.duration = Some(ended.0.saturating_sub(s.started_at.0));
+                }
+            }
+            if update.summary.is_some() {
+                s.summary = update.summary;
+            }
+            if update.end_reason.is_some() {
+                s.end_reason = update.end_reason;
+            }
+            if update.metadata.is_some() {
+                s.metadata = update.metadata;
+            }
+            s.last_activity_at = Timestamp(now);
+            slot.touch(now, &limits);
+            slot.session.clone()
+        });
+        ready(Ok(updated))
+    }
+
+    fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+        ready(Ok(self.inner.remove_if(id, |s, now| !s.expired(now))))
+    }
+
+    fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage> {
+        let now = self.inner.now();
+        let slots: Vec<SlotRef> = self.inner.read_map().values().cloned().collect();
+        let mut keyed: Vec<((std::cmp::Reverse<u64>, SessionId), SlotRef)> = slots
+            .into_iter()
+            .filter_map(|slot| {
+                let g = lock(&slot);
+                let s = &g.session;
+                let keep = !g.dead
+                    && !g.expired(now)
+                    && filter.status.is_none_or(|st| s.status == st)
+                    && filter
+                        .user
+                        .as_deref()
+                        .is_none_or(|u| s.user.as_deref() == Some(u));
+                let key = (std::cmp::Reverse(s.last_activity_at.0), s.id.clone());
+                drop(g);
+                keep.then_some((key, slot))
+            })
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = match &filter.cursor {
+            Some(c) => {
+                let key = c.key();
+                keyed.partition_point(|(k, _)| *k <= key)
+            }
+            None => 0,
+        };
+        let rest = &keyed[start..];
+        let take = rest.len().min(filter.limit);
+        let sessions: Vec<Session> = rest[..take]
+            .iter()
+            .map(|(_, slot)| lock(slot).session.clone())
+            .collect();
+        let next_cursor = (rest.len() > take)
+            .then(|| sessions.last())
+            .flatten()
+            .map(|s| super::Cursor {
+                last_activity: s.last_activity_at,
+                id: s.id.clone(),
+            });
+        ready(Ok(SessionPage {
+            sessions,
+            next_cursor,
+        }))
+    }
+
+    fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>> {
+        ready(Ok(self
+            .inner
+            .with_slot(session, |slot, _| slot.chains.clone())
+            .unwrap_or_default()))
+    }
+
+    fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>> {
+        let session = {
+            let idx = self
+                .inner
+                .chain_index
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            idx.get(chain_id).cloned()
+        };
+        let chain = session.and_then(|sid| {
+            self.inner
+                .with_slot(&sid, |slot, _| {
+                    slot.chains.iter().find(|c| c.id == chain_id).cloned()
+                })
+                .flatten()
+        });
+        ready(Ok(chain))
+    }
+
+    fn append_events<'a>(
+        &'a self,
+        session: &'a SessionId,
+        events: Vec<NewEvent>,
+    ) -> StoreFuture<'a, Vec<u64>> {
+        let Some(first) = events.first() else {
+            return ready(Ok(Vec::new()));
+        };
+        let inner = &self.inner;
+        let seqs = inner.with_slot_or_create(
+            session,
+            |now| derive::session_for_unknown(first, Timestamp(now)),
+            |slot, now| {
+                let mut seqs = Vec::with_capacity(events.len());
+                for ev in &events {
+                    let seq = slot.next_seq;
+                    slot.next_seq += 1;
+                    let effects = derive::apply_event(
+                        &mut slot.session,
+                        &mut slot.chains,
+                        ev,
+                        Timestamp(now),
+                    );
+                    if let Some(chain_id) = effects.chain_compiled {
+                        let mut idx = inner.chain_index.write().unwrap_or_else(|e| e.into_inner());
+                        idx.insert(chain_id, session.clone());
+                    }
+                    let stored = StoredEvent {
+                        seq,
+                        kind: ev.kind,
+                        timestamp: ev.timestamp,
+                        json: ev.json_with_seq(seq),
+                    };
+                    // Inside the slot lock: subscribers see events in seq order.
+                    inner.bus.publish_event(session, &stored);
+                    slot.events.push_back(stored);
+                    while slot.events.len() > inner.limits.max_events_per_session {
+                        slot.events.pop_front();
+                    }
+                    seqs.push(seq);
+                }
+                slot.touch(now, &inner.limits);
+                seqs
+            },
+        );
+        ready(Ok(seqs))
+    }
+
+    fn read_events<'a>(
+        &'a self,
+        session: &'a SessionId,
+        query: EventQuery,
+    ) -> StoreFuture<'a, EventPage> {
+        ready(Ok(self
+            .inner
+            .with_slot(session, |slot, _| page_of(slot, query))
+            .unwrap_or_default()))
+    }
+
+    fn set_awaiting<'a>(
+        &'a self,
+        session: &'a SessionId,
+        prompt: LastPrompt,
+    ) -> StoreFuture<'a, Session> {
+        let limits = self.inner.limits;
+        let result = self.inner.with_slot(session, |slot, now| {
+            slot.session.conversation_state = Some(ConversationState::AwaitingInput);
+            slot.session.last_prompt = Some(prompt);
+            slot.session.last_activity_at = Timestamp(now);
+            slot.touch(now, &limits);
+            slot.session.clone()
+        });
+        ready(result.ok_or_else(|| StoreError::SessionNotFound(session.clone())))
+    }
+
+    fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize> {
+        let inner = &self.inner;
+        let limits = inner.limits;
+        let result = inner.with_slot(session, |slot, now| {
+            if slot.input.len() >= limits.max_input_queue {
+                return Err(StoreError::InputQueueFull {
+                    limit: limits.max_input_queue,
+                });
+            }
+            slot.input.push_back(item);
+            slot.touch(now, &limits);
+            Ok((slot.input.len(), slot.deadline()))
+        });
+        let result = match result {
+            None => Err(StoreError::SessionNotFound(session.clone())),
+            Some(Err(e)) => Err(e),
+            Some(Ok((len, deadline))) => {
+                inner.schedule(deadline, session);
+                inner.bus.input_queued(session);
+                Ok(len)
+            }
+        };
+        ready(result)
+    }
+
+    fn pop_input<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Option<InputItem>> {
+        let limits = self.inner.limits;
+        let popped = self
+            .inner
+            .with_slot(session, |slot, now| {
+                let item = slot.input.pop_front()?;
+                slot.session.conversation_state = Some(ConversationState::Idle);
+                slot.session.last_activity_at = Timestamp(now);
+                slot.touch(now, &limits);
+                Some(item)
+            })
+            .flatten();
+        ready(Ok(popped))
+    }
+
+    fn push_command(&self, command: Command) -> StoreFuture<'_, Command> {
+        let inner = &self.inner;
+        let limits = inner.limits;
+        let session = command.session_id.clone();
+        let id = command.id.clone();
+        let result = inner.with_slot(&session, |slot, now| {
+            slot.commands.push(command.clone());
+            // Keep every pending or leased command; drop the oldest finished records.
+            let finished = slot
+                .commands
+                .iter()
+                .filter(|c| matches!(c.status, CommandStatus::Acked | CommandStatus::Failed))
+                .count();
+            if finished > limits.max_command_records {
+                let mut excess = finished - limits.max_command_records;
+                let mut dropped = Vec::new();
+                slot.commands.retain(|c| {
+                    let drop_it = excess > 0
+                        && matches!(c.status, CommandStatus::Acked | CommandStatus::Failed);
+                    if drop_it {
+                        excess -= 1;
+                        dropped.push(c.id.clone());
+                    }
+                    !drop_it
+                });
+                for gone in dropped {
+                    inner.unindex_command(&gone);
+                }
+            }
+            slot.touch(now, &limits);
+            let mut idx = inner
+                .command_index
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            idx.insert(id.clone(), session.clone());
+            drop(idx);
+            slot.deadline()
+        });
+        let result = match result {
+            None => Err(StoreError::SessionNotFound(session.clone())),
+            Some(deadline) => {
+                inner.schedule(deadline, &session);
+                Ok(command)
+            }
+        };
+        ready(result)
+    }
+
+    fn claim_commands<'a>(
+        &'a self,
+        session: &'a SessionId,
+        lease_ms: Option<u64>,
+    ) -> StoreFuture<'a, Vec<Command>> {
+        let limits = self.inner.limits;
+        let claimed = self
+            .inner
+            .with_slot(session, |slot, now| {
+                let mut claimed = Vec::new();
+                for cmd in &mut slot.commands {
+                    let lease_over = cmd.status == CommandStatus::Delivered
+                        && cmd.lease_until.is_some_and(|until| until.0 <= now);
+                    if cmd.status != CommandStatus::Pending && !lease_over {
+                        continue;
+                    }
+                    let mut shown = cmd.clone();
+                    shown.status = CommandStatus::Pending;
+                    shown.lease_until = None;
+                    claimed.push(shown);
+                    cmd.status = CommandStatus::Delivered;
+                    cmd.delivered_at = Some(Timestamp(now));
+                    cmd.lease_until = lease_ms.map(|l| Timestamp(now + l));
+                }
+                if !claimed.is_empty() {
+                    slot.touch(now, &limits);
+                }
+                claimed
+            })
+            .unwrap_or_default();
+        ready(Ok(claimed))
+    }
+
+    fn ack_command<'a>(
+        &'a self,
+        command_id: &'a str,
+        result: Option<Value>,
+        error: Option<Value>,
+    ) -> StoreFuture<'a, Option<Command>> {
+        let limits = self.inner.limits;
+        let Some(session) = self.inner.command_session(command_id) else {
+            return ready(Ok(None));
+        };
+        let acked = self
+            .inner
+            .with_slot(&session, |slot, now| {
+                let cmd = slot.commands.iter_mut().find(|c| c.id == command_id)?;
+                cmd.status = if error.as_ref().is_some_and(|e| !e.is_null()) {
+                    CommandStatus::Failed
+                } else {
+                    CommandStatus::Acked
+                };
+                cmd.acked_at = Some(Timestamp(now));
+                cmd.lease_until = None;
+                cmd.result = result;
+                cmd.error = error;
+                let cmd = cmd.clone();
+                slot.touch(now, &limits);
+                Some(cmd)
+            })
+            .flatten();
+        ready(Ok(acked))
+    }
+
+    fn get_command<'a>(&'a self, command_id: &'a str) -> StoreFuture<'a, Option<Command>> {
+        let Some(session) = self.inner.command_session(command_id) else {
+            return ready(Ok(None));
+        };
+        let cmd = self
+            .inner
+            .with_slot(&session, |slot, _| {
+                slot.commands.iter().find(|c| c.id == command_id).cloned()
+            })
+            .flatten();
+        ready(Ok(cmd))
+    }
+
+    fn publish_notice<'a>(
+        &'a self,
+        session: &'a SessionId,
+        kind: &'a str,
+        payload: Map<String, Value>,
+    ) -> StoreFuture<'a, ()> {
+        let now = Timestamp(self.inner.now());
+        self.inner.bus.publish_notice(session, kind, &payload, now);
+        ready(Ok(()))
+    }
+}

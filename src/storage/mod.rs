@@ -1,0 +1,225 @@
+//! The storage port: everything the service keeps, behind one trait.
+//!
+//! Each method is one atomic operation with the semantics of spec §2 and §4, so that a
+//! backend shared by several instances (Redis) can implement it without read-modify-write
+//! races. A backend also owns the change feed: it hands every stored event, in `seq` order,
+//! to the local [`crate::bus::Bus`] (and, for Redis, to the other instances), and wakes input
+//! long polls. Handlers never publish events themselves.
+//!
+//! Backends: [`memory::MemoryStore`] (default).
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::{Map, Value};
+
+use crate::model::{
+    Chain, Command, InputItem, LastPrompt, NewEvent, Session, SessionId, SessionStatus,
+    StoredEvent, Timestamp,
+};
+
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Errors of the storage layer. The HTTP mapping lives in [`crate::error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached; nothing was written.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("session {0} already exists")]
+    SessionExists(SessionId),
+    #[error("session {0} not found")]
+    SessionNotFound(SessionId),
+    #[error("input queue is full ({limit} items)")]
+    InputQueueFull { limit: usize },
+    /// Stored data that cannot be decoded: a bug or outside interference.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// TTLs and caps, shared by every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Sessions, events and chains (default 24 h).
+    pub session_ttl_ms: u64,
+    /// Command and input queues (default 5 min).
+    pub queue_ttl_ms: u64,
+    /// Oldest events are trimmed past this (default 10 000).
+    pub max_events_per_session: usize,
+    /// Input beyond this is refused with 429 (default 100).
+    pub max_input_queue: usize,
+    /// Finished command records kept per session (pending ones are never dropped).
+    pub max_command_records: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            session_ttl_ms: 24 * 3600 * 1000,
+            queue_ttl_ms: 5 * 60 * 1000,
+            max_events_per_session: 10_000,
+            max_input_queue: 100,
+            max_command_records: 1_000,
+        }
+    }
+}
+
+/// Position in the session listing: newest activity first, then id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_activity: Timestamp,
+    pub id: SessionId,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.last_activity.0, self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once(':')?;
+        Some(Self {
+            last_activity: Timestamp(ms.parse().ok()?),
+            id: SessionId::parse(id).ok()?,
+        })
+    }
+
+    /// Sort key: larger activity first, then id ascending.
+    pub fn key(&self) -> (std::cmp::Reverse<u64>, SessionId) {
+        (std::cmp::Reverse(self.last_activity.0), self.id.clone())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub status: Option<SessionStatus>,
+    pub user: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionPage {
+    pub sessions: Vec<Session>,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// `PUT /api/sessions/:id`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionUpdate {
+    pub status: Option<SessionStatus>,
+    pub summary: Option<String>,
+    pub end_reason: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventQuery {
+    /// Only events with a larger `seq` (the exact resume cursor).
+    pub after: Option<u64>,
+    /// Only events whose timestamp is at or after this.
+    pub since: Option<Timestamp>,
+    pub limit: usize,
+    /// Take the newest `limit` matches instead of the oldest (still returned in order).
+    pub newest: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// The session's highest `seq` so far (0 when it has none or does not exist).
+    pub last_seq: u64,
+    /// The oldest `seq` still stored, if any.
+    pub first_seq: Option<u64>,
+}
+
+impl EventPage {
+    /// Whether every event after `after` is still stored (a resume is gap-free).
+    pub fn covers(&self, after: u64) -> bool {
+        after == self.last_seq
+            || (after < self.last_seq && self.first_seq.is_some_and(|first| first <= after + 1))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreHealth {
+    pub connected: bool,
+    pub latency_ms: Option<f64>,
+}
+
+/// Everything the service stores. Every method is atomic; see the module docs.
+pub trait Store: Send + Sync + 'static {
+    /// `"memory"` or `"redis"`.
+    fn backend(&self) -> &'static str;
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth>;
+
+    /// Stores a new session; `SessionExists` if the id is taken.
+    fn create_session(&self, session: Session) -> StoreFuture<'_, Session>;
+    fn get_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Session>>;
+    fn update_session<'a>(
+        &'a self,
+        id: &'a SessionId,
+        update: SessionUpdate,
+    ) -> StoreFuture<'a, Option<Session>>;
+    /// Removes the session with its events, chains and queues. `false` if it did not exist.
+    fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool>;
+    fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage>;
+
+    fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>>;
+    fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>>;
+
+    /// Appends events of one session atomically: assigns `seq`s, derives the session and
+    /// chains (creating the session if needed), trims, refreshes TTLs and publishes.
+    /// Returns the assigned `seq`s in order.
+    fn append_events<'a>(
+        &'a self,
+        session: &'a SessionId,
+        events: Vec<NewEvent>,
+    ) -> StoreFuture<'a, Vec<u64>>;
+    fn read_events<'a>(
+        &'a self,
+        session: &'a SessionId,
+        query: EventQuery,
+    ) -> StoreFuture<'a, EventPage>;
+
+    /// Marks the session as awaiting input; `SessionNotFound` if it does not exist.
+    fn set_awaiting<'a>(
+        &'a self,
+        session: &'a SessionId,
+        prompt: LastPrompt,
+    ) -> StoreFuture<'a, Session>;
+    /// Queues input; returns the queue length. `InputQueueFull` at the cap.
+    fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize>;
+    /// Pops the oldest input item and sets the session `idle`, atomically.
+    fn pop_input<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Option<InputItem>>;
+
+    /// Queues a pending command; `SessionNotFound` if the session does not exist.
+    fn push_command(&self, command: Command) -> StoreFuture<'_, Command>;
+    /// Claims every pending command (each is handed to exactly one claim). With a lease,
+    /// a claimed command not acknowledged within it becomes pending again. The returned
+    /// commands show the status they had when claimed.
+    fn claim_commands<'a>(
+        &'a self,
+        session: &'a SessionId,
+        lease_ms: Option<u64>,
+    ) -> StoreFuture<'a, Vec<Command>>;
+    fn ack_command<'a>(
+        &'a self,
+        command_id: &'a str,
+        result: Option<Value>,
+        error: Option<Value>,
+    ) -> StoreFuture<'a, Option<Command>>;
+    fn get_command<'a>(&'a self, command_id: &'a str) -> StoreFuture<'a, Option<Command>>;
+
+    /// Sends a notification (`session:updated`, `command:queued`, ...) to the session's
+    /// subscribers on every instance.
+    fn publish_notice<'a>(
+        &'a self,
+        session: &'a SessionId,
+        kind: &'a str,
+        payload: Map<String, Value>,
+    ) -> StoreFuture<'a, ()>;
+}

@@ -1,0 +1,464 @@
+//! The WebSocket endpoint `/ws` (spec §3): subscriptions, resume, input, heartbeat, limits.
+//!
+//! One task per client owns its socket. It receives stored events and notices from the
+//! [`Bus`](crate::bus::Bus) through a bounded inbox and keeps, per subscribed session, the
+//! last `seq` it sent: an event at or below it is a duplicate and is dropped, an event past
+//! the next one reveals a gap that is filled from storage first. That one rule makes resume
+//! (`after`), re-subscription and any publisher that delivers twice or skips (the Redis bridge)
+//! exactly-once and in order. The task is generic over the socket so tests and the
+//! simulation can drive it over any transport.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::bus::{Inbox, Outbound, event_frame};
+use crate::error::ApiError;
+use crate::model::SessionId;
+use crate::storage::{EventPage, EventQuery};
+
+/// Close codes used by the server.
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let max = state.config().ws_max_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        // Buffers grow on demand; small initial ones keep 10 000 idle clients cheap.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| run(socket, state))
+}
+
+/// Decrements the client count however the task ends.
+struct ClientSlot<'a>(&'a AppState);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.0.shared().ws_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ClientMessage {
+    Subscribe {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+        after: Option<u64>,
+    },
+    Unsubscribe {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+    },
+    Input {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+        payload: Value,
+    },
+    Ping,
+}
+
+/// Why a connection ends.
+#[derive(Debug)]
+enum End {
+    /// The peer went away or a write failed or timed out: nothing more can be sent.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// Runs one client connection to its end.
+pub async fn run<S>(socket: S, state: AppState)
+where
+    S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Send,
+{
+    let shared = state.shared();
+    let cfg = state.config();
+    let count = shared.ws_clients.fetch_add(1, Ordering::Relaxed);
+    let _slot = ClientSlot(&state);
+    let (sink, mut stream) = socket.split();
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let (inbox, mut rx) = Inbox::new(id, cfg.ws_send_queue);
+    let mut conn = Conn {
+        state: &state,
+        sink: Box::pin(sink),
+        inbox: &inbox,
+        subscriptions: BTreeMap::new(),
+        send_timeout: Duration::from_secs(cfg.ws_send_timeout_secs),
+        bucket: TokenBucket::new(cfg.ws_rate_limit),
+    };
+
+    let end = if count >= cfg.ws_max_clients {
+        End::Close(close::POLICY, "Too many clients")
+    } else {
+        let hello = json!({
+            "type": "subscription_confirmed",
+            "payload": { "clientId": format!("client-{id}"), "message": "Connected to afw" },
+        });
+        match conn.send_json(&hello).await {
+            Err(end) => end,
+            Ok(()) => {
+                let period = Duration::from_secs(cfg.ws_heartbeat_secs);
+                let mut heartbeat =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut shutdown = shared.shutdown.subscribe();
+                loop {
+                    if *shutdown.borrow_and_update() {
+                        break End::Close(close::GOING_AWAY, "Server is shutting down");
+                    }
+                    let step = tokio::select! {
+                        biased;
+                        _ = shutdown.changed() => Ok(()),
+                        _ = inbox.kick.notified() => {
+                            Err(End::Close(close::TRY_AGAIN_LATER, "Send queue full: client too slow"))
+                        }
+                        out = rx.recv() => match out {
+                            Some(out) => conn.deliver(out).await,
+                            None => Err(End::Gone),
+                        },
+                        msg = stream.next() => match msg {
+                            Some(Ok(msg)) => conn.handle(msg).await,
+                            Some(Err(e)) => Err(read_error(&e)),
+                            None => Err(End::Gone),
+                        },
+                        _ = heartbeat.tick() => conn.heartbeat().await,
+                    };
+                    if let Err(end) = step {
+                        break end;
+                    }
+                }
+            }
+        }
+    };
+
+    for sid in conn.subscriptions.keys() {
+        shared.bus.unsubscribe(sid, id);
+    }
+    if let End::Close(code, reason) = end {
+        if code == close::TOO_BIG {
+            let _ = conn
+                .send_json(&json!({ "type": "error", "payload": reason }))
+                .await;
+        }
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = conn.send(Message::Close(Some(frame))).await;
+    }
+}
+
+fn read_error(e: &axum::Error) -> End {
+    // tungstenite reports an oversized message as a capacity error.
+    let text = e.to_string();
+    if text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Capacity")
+    {
+        End::Close(close::TOO_BIG, "Message too big (limit 1 MiB)")
+    } else {
+        End::Gone
+    }
+}
+
+/// 50 messages a second by default, with a burst of one second's worth.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            tokens: rate,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Conn<'a> {
+    state: &'a AppState,
+    sink: std::pin::Pin<Box<dyn Sink<Message, Error = axum::Error> + Send + 'a>>,
+    inbox: &'a std::sync::Arc<Inbox>,
+    /// Subscribed sessions and the last `seq` sent for each.
+    subscriptions: BTreeMap<SessionId, u64>,
+    send_timeout: Duration,
+    bucket: TokenBucket,
+}
+
+impl Conn<'_> {
+    async fn send(&mut self, msg: Message) -> Result<(), End> {
+        match tokio::time::timeout(self.send_timeout, self.sink.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(End::Gone),
+        }
+    }
+
+    async fn send_json(&mut self, value: &Value) -> Result<(), End> {
+        self.send(Message::Text(Utf8Bytes::from(value.to_string())))
+            .await
+    }
+
+    async fn send_error(
+        &mut self,
+        message: &str,
+        session_id: Option<&str>,
+        details: Option<Value>,
+    ) -> Result<(), End> {
+        let mut frame = json!({ "type": "error", "payload": message });
+        if let Some(sid) = session_id {
+            frame["sessionId"] = Value::from(sid);
+        }
+        if let Some(details) = details {
+            frame["details"] = details;
+        }
+        self.send_json(&frame).await
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), End> {
+        self.send(Message::Ping(bytes::Bytes::new())).await?;
+        self.send_json(&json!({ "type": "pong" })).await
+    }
+
+    async fn deliver(&mut self, out: Outbound) -> Result<(), End> {
+        match out {
+            Outbound::Notice { session_id, frame } => {
+                if self.subscriptions.contains_key(&session_id) {
+                    self.send(Message::Text(frame)).await?;
+                }
+                Ok(())
+            }
+            Outbound::Event {
+                session_id,
+                seq,
+                frame,
+            } => {
+                let Some(&last) = self.subscriptions.get(&session_id) else {
+                    return Ok(());
+                };
+                if seq <= last {
+                    return Ok(());
+                }
+                if seq > last + 1 {
+                    self.fill_gap(&session_id, last, seq - 1).await?;
+                }
+                self.send(Message::Text(frame)).await?;
+                self.subscriptions.insert(session_id, seq);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the stored events in `(after, up_to]`, or `recovered: false` when storage no
+    /// longer holds them all.
+    async fn fill_gap(&mut self, sid: &SessionId, after: u64, up_to: u64) -> Result<(), End> {
+        let query = EventQuery {
+            after: Some(after),
+            limit: (up_to - after) as usize,
+            ..EventQuery::default()
+        };
+        let page = match self.state.store().read_events(sid, query).await {
+            Ok(page) => page,
+            Err(e) => {
+                return self
+                    .send_error(&ApiError::from(e).to_string(), Some(sid.as_str()), None)
+                    .await;
+            }
+        };
+        if !page.covers(after) {
+            self.subscriptions.insert(sid.clone(), up_to);
+            return self.confirm(sid, page.last_seq, Some(false)).await;
+        }
+        for ev in page.events.iter().filter(|e| e.seq <= up_to) {
+            self.send(Message::Text(event_frame(sid, ev))).await?;
+            self.subscriptions.insert(sid.clone(), ev.seq);
+        }
+        Ok(())
+    }
+
+    async fn confirm(
+        &mut self,
+        sid: &SessionId,
+        last_seq: u64,
+        recovered: Option<bool>,
+    ) -> Result<(), End> {
+        let mut payload =
+            json!({ "message": format!("Subscribed to session {sid}"), "lastSeq": last_seq });
+        if let Some(r) = recovered {
+            payload["recovered"] = Value::from(r);
+        }
+        self.send_json(
+            &json!({ "type": "subscription_confirmed", "sessionId": sid, "payload": payload }),
+        )
+        .await
+    }
+
+    async fn handle(&mut self, msg: Message) -> Result<(), End> {
+        let text = match msg {
+            Message::Text(text) => text,
+            Message::Close(_) => return Err(End::Gone),
+            // tungstenite answers pings itself; pongs need nothing.
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Binary(_) => {
+                return self
+                    .send_error(
+                        "Binary messages are not supported; send JSON text",
+                        None,
+                        None,
+                    )
+                    .await;
+            }
+        };
+        if !self.bucket.take() {
+            let limit = self.state.config().ws_rate_limit;
+            return self
+                .send_error(
+                    &format!(
+                        "Rate limit exceeded: at most {limit} messages per second; message dropped"
+                    ),
+                    None,
+                    None,
+                )
+                .await;
+        }
+        let msg: ClientMessage = match serde_json::from_str(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                return self
+                    .send_error(&format!("Invalid message: {e}"), None, None)
+                    .await;
+            }
+        };
+        match msg {
+            ClientMessage::Ping => self.send_json(&json!({ "type": "pong" })).await,
+            ClientMessage::Subscribe { session_id, after } => match SessionId::parse(&session_id) {
+                Ok(sid) => self.subscribe(sid, after).await,
+                Err(e) => {
+                    self.send_error(&format!("Invalid sessionId: {e}"), Some(&session_id), None)
+                        .await
+                }
+            },
+            ClientMessage::Unsubscribe { session_id } => {
+                if let Ok(sid) = SessionId::parse(&session_id)
+                    && self.subscriptions.remove(&sid).is_some()
+                {
+                    self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
+                }
+                Ok(())
+            }
+            ClientMessage::Input {
+                session_id,
+                payload,
+            } => {
+                let sid = match SessionId::parse(&session_id) {
+                    Ok(sid) => sid,
+                    Err(e) => {
+                        return self
+                            .send_error(&format!("Invalid sessionId: {e}"), Some(&session_id), None)
+                            .await;
+                    }
+                };
+                if payload.is_null() {
+                    return self
+                        .send_error("Input payload is required", Some(&session_id), None)
+                        .await;
+                }
+                match crate::api::queue_input(self.state, &sid, payload, None).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let body = e.body();
+                        self.send_error(
+                            &e.to_string(),
+                            Some(&session_id),
+                            body.get("details").cloned(),
+                        )
+                        .await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, sid: SessionId, after: Option<u64>) -> Result<(), End> {
+        // Subscribe first: events stored from now on are queued for us; anything both
+        // queued and read below is dropped as a duplicate by its seq.
+        self.state.shared().bus.subscribe(&sid, self.inbox);
+        let limit = match after {
+            Some(_) => self.state.config().max_events_per_session,
+            None => 0,
+        };
+        let query = EventQuery {
+            after,
+            limit,
+            ..EventQuery::default()
+        };
+        let page: EventPage = match self.state.store().read_events(&sid, query).await {
+            Ok(page) => page,
+            Err(e) => {
+                if !self.subscriptions.contains_key(&sid) {
+                    self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
+                }
+                return self
+                    .send_error(&ApiError::from(e).to_string(), Some(sid.as_str()), None)
+                    .await;
+            }
+        };
+        match after {
+            None => {
+                let last = *self
+                    .subscriptions
+                    .entry(sid.clone())
+                    .or_insert(page.last_seq);
+                self.confirm(&sid, last, None).await
+            }
+            Some(after) => {
+                let recovered = page.covers(after);
+                self.subscriptions.insert(sid.clone(), page.last_seq);
+                self.confirm(&sid, page.last_seq, Some(recovered)).await?;
+                if recovered {
+                    for ev in &page.events {
+                        self.send(Message::Text(event_frame(&sid, ev))).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
