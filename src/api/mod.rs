@@ -157,10 +157,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
         serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
+            let inner = e.into_inner().to_string();
+            // serde's number errors name the parser's complaint, not the rule.
+            let message = if inner.contains("invalid digit") || inner.contains("too large") {
+                "must be a non-negative whole number".to_owned()
+            } else {
+                inner
+            };
             ApiError::invalid(
-                format!("Invalid query parameter {path}: {inner}"),
-                vec![FieldError::new(format!("query.{path}"), inner.to_string())],
+                format!("Invalid query parameter {path}: {message}"),
+                vec![FieldError::new(format!("query.{path}"), message)],
             )
         })
     }

@@ -1,0 +1,216 @@
+//! Test harness: one afw instance per test, on a fixed epoch and seed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use afw::app::{self, App, AppState, Ports};
+use afw::config::Config;
+use afw::ports::{IdGen, TokioClock};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tower::ServiceExt;
+
+/// 2026-11-20T14:00:00.000Z, the day of the fixture session.
+pub const EPOCH_MS: u64 = 1_795_183_200_000;
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("TEST_LOG").unwrap_or_default())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub struct TestApp {
+    pub router: axum::Router,
+    pub state: AppState,
+    pub addr: Option<SocketAddr>,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// An in-process instance (no socket) with the default configuration.
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    pub fn with_config(config: Config) -> Self {
+        init_logs();
+        let ports = Ports {
+            clock: Arc::new(TokioClock::starting_at(EPOCH_MS)),
+            ids: Arc::new(IdGen::from_seed(7)),
+        };
+        let App { state, router } = app::build(config, ports).expect("build app");
+        Self {
+            router,
+            state,
+            addr: None,
+        }
+    }
+
+    /// The same, also served on a real loopback socket (for WebSocket and long-poll tests).
+    pub async fn serve(config: Config) -> Self {
+        let mut test = Self::with_config(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        test.addr = Some(listener.local_addr().unwrap());
+        let app = App {
+            state: test.state.clone(),
+            router: test.router.clone(),
+        };
+        tokio::spawn(app.serve(listener, std::future::pending()));
+        test
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let body = body.map(|b| b.to_string());
+        self.raw(method, path, Some("application/json"), body).await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<String>,
+    ) -> Response {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let req = req.body(Body::from(body.unwrap_or_default())).unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!("non-JSON body ({e}): {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// Posts an event and asserts it was stored; returns its seq.
+    pub async fn event(&self, event: Value) -> u64 {
+        let res = self.post("/api/events", event).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+        res.body["seq"].as_u64().unwrap()
+    }
+
+    pub async fn ws(&self) -> Ws {
+        let url = format!("ws://{}/ws", self.addr.expect("served app"));
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut ws = Ws { stream };
+        let hello = ws.next_json().await;
+        assert_eq!(hello["type"], "subscription_confirmed");
+        ws
+    }
+}
+
+pub fn event(kind: &str, session: &str, extra: Value) -> Value {
+    let mut ev = serde_json::json!({
+        "type": kind,
+        "sessionId": session,
+        "timestamp": "2026-11-20T14:00:00.000Z",
+    });
+    if let Value::Object(extra) = extra {
+        ev.as_object_mut().unwrap().extend(extra);
+    }
+    ev
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn send(&mut self, value: Value) {
+        self.stream
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next message of any kind, within 5 s.
+    pub async fn next_message(&mut self) -> Option<Message> {
+        tokio::time::timeout(Duration::from_secs(5), self.stream.next())
+            .await
+            .expect("no WebSocket message within 5 s")
+            .map(|m| m.expect("WebSocket error"))
+    }
+
+    /// The next text frame as JSON, skipping protocol pings.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            match self.next_message().await {
+                Some(Message::Text(t)) => return serde_json::from_str(t.as_str()).unwrap(),
+                Some(Message::Ping(_) | Message::Pong(_)) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing but pings arrives for a while.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, session: &str, after: Option<u64>) -> Value {
+        let mut msg = serde_json::json!({ "type": "subscribe", "sessionId": session });
+        if let Some(after) = after {
+            msg["after"] = after.into();
+        }
+        self.send(msg).await;
+        let confirm = self.next_json().await;
+        assert_eq!(confirm["type"], "subscription_confirmed", "{confirm}");
+        assert_eq!(confirm["sessionId"], session);
+        confirm
+    }
+
+    /// Reads `n` event frames and returns their seqs.
+    pub async fn event_seqs(&mut self, n: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while seqs.len() < n {
+            let frame = self.next_json().await;
+            if frame["type"] == "event" {
+                assert_eq!(frame["seq"], frame["payload"]["seq"]);
+                seqs.push(frame["seq"].as_u64().unwrap());
+            }
+        }
+        seqs
+    }
+}

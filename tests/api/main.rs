@@ -1,0 +1,13 @@
+//! Integration tests of the afw service. One binary (linked once) with a module per area.
+
+mod commands;
+mod errors;
+mod events;
+mod helpers;
+mod input;
+mod real_clients;
+mod sessions;
+mod snapshots;
+mod ttl;
+mod turmoil_seam;
+mod ws;
