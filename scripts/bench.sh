@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # afw benchmarks (memory storage, release build, loopback only; stops by itself).
 #
-#   scripts/bench.sh            # everything, ~2 minutes
+#   scripts/bench.sh            # everything, ~2.5 minutes
 #   DURATION=5s scripts/bench.sh
+#   SECTIONS="1 3" scripts/bench.sh   # only some of the sections below
 #
 # Prints throughput and latency percentiles for:
 #   1. POST /api/events with the fixture event, 64 connections, afw vs a minimal axum
-#      server that only parses the same JSON (built here: src/bin/afw-baseline.rs);
+#      server that only parses the same JSON (src/bin/afw-baseline.rs), alternating
+#      over ROUNDS rounds (default 3), median ratio;
 #   2. GET /api/events/:id with 10 000 stored events, 1 connection;
 #   3. one event to 10 000 WebSocket subscribers (src/bin/afw-bench.rs), with server RSS;
 #   4. server RSS after 200 000 posted events.
@@ -17,6 +19,9 @@ cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-64}"
+SECTIONS="${SECTIONS:-1 2 3 4}"
+ROUNDS="${ROUNDS:-3}"
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 AFW_PORT=3100
 BASE_PORT=3101
 EVENT=tests/fixtures/bench-event.json
@@ -63,23 +68,41 @@ post_load() { # name port
   printf '%-34s %s\n' "$1" "$(summarize "$OUT/$1.json")"
 }
 
+if want 1; then
 echo
-echo "==> 1. POST /api/events, fixture event, $CONNS connections, $DURATION"
+echo "==> 1. POST /api/events, fixture event, $CONNS connections, $DURATION per run, $ROUNDS alternating rounds"
 PORT=$BASE_PORT target/release/afw-baseline >/dev/null 2>&1 & BASE_PID=$!; PIDS+=("$BASE_PID")
 wait_port $BASE_PORT
 start_afw
-post_load "baseline (axum, parse only)" $BASE_PORT
-post_load "afw memory" $AFW_PORT
+# Alternating runs: both servers see the same machine conditions; the median ratio is the
+# figure (single runs vary by +-10% here because the load generator shares the cores).
+for r in $(seq 1 "$ROUNDS"); do
+  post_load "round $r baseline (parse only)" $BASE_PORT
+  cp "$OUT/round $r baseline (parse only).json" "$OUT/base-$r.json"
+  post_load "round $r afw memory" $AFW_PORT
+  cp "$OUT/round $r afw memory.json" "$OUT/afw-$r.json"
+done
 kill "$BASE_PID" 2>/dev/null || true
-python3 - "$OUT" <<'PY'
-import sys, json, os
-out = sys.argv[1]
-def rps(name): return json.load(open(os.path.join(out, name + ".json")))["summary"]["requestsPerSec"]
-b, a = rps("baseline (axum, parse only)"), rps("afw memory")
-print(f"afw / baseline throughput: {a / b * 100:.1f}% ({(1 - a / b) * 100:.1f}% below the floor)")
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import sys, json, os, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+def load(name): return json.load(open(os.path.join(out, name)))
+ratios, afw_rps, afw_p99, base_rps = [], [], [], []
+for r in range(1, rounds + 1):
+    b, a = load(f"base-{r}.json"), load(f"afw-{r}.json")
+    base_rps.append(b["summary"]["requestsPerSec"]); afw_rps.append(a["summary"]["requestsPerSec"])
+    afw_p99.append(a["latencyPercentiles"]["p99"] * 1000)
+    ratios.append(afw_rps[-1] / base_rps[-1])
+med = statistics.median(ratios)
+print(f"median: afw {statistics.median(afw_rps):.0f} req/s (p99 {statistics.median(afw_p99):.2f} ms), "
+      f"baseline {statistics.median(base_rps):.0f} req/s")
+print(f"afw / baseline throughput, median of {rounds}: {med * 100:.1f}% "
+      f"(rounds: {', '.join(f'{x * 100:.1f}%' for x in ratios)})")
 PY
 stop_afw
+fi
 
+if want 2; then
 echo
 echo "==> 2. GET /api/events/:id with 10 000 stored events, 1 connection, $DURATION"
 start_afw
@@ -89,13 +112,17 @@ for q in "" "?limit=10000"; do
   printf '%-34s %s\n' "GET events${q:- (default limit 1000)}" "$(summarize "$OUT/read.json")"
 done
 stop_afw
+fi
 
+if want 3; then
 echo
 echo "==> 3. one event to 10 000 WebSocket subscribers"
 start_afw
 target/release/afw-bench --addr 127.0.0.1:$AFW_PORT fanout --clients 10000 --events 20 --interval-ms 250 --server-pid "$AFW_PID"
 stop_afw
+fi
 
+if want 4; then
 echo
 echo "==> 4. server RSS after 200 000 posted events"
 start_afw
@@ -105,3 +132,4 @@ oha --no-tui --output-format json -n 200000 -c "$CONNS" -m POST -H 'content-type
 printf '%-34s %s\n' "200k POSTs" "$(summarize "$OUT/rss.json")"
 echo "RSS after 200 000 events: $(target/release/afw-bench rss --pid "$AFW_PID") MiB"
 stop_afw
+fi

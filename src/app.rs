@@ -12,10 +12,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::sync::watch;
-use tower_http::cors::CorsLayer;
 
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::cors::BrowserCorsLayer;
 use crate::model::Timestamp;
 use crate::ports::{Clock, IdGen};
 use crate::storage::Store;
@@ -117,7 +117,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
         // The dashboard runs on its own origin; the predecessor allowed any.
-        .layer(CorsLayer::permissive())
+        .layer(BrowserCorsLayer::permissive())
         .with_state(state.clone());
     Ok(App { state, router })
 }

@@ -13,16 +13,18 @@ use crate::model::{EventType, NewEvent, SessionId, Timestamp};
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 1000;
 
-/// Parses one event from its raw JSON text. `path` prefixes error paths (`events[3].type`).
-pub fn parse_event(raw: &str, path: &str) -> Result<NewEvent, ApiError> {
-    let value: Value = serde_json::from_str(raw)
+/// Parses one event from its raw JSON. `path` prefixes error paths (`events[3].type`).
+pub fn parse_event(raw: &[u8], path: &str) -> Result<NewEvent, ApiError> {
+    let value: Value = serde_json::from_slice(raw)
         .map_err(|e| ApiError::field(path_or_body(path), format!("is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(ApiError::field(path_or_body(path), "must be a JSON object"));
     };
-    let trimmed = raw.trim();
-    let raw_prefix = (!fields.contains_key("seq") && trimmed.ends_with('}'))
-        .then(|| Bytes::copy_from_slice(&trimmed.as_bytes()[..trimmed.len() - 1]));
+    // Outside its strings (which the parser checked) a JSON text is ASCII, so the verbatim
+    // prefix is valid UTF-8.
+    let trimmed = raw.trim_ascii();
+    let raw_prefix = (!fields.contains_key("seq") && trimmed.ends_with(b"}"))
+        .then(|| Bytes::copy_from_slice(&trimmed[..trimmed.len() - 1]));
     validate(fields, raw_prefix, path)
 }
 
@@ -171,7 +173,7 @@ mod tests {
 
     #[test]
     fn verbatim_event_gets_seq_appended_without_reserialising() {
-        let ev = parse_event(EVENT, "").unwrap();
+        let ev = parse_event(EVENT.as_bytes(), "").unwrap();
         assert_eq!(ev.kind, EventType::StepSpawned);
         let json = ev.json_with_seq(7);
         let expected = format!("{},\"seq\":7}}", &EVENT[..EVENT.len() - 1]);
@@ -184,7 +186,7 @@ mod tests {
     #[test]
     fn client_seq_is_replaced_by_the_servers() {
         let raw = r#"{"type":"file:created","sessionId":"s1","timestamp":5,"seq":99}"#;
-        let ev = parse_event(raw, "").unwrap();
+        let ev = parse_event(raw.as_bytes(), "").unwrap();
         let v: Value = serde_json::from_slice(&ev.json_with_seq(3)).unwrap();
         assert_eq!(v["seq"], 3);
         assert_eq!(v["timestamp"], 5);
@@ -192,7 +194,7 @@ mod tests {
 
     #[test]
     fn missing_fields_are_all_reported() {
-        let err = parse_event(r#"{"type":"file:created"}"#, "events[2]").unwrap_err();
+        let err = parse_event(br#"{"type":"file:created"}"#, "events[2]").unwrap_err();
         let body = err.body();
         let paths: Vec<&str> = body["details"]
             .as_array()
@@ -206,7 +208,7 @@ mod tests {
     #[test]
     fn unknown_type_lists_the_known_ones() {
         let err = parse_event(
-            r#"{"type":"session:paused","sessionId":"s","timestamp":1}"#,
+            br#"{"type":"session:paused","sessionId":"s","timestamp":1}"#,
             "",
         )
         .unwrap_err();
@@ -217,24 +219,24 @@ mod tests {
 
     #[test]
     fn non_objects_and_bad_ids_are_rejected() {
-        assert!(parse_event("[1,2]", "").is_err());
+        assert!(parse_event(b"[1,2]", "").is_err());
         assert!(
             parse_event(
-                r#"{"type":"file:created","sessionId":"a b","timestamp":1}"#,
+                br#"{"type":"file:created","sessionId":"a b","timestamp":1}"#,
                 ""
             )
             .is_err()
         );
         assert!(
             parse_event(
-                r#"{"type":"file:created","sessionId":"a","timestamp":-1}"#,
+                br#"{"type":"file:created","sessionId":"a","timestamp":-1}"#,
                 ""
             )
             .is_err()
         );
         assert!(
             parse_event(
-                r#"{"type":"file:created","sessionId":"a","timestamp":1,"user":3}"#,
+                br#"{"type":"file:created","sessionId":"a","timestamp":1,"user":3}"#,
                 ""
             )
             .is_err()

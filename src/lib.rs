@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod bus;
 pub mod config;
+pub mod cors;
 pub mod derive;
 pub mod error;
 pub mod ingest;

@@ -50,6 +50,12 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: no new connections; finishing requests");
 }
 
+/// mimalloc: fewer cycles per allocation and less fragmentation than the system allocator
+/// under many small, short-lived allocations (JSON parsing). The benchmark baseline uses it
+/// too, so the comparison stays fair.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();

@@ -38,8 +38,49 @@ impl Timestamp {
     /// Parses any RFC 3339 date-time (any offset, any fraction). Instants before 1970 are
     /// rejected: nothing this service records happened then.
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        if let Some(ts) = Self::parse_canonical(s) {
+            return Some(ts);
+        }
         let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
         let ms = t.unix_timestamp_nanos() / 1_000_000;
+        u64::try_from(ms).ok().map(Timestamp)
+    }
+
+    /// Fast path for the form every hook sends, `YYYY-MM-DDTHH:MM:SS.sssZ`; anything else
+    /// goes through the general RFC 3339 parser.
+    fn parse_canonical(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() != 24
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+            || b[19] != b'.'
+            || b[23] != b'Z'
+        {
+            return None;
+        }
+        let num = |from: usize, to: usize| -> Option<u32> {
+            b[from..to].iter().try_fold(0u32, |acc, c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        let month = time::Month::try_from(u8::try_from(num(5, 7)?).ok()?).ok()?;
+        let date = time::Date::from_calendar_date(
+            i32::try_from(num(0, 4)?).ok()?,
+            month,
+            u8::try_from(num(8, 10)?).ok()?,
+        )
+        .ok()?;
+        let time = time::Time::from_hms_milli(
+            u8::try_from(num(11, 13)?).ok()?,
+            u8::try_from(num(14, 16)?).ok()?,
+            u8::try_from(num(17, 19)?).ok()?,
+            u16::try_from(num(20, 23)?).ok()?,
+        )
+        .ok()?;
+        let ms = date.with_time(time).assume_utc().unix_timestamp_nanos() / 1_000_000;
         u64::try_from(ms).ok().map(Timestamp)
     }
 
@@ -354,10 +395,10 @@ impl NewEvent {
     pub fn json_with_seq(&self, seq: u64) -> Bytes {
         match &self.raw_prefix {
             Some(prefix) => {
-                let mut out = Vec::with_capacity(prefix.len() + 24);
+                let mut out = Vec::with_capacity(prefix.len() + 28);
                 out.extend_from_slice(prefix);
                 out.extend_from_slice(b",\"seq\":");
-                out.extend_from_slice(seq.to_string().as_bytes());
+                push_decimal(&mut out, seq);
                 out.push(b'}');
                 Bytes::from(out)
             }
@@ -377,6 +418,21 @@ impl NewEvent {
     pub fn u64_field(&self, key: &str) -> Option<u64> {
         self.fields.get(key).and_then(Value::as_u64)
     }
+}
+
+/// Appends the decimal digits of `n` (hot path: no formatting machinery).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// A stored event: its place in the session's sequence and its JSON, serialised once.
@@ -510,6 +566,37 @@ mod tests {
         assert_eq!(offset.date(), "2026-02-21");
         assert!(Timestamp::parse_rfc3339("yesterday").is_none());
         assert!(Timestamp::parse_rfc3339("1969-12-31T23:59:59Z").is_none());
+        // The canonical fast path agrees with the general parser and rejects what it must.
+        for s in [
+            "2026-11-20T14:00:04.148Z",
+            "2000-02-29T23:59:59.999Z",
+            "1970-01-01T00:00:00.000Z",
+        ] {
+            let general = OffsetDateTime::parse(s, &Rfc3339)
+                .unwrap()
+                .unix_timestamp_nanos()
+                / 1_000_000;
+            assert_eq!(
+                Timestamp::parse_canonical(s),
+                Some(Timestamp(general as u64)),
+                "{s}"
+            );
+        }
+        for s in [
+            "2026-02-30T00:00:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-01-01T24:00:00.000Z",
+            "2026-01-01T00:00:00.00xZ",
+        ] {
+            assert_eq!(Timestamp::parse_canonical(s), None, "{s}");
+            assert_eq!(Timestamp::parse_rfc3339(s), None, "{s}");
+        }
+        let mut out = Vec::new();
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            out.clear();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -33,26 +33,58 @@ pub fn router() -> Router<AppState> {
         .route("/api/events/{session_id}/recent", get(recent))
 }
 
-/// The client's `eventId`, else `<sessionId>-<seq>` (unique, and derivable from the event).
-fn event_id(client: Option<String>, sid: &SessionId, seq: u64) -> String {
-    client.unwrap_or_else(|| format!("{sid}-{seq}"))
+/// The client's `eventId`, else `<sessionId>-<seq>` (unique, and derivable from the event),
+/// serialised without building a string first.
+enum EventId<'a> {
+    Client(String),
+    Derived(&'a SessionId, u64),
+}
+
+impl Serialize for EventId<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Client(id) => s.serialize_str(id),
+            Self::Derived(sid, seq) => s.collect_str(&format_args!("{sid}-{seq}")),
+        }
+    }
+}
+
+impl<'a> EventId<'a> {
+    fn new(client: Option<String>, sid: &'a SessionId, seq: u64) -> Self {
+        client.map_or(Self::Derived(sid, seq), Self::Client)
+    }
+}
+
+/// One stored event, as answered to its writer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stored<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
+    session_id: &'a SessionId,
+    event_id: EventId<'a>,
+    seq: u64,
+}
+
+fn client_event_id(ev: &NewEvent) -> Option<String> {
+    ev.str_field("eventId").map(str::to_owned)
 }
 
 async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required (an event object)"))?;
     let ev = parse_event(&body, "")?;
     let sid = ev.session_id.clone();
-    let eid = ev.str_field("eventId").map(str::to_owned);
+    let client_id = client_event_id(&ev);
     let seqs = state.store().append_events(&sid, vec![ev]).await?;
     let seq = seqs.first().copied().unwrap_or_default();
     Ok(json(
         StatusCode::CREATED,
-        &json!({
-            "success": true,
-            "sessionId": sid,
-            "eventId": event_id(eid, &sid, seq),
-            "seq": seq,
-        }),
+        &Stored {
+            success: Some(true),
+            session_id: &sid,
+            event_id: EventId::new(client_id, &sid, seq),
+            seq,
+        },
     ))
 }
 
@@ -69,7 +101,7 @@ async fn post_batch(
 ) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required ({\"events\": [...]})"))?;
     let batch: Batch<'_> = {
-        let de = &mut serde_json::Deserializer::from_str(&body);
+        let de = &mut serde_json::Deserializer::from_slice(&body);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             ApiError::invalid(
@@ -91,7 +123,7 @@ async fn post_batch(
     let mut events = Vec::with_capacity(batch.events.len());
     let mut details = Vec::new();
     for (i, raw) in batch.events.iter().enumerate() {
-        match parse_event(raw.get(), &format!("events[{i}]")) {
+        match parse_event(raw.get().as_bytes(), &format!("events[{i}]")) {
             Ok(ev) => events.push(ev),
             Err(ApiError::BadRequest { details: d, .. }) => details.extend(d),
             Err(e) => return Err(e),
@@ -116,23 +148,26 @@ async fn post_batch(
         }
         group.push((i, ev));
     }
-    let mut results = vec![serde_json::Value::Null; order.iter().map(|s| groups[s].len()).sum()];
+    let mut stored: Vec<(SessionId, Option<String>, usize, u64)> = Vec::new();
     for sid in order {
         let group = groups.remove(&sid).unwrap_or_default();
         let (positions, evs): (Vec<usize>, Vec<NewEvent>) = group.into_iter().unzip();
-        let ids: Vec<Option<String>> = evs
-            .iter()
-            .map(|e| e.str_field("eventId").map(str::to_owned))
-            .collect();
+        let ids: Vec<Option<String>> = evs.iter().map(client_event_id).collect();
         let seqs = state.store().append_events(&sid, evs).await?;
-        for ((pos, seq), eid) in positions.into_iter().zip(seqs).zip(ids) {
-            results[pos] = json!({
-                "sessionId": sid,
-                "eventId": event_id(eid, &sid, seq),
-                "seq": seq,
-            });
+        for ((pos, seq), id) in positions.into_iter().zip(seqs).zip(ids) {
+            stored.push((sid.clone(), id, pos, seq));
         }
     }
+    stored.sort_by_key(|(_, _, pos, _)| *pos);
+    let results: Vec<Stored<'_>> = stored
+        .iter()
+        .map(|(sid, id, _, seq)| Stored {
+            success: None,
+            session_id: sid,
+            event_id: EventId::new(id.clone(), sid, *seq),
+            seq: *seq,
+        })
+        .collect();
     Ok(json(
         StatusCode::CREATED,
         &json!({ "success": true, "count": results.len(), "results": results }),

@@ -72,9 +72,10 @@ fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-/// The body of a JSON request as text, after the content-type and size checks.
-/// Empty bodies are `None` so handlers with optional bodies can accept them.
-pub struct JsonText(pub Option<String>);
+/// The body of a JSON request, after the content-type and size checks, as received
+/// (no copy). Empty bodies are `None` so handlers with optional bodies can accept them.
+/// UTF-8 is checked by the JSON parser.
+pub struct JsonText(pub Option<Bytes>);
 
 impl FromRequest<AppState> for JsonText {
     type Rejection = ApiError;
@@ -91,15 +92,13 @@ impl FromRequest<AppState> for JsonText {
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
         }
-        String::from_utf8(bytes.to_vec())
-            .map(|s| Self(Some(s)))
-            .map_err(|_| ApiError::bad_request("Request body is not valid UTF-8"))
+        Ok(Self(Some(bytes)))
     }
 }
 
-/// Deserialises JSON text with a precise path in the error.
-pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_str(text);
+/// Deserialises JSON with a precise path in the error.
+pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -126,7 +125,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         match JsonText::from_request(req, state).await?.0 {
-            Some(text) => from_json(&text).map(Self),
+            Some(body) => from_json(&body).map(Self),
             None => Err(ApiError::field("body", "is required (a JSON object)")),
         }
     }
@@ -140,7 +139,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         match JsonText::from_request(req, state).await?.0 {
-            Some(text) => from_json(&text).map(Self),
+            Some(body) => from_json(&body).map(Self),
             None => Ok(Self(T::default())),
         }
     }
@@ -185,7 +184,10 @@ pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
 pub fn raw_json(status: StatusCode, body: impl Into<Body>) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, "application/json")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         body.into(),
     )
         .into_response()

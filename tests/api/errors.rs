@@ -152,3 +152,31 @@ async fn redis_url_fails_the_build_with_a_clear_message() {
         .expect("must refuse REDIS_URL");
     assert!(err.to_string().contains("REDIS_URL"), "{err}");
 }
+
+#[tokio::test]
+async fn browsers_get_cors_headers_and_hooks_do_not_need_them() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let app = TestApp::new();
+    let req = Request::get("/health")
+        .header("origin", "http://localhost:5173")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/sessions/s/commands")
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(preflight).await.unwrap();
+    assert!(res.status().is_success());
+    assert!(res.headers().contains_key("access-control-allow-methods"));
+    let res = app.get("/health").await;
+    assert!(!res.headers.contains_key("access-control-allow-origin"));
+    assert_eq!(res.headers["cache-control"], "no-store");
+}
