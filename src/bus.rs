@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
@@ -73,10 +73,10 @@ impl Inbox {
     }
 }
 
-/// Counters for `/health` and metrics.
+/// Counters for `/health` and metrics. Written only when something is delivered, so the
+/// write path of an instance without subscribers touches no shared cache line.
 #[derive(Debug, Default)]
 pub struct BusStats {
-    pub events_published: AtomicU64,
     pub frames_delivered: AtomicU64,
     pub slow_clients_kicked: AtomicU64,
 }
@@ -86,6 +86,8 @@ const INPUT_SHARDS: usize = 64;
 #[derive(Debug)]
 pub struct Bus {
     subscribers: RwLock<BTreeMap<SessionId, Vec<Arc<Inbox>>>>,
+    /// Subscriptions across all sessions: lets publishing skip the lock when nobody listens.
+    subscriptions: AtomicUsize,
     /// Long polls wait on the shard of their session; a wake-up for another session in the
     /// same shard is harmless (the poll re-checks its queue).
     input_wakers: Vec<Notify>,
@@ -102,6 +104,7 @@ impl Bus {
     pub fn new() -> Self {
         Self {
             subscribers: RwLock::new(BTreeMap::new()),
+            subscriptions: AtomicUsize::new(0),
             input_wakers: (0..INPUT_SHARDS).map(|_| Notify::new()).collect(),
             stats: BusStats::default(),
         }
@@ -112,13 +115,17 @@ impl Bus {
         let list = subs.entry(session_id.clone()).or_default();
         if !list.iter().any(|i| i.id == inbox.id) {
             list.push(Arc::clone(inbox));
+            self.subscriptions.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn unsubscribe(&self, session_id: &SessionId, inbox_id: u64) {
         let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
         if let Some(list) = subs.get_mut(session_id) {
+            let before = list.len();
             list.retain(|i| i.id != inbox_id);
+            self.subscriptions
+                .fetch_sub(before - list.len(), Ordering::Relaxed);
             if list.is_empty() {
                 subs.remove(session_id);
             }
@@ -127,8 +134,7 @@ impl Bus {
 
     /// Number of (client, session) subscriptions.
     pub fn subscription_count(&self) -> usize {
-        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
-        subs.values().map(Vec::len).sum()
+        self.subscriptions.load(Ordering::Relaxed)
     }
 
     pub fn has_subscribers(&self, session_id: &SessionId) -> bool {
@@ -138,7 +144,9 @@ impl Bus {
 
     /// Delivers a stored event to every local subscriber of its session.
     pub fn publish_event(&self, session_id: &SessionId, event: &StoredEvent) {
-        self.stats.events_published.fetch_add(1, Ordering::Relaxed);
+        if self.subscriptions.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = subs.get(session_id) else {
             return;
@@ -165,6 +173,9 @@ impl Bus {
         payload: &P,
         now: Timestamp,
     ) {
+        if self.subscriptions.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = subs.get(session_id) else {
             return;

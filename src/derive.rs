@@ -341,11 +341,11 @@ mod tests {
     use crate::ingest::parse_event;
 
     fn replay(lines: &[&str]) -> (Session, Vec<Chain>) {
-        let first = parse_event(lines[0].as_bytes(), "").unwrap();
+        let first = parse_event(bytes::Bytes::copy_from_slice(lines[0].as_bytes()), "").unwrap();
         let mut session = session_for_unknown(&first, Timestamp(1));
         let mut chains = Vec::new();
         for line in lines {
-            let ev = parse_event(line.as_bytes(), "").unwrap();
+            let ev = parse_event(bytes::Bytes::copy_from_slice(line.as_bytes()), "").unwrap();
             apply_event(&mut session, &mut chains, &ev, ev.timestamp);
         }
         (session, chains)

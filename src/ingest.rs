@@ -14,8 +14,11 @@ use crate::model::{EventType, NewEvent, SessionId, Timestamp};
 pub const MAX_BATCH: usize = 1000;
 
 /// Parses one event from its raw JSON. `path` prefixes error paths (`events[3].type`).
-pub fn parse_event(raw: &[u8], path: &str) -> Result<NewEvent, ApiError> {
-    let value: Value = serde_json::from_slice(raw)
+///
+/// `raw` is usually a slice of the request body: the event keeps it without copying until
+/// the store writes the event's final form.
+pub fn parse_event(raw: Bytes, path: &str) -> Result<NewEvent, ApiError> {
+    let value: Value = serde_json::from_slice(&raw)
         .map_err(|e| ApiError::field(path_or_body(path), format!("is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(ApiError::field(path_or_body(path), "must be a JSON object"));
@@ -24,7 +27,7 @@ pub fn parse_event(raw: &[u8], path: &str) -> Result<NewEvent, ApiError> {
     // prefix is valid UTF-8.
     let trimmed = raw.trim_ascii();
     let raw_prefix = (!fields.contains_key("seq") && trimmed.ends_with(b"}"))
-        .then(|| Bytes::copy_from_slice(&trimmed[..trimmed.len() - 1]));
+        .then(|| raw.slice_ref(&trimmed[..trimmed.len() - 1]));
     validate(fields, raw_prefix, path)
 }
 
@@ -173,7 +176,7 @@ mod tests {
 
     #[test]
     fn verbatim_event_gets_seq_appended_without_reserialising() {
-        let ev = parse_event(EVENT.as_bytes(), "").unwrap();
+        let ev = parse_event(Bytes::from_static(EVENT.as_bytes()), "").unwrap();
         assert_eq!(ev.kind, EventType::StepSpawned);
         let json = ev.json_with_seq(7);
         let expected = format!("{},\"seq\":7}}", &EVENT[..EVENT.len() - 1]);
@@ -186,7 +189,7 @@ mod tests {
     #[test]
     fn client_seq_is_replaced_by_the_servers() {
         let raw = r#"{"type":"file:created","sessionId":"s1","timestamp":5,"seq":99}"#;
-        let ev = parse_event(raw.as_bytes(), "").unwrap();
+        let ev = parse_event(Bytes::from_static(raw.as_bytes()), "").unwrap();
         let v: Value = serde_json::from_slice(&ev.json_with_seq(3)).unwrap();
         assert_eq!(v["seq"], 3);
         assert_eq!(v["timestamp"], 5);
@@ -194,7 +197,11 @@ mod tests {
 
     #[test]
     fn missing_fields_are_all_reported() {
-        let err = parse_event(br#"{"type":"file:created"}"#, "events[2]").unwrap_err();
+        let err = parse_event(
+            Bytes::from_static(br#"{"type":"file:created"}"#),
+            "events[2]",
+        )
+        .unwrap_err();
         let body = err.body();
         let paths: Vec<&str> = body["details"]
             .as_array()
@@ -208,7 +215,7 @@ mod tests {
     #[test]
     fn unknown_type_lists_the_known_ones() {
         let err = parse_event(
-            br#"{"type":"session:paused","sessionId":"s","timestamp":1}"#,
+            Bytes::from_static(br#"{"type":"session:paused","sessionId":"s","timestamp":1}"#),
             "",
         )
         .unwrap_err();
@@ -219,24 +226,26 @@ mod tests {
 
     #[test]
     fn non_objects_and_bad_ids_are_rejected() {
-        assert!(parse_event(b"[1,2]", "").is_err());
+        assert!(parse_event(Bytes::from_static(b"[1,2]"), "").is_err());
         assert!(
             parse_event(
-                br#"{"type":"file:created","sessionId":"a b","timestamp":1}"#,
+                Bytes::from_static(br#"{"type":"file:created","sessionId":"a b","timestamp":1}"#),
                 ""
             )
             .is_err()
         );
         assert!(
             parse_event(
-                br#"{"type":"file:created","sessionId":"a","timestamp":-1}"#,
+                Bytes::from_static(br#"{"type":"file:created","sessionId":"a","timestamp":-1}"#),
                 ""
             )
             .is_err()
         );
         assert!(
             parse_event(
-                br#"{"type":"file:created","sessionId":"a","timestamp":1,"user":3}"#,
+                Bytes::from_static(
+                    br#"{"type":"file:created","sessionId":"a","timestamp":1,"user":3}"#
+                ),
                 ""
             )
             .is_err()

@@ -72,7 +72,7 @@ fn client_event_id(ev: &NewEvent) -> Option<String> {
 
 async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required (an event object)"))?;
-    let ev = parse_event(&body, "")?;
+    let ev = parse_event(body, "")?;
     let sid = ev.session_id.clone();
     let client_id = client_event_id(&ev);
     let seqs = state.store().append_events(&sid, vec![ev]).await?;
@@ -123,7 +123,10 @@ async fn post_batch(
     let mut events = Vec::with_capacity(batch.events.len());
     let mut details = Vec::new();
     for (i, raw) in batch.events.iter().enumerate() {
-        match parse_event(raw.get().as_bytes(), &format!("events[{i}]")) {
+        match parse_event(
+            body.slice_ref(raw.get().as_bytes()),
+            &format!("events[{i}]"),
+        ) {
             Ok(ev) => events.push(ev),
             Err(ApiError::BadRequest { details: d, .. }) => details.extend(d),
             Err(e) => return Err(e),

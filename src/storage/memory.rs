@@ -186,22 +186,20 @@ impl Inner {
     }
 
     /// Runs `f` on the live slot of `id`, or returns `None` if there is none.
+    ///
+    /// The slot is locked while the map's read guard is held (map → slot is the lock
+    /// order), so a removal cannot interleave and no `Arc` is cloned on the hot path.
     fn with_slot<T>(&self, id: &SessionId, f: impl FnOnce(&mut Slot, u64) -> T) -> Option<T> {
-        loop {
-            let slot = self.read_map().get(id).cloned()?;
-            let mut guard = lock(&slot);
-            if guard.dead {
-                continue;
-            }
-            let now = self.now();
-            if guard.expired(now) {
-                return None;
-            }
-            for gone in guard.expire_queues(now) {
-                self.unindex_command(&gone);
-            }
-            return Some(f(&mut guard, now));
+        let map = self.read_map();
+        let mut guard = lock(map.get(id)?);
+        let now = self.now();
+        if guard.dead || guard.expired(now) {
+            return None;
         }
+        for gone in guard.expire_queues(now) {
+            self.unindex_command(&gone);
+        }
+        Some(f(&mut guard, now))
     }
 
     /// Runs `f` on the session's slot, creating it with `create` if it does not exist
@@ -212,44 +210,48 @@ impl Inner {
         mut create: impl FnMut(u64) -> Session,
         f: impl FnOnce(&mut Slot, u64) -> T,
     ) -> T {
-        let mut f = Some(f);
-        loop {
-            let existing = self.read_map().get(id).cloned();
-            let slot = match existing {
-                Some(slot) => slot,
-                None => {
-                    let mut map = self.write_map();
-                    match map.get(id) {
-                        Some(slot) => Arc::clone(slot),
-                        None => {
-                            let now = self.now();
-                            let slot =
-                                Arc::new(Mutex::new(Slot::new(create(now), now, &self.limits)));
-                            map.insert(id.clone(), Arc::clone(&slot));
-                            drop(map);
-                            self.schedule(now + self.limits.session_ttl_ms, id);
-                            slot
-                        }
+        {
+            // Fast path: the session exists and is live.
+            let map = self.read_map();
+            if let Some(slot) = map.get(id) {
+                let mut guard = lock(slot);
+                let now = self.now();
+                if !guard.dead && !guard.expired(now) {
+                    for gone in guard.expire_queues(now) {
+                        self.unindex_command(&gone);
                     }
+                    return f(&mut guard, now);
                 }
-            };
-            let mut guard = lock(&slot);
-            if guard.dead {
-                continue;
-            }
-            let now = self.now();
-            if guard.expired(now) {
-                drop(guard);
-                self.remove_if(id, |s, now| s.expired(now));
-                continue;
-            }
-            for gone in guard.expire_queues(now) {
-                self.unindex_command(&gone);
-            }
-            if let Some(f) = f.take() {
-                return f(&mut guard, now);
             }
         }
+        // Slow path: create it, replacing an expired slot, under the map's write lock.
+        let mut map = self.write_map();
+        let now = self.now();
+        let replace = match map.get(id) {
+            None => true,
+            Some(slot) => {
+                let mut guard = lock(slot);
+                if guard.dead || guard.expired(now) {
+                    guard.dead = true;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if replace {
+            if let Some(old) = map.remove(id) {
+                self.unindex_slot(&lock(&old));
+            }
+            let slot = Arc::new(Mutex::new(Slot::new(create(now), now, &self.limits)));
+            map.insert(id.clone(), slot);
+            self.schedule(now + self.limits.session_ttl_ms, id);
+        }
+        let mut guard = lock(map.get(id).expect("inserted or live above"));
+        for gone in guard.expire_queues(now) {
+            self.unindex_command(&gone);
+        }
+        f(&mut guard, now)
     }
 
     /// Removes the slot of `id` if `pred` holds for it; returns whether it did.
@@ -265,16 +267,21 @@ impl Inner {
         guard.dead = true;
         map.remove(id);
         drop(map);
+        self.unindex_slot(&guard);
+        true
+    }
+
+    /// Drops the index entries of a removed slot.
+    fn unindex_slot(&self, slot: &Slot) {
         {
             let mut chains = self.chain_index.write().unwrap_or_else(|e| e.into_inner());
-            for chain in &guard.chains {
+            for chain in &slot.chains {
                 chains.remove(&chain.id);
             }
         }
-        for cmd in &guard.commands {
+        for cmd in &slot.commands {
             self.unindex_command(&cmd.id);
         }
-        true
     }
 
     fn unindex_command(&self, id: &str) {

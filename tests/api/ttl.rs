@@ -94,7 +94,7 @@ async fn the_purge_task_frees_expired_sessions_without_being_asked() {
     );
     for i in 0..100 {
         let raw = format!(r#"{{"type":"file:created","sessionId":"s{i}","timestamp":1}}"#);
-        let ev = parse_event(raw.as_bytes(), "").unwrap();
+        let ev = parse_event(raw.into_bytes().into(), "").unwrap();
         store
             .append_events(&SessionId::parse(&format!("s{i}")).unwrap(), vec![ev])
             .await
