@@ -4,17 +4,12 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, event};
-
-async fn session(app: &TestApp, id: &str) {
-    app.event(event("session:started", id, json!({"cwd": "/w"})))
-        .await;
-}
+use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn queued_commands_carry_every_field_the_three_readers_use() {
     let app = TestApp::new();
-    session(&app, "s").await;
+    app.start_session("s").await;
     let res = app
         .post(
             "/api/sessions/s/commands",
@@ -41,7 +36,7 @@ async fn queued_commands_carry_every_field_the_three_readers_use() {
 #[tokio::test]
 async fn command_validation() {
     let app = TestApp::new();
-    session(&app, "s").await;
+    app.start_session("s").await;
     for body in [
         json!({"type": "retry"}),
         json!({"type": "skip", "payload": {"stepNumber": 0}}),
@@ -74,7 +69,7 @@ async fn command_validation() {
 #[tokio::test]
 async fn a_claim_hands_out_pending_commands_once_on_both_path_families() {
     let app = TestApp::new();
-    session(&app, "s").await;
+    app.start_session("s").await;
     app.post("/api/sessions/s/commands", json!({"type": "pause"}))
         .await;
     app.post(
@@ -106,7 +101,7 @@ async fn a_claim_hands_out_pending_commands_once_on_both_path_families() {
 #[tokio::test]
 async fn concurrent_claims_never_hand_out_a_command_twice() {
     let app = std::sync::Arc::new(TestApp::new());
-    session(&app, "s").await;
+    app.start_session("s").await;
     let mut ids = BTreeSet::new();
     for _ in 0..50 {
         let res = app
@@ -140,14 +135,8 @@ async fn concurrent_claims_never_hand_out_a_command_twice() {
 #[tokio::test]
 async fn ack_records_the_outcome() {
     let app = TestApp::new();
-    session(&app, "s").await;
-    let id = app
-        .post("/api/sessions/s/commands", json!({"type": "pause"}))
-        .await
-        .body["commandId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    app.start_session("s").await;
+    let id = app.queue_command("s", json!({"type": "pause"})).await;
     app.get("/api/sessions/s/commands").await;
     let res = app
         .post(
@@ -162,13 +151,7 @@ async fn ack_records_the_outcome() {
     assert_eq!(record["status"], "acked");
     assert_eq!(record["result"], "paused");
     // An error makes it failed; an empty body is accepted.
-    let id2 = app
-        .post("/api/sessions/s/commands", json!({"type": "resume"}))
-        .await
-        .body["commandId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id2 = app.queue_command("s", json!({"type": "resume"})).await;
     app.post(
         &format!("/api/commands/{id2}/ack"),
         json!({"error": "not paused"}),
@@ -199,7 +182,7 @@ async fn ack_records_the_outcome() {
 #[tokio::test(start_paused = true)]
 async fn lease_mode_redelivers_unacknowledged_commands() {
     let app = TestApp::new();
-    session(&app, "s").await;
+    app.start_session("s").await;
     app.post("/api/sessions/s/commands", json!({"type": "pause"}))
         .await;
     let ids = |v: &Value| {

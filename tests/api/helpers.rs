@@ -124,6 +124,25 @@ impl TestApp {
         res.body["seq"].as_u64().unwrap()
     }
 
+    /// Starts a session the way the session-start hook does.
+    pub async fn start_session(&self, id: &str) {
+        self.event(event(
+            "session:started",
+            id,
+            serde_json::json!({"cwd": "/w"}),
+        ))
+        .await;
+    }
+
+    /// Queues a command and returns its id.
+    pub async fn queue_command(&self, session: &str, command: Value) -> String {
+        let res = self
+            .post(&format!("/api/sessions/{session}/commands"), command)
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+        res.body["commandId"].as_str().unwrap().to_owned()
+    }
+
     pub async fn ws(&self) -> Ws {
         let url = format!("ws://{}/ws", self.addr.expect("served app"));
         let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -132,6 +151,15 @@ impl TestApp {
         assert_eq!(hello["type"], "subscription_confirmed");
         ws
     }
+}
+
+/// The realistic hook session of `tests/fixtures/hook-session.jsonl`, one event a line.
+pub fn fixture() -> Vec<Value> {
+    include_str!("../fixtures/hook-session.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 pub fn event(kind: &str, session: &str, extra: Value) -> Value {

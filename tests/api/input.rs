@@ -5,17 +5,12 @@ use axum::http::StatusCode;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::{TestApp, event};
-
-async fn session(app: &TestApp, id: &str) {
-    app.event(event("session:started", id, json!({"cwd": "/w"})))
-        .await;
-}
+use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn input_pops_one_item_at_a_time_in_order() {
     let app = TestApp::new();
-    session(&app, "s").await;
+    app.start_session("s").await;
     app.post("/api/sessions/s/awaiting", json!({"promptText": "?"}))
         .await;
     for text in ["first", "second"] {
@@ -53,7 +48,7 @@ async fn input_validation_and_the_queue_cap() {
         max_input_queue: 2,
         ..Config::default()
     });
-    session(&app, "s").await;
+    app.start_session("s").await;
     assert_eq!(
         app.post("/api/sessions/s/input", json!({})).await.status,
         StatusCode::BAD_REQUEST
@@ -111,7 +106,7 @@ async fn input_validation_and_the_queue_cap() {
 #[tokio::test(start_paused = true)]
 async fn a_long_poll_times_out_with_timed_out() {
     let app = TestApp::new();
-    session(&app, "s").await;
+    app.start_session("s").await;
     let started = tokio::time::Instant::now();
     let res = app.get("/api/sessions/s/input?timeout=30000").await;
     assert_eq!(
@@ -124,7 +119,7 @@ async fn a_long_poll_times_out_with_timed_out() {
 #[tokio::test(start_paused = true)]
 async fn a_long_poll_wakes_as_soon_as_input_arrives() {
     let app = std::sync::Arc::new(TestApp::new());
-    session(&app, "s").await;
+    app.start_session("s").await;
     let poller = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -149,7 +144,7 @@ async fn a_long_poll_wakes_as_soon_as_input_arrives() {
 #[tokio::test]
 async fn a_long_poll_whose_client_left_consumes_nothing() {
     let app = TestApp::serve(Config::default()).await;
-    session(&app, "s").await;
+    app.start_session("s").await;
     let addr = app.addr.unwrap();
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"GET /api/sessions/s/input?timeout=20000 HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\r\n")

@@ -7,17 +7,9 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, fixture};
 
 const SID: &str = "7f3c2a1e-5b9d-4e8f-a6c2-1d0e9b8a7c65";
-
-fn fixture() -> Vec<Value> {
-    include_str!("../fixtures/hook-session.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// What the control-check hook does before each sub-agent: block on pause/cancel.
 async fn control_check_blocks(app: &TestApp) -> bool {

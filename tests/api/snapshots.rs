@@ -4,7 +4,7 @@
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{TestApp, event, fixture};
 
 const TIME_KEYS: &[&str] = &[
     "issuedAt",
@@ -57,14 +57,6 @@ macro_rules! snap {
             insta::assert_json_snapshot!($name, v);
         });
     }};
-}
-
-fn fixture() -> Vec<Value> {
-    include_str!("../fixtures/hook-session.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test(start_paused = true)]

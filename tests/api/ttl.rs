@@ -50,13 +50,7 @@ async fn queues_expire_after_five_idle_minutes_but_the_session_stays() {
     let app = TestApp::new();
     app.event(event("session:started", "s", json!({"cwd": "/w"})))
         .await;
-    let cmd = app
-        .post("/api/sessions/s/commands", json!({"type": "pause"}))
-        .await
-        .body["commandId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cmd = app.queue_command("s", json!({"type": "pause"})).await;
     app.post("/api/sessions/s/input", json!({"input": "x"}))
         .await;
     tokio::time::sleep(FIVE_MIN + SECOND).await;
