@@ -13,29 +13,41 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::sync::watch;
 
+use crate::bridge::BridgeStatus;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::cors::BrowserCorsLayer;
 use crate::model::Timestamp;
-use crate::ports::{Clock, IdGen};
+use crate::ports::{Clock, Connector, IdGen};
 use crate::storage::Store;
 use crate::storage::memory::MemoryStore;
+use crate::storage::redis::{LinkTimeouts, RedisLink, RedisStore, RedisTarget, RedisUrlError};
 
 /// What differs between production, tests and simulation.
 #[derive(Clone)]
 pub struct Ports {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<IdGen>,
+    /// Dials Redis (only used with `REDIS_URL`).
+    pub connector: Arc<dyn Connector>,
+}
+
+impl Ports {
+    /// The production ports: the OS clock, OS-seeded ids, tokio TCP.
+    pub fn production() -> Self {
+        Self {
+            clock: Arc::new(crate::ports::SystemClock),
+            ids: Arc::new(IdGen::from_os()),
+            connector: Arc::new(crate::ports::TcpConnector),
+        }
+    }
 }
 
 /// Errors while assembling an instance.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error(
-        "REDIS_URL is set, but this build of afw has no Redis storage yet; \
-         unset REDIS_URL to run with memory storage"
-    )]
-    RedisUnsupported,
+    #[error(transparent)]
+    RedisUrl(#[from] RedisUrlError),
 }
 
 /// Shared by every handler and connection task of one instance.
@@ -51,6 +63,8 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     /// Flips to `true` when the instance shuts down; WS tasks close with 1001.
     pub shutdown: watch::Sender<bool>,
+    /// The Pub/Sub bridge, in Redis mode.
+    pub bridge: Option<Arc<BridgeStatus>>,
 }
 
 #[derive(Clone)]
@@ -83,20 +97,51 @@ pub struct App {
 /// Builds an instance from its configuration and ports. Must run inside a tokio runtime
 /// (the memory store spawns its purge task).
 pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
-    if config.redis_url.is_some() {
-        return Err(BuildError::RedisUnsupported);
-    }
     let bus = Arc::new(Bus::new());
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
-        Arc::clone(&ports.clock),
-        config.store_limits(),
-        Arc::clone(&bus),
-    ));
     let instance_id = config
         .instance_id
         .clone()
         .unwrap_or_else(|| format!("afw-{}", ports.ids.suffix()));
     let (shutdown, _) = watch::channel(false);
+    let (store, bridge): (Arc<dyn Store>, _) = match &config.redis_url {
+        None => (
+            Arc::new(MemoryStore::new(
+                Arc::clone(&ports.clock),
+                config.store_limits(),
+                Arc::clone(&bus),
+            )),
+            None,
+        ),
+        Some(url) => {
+            let target = RedisTarget::parse(url)?;
+            let timeouts = LinkTimeouts {
+                op: Duration::from_millis(config.redis_timeout_ms.max(1)),
+                ..LinkTimeouts::default()
+            };
+            let link = Arc::new(RedisLink::new(
+                Arc::clone(&ports.connector),
+                target,
+                timeouts,
+                Arc::clone(&ports.ids),
+            ));
+            let store = RedisStore::new(
+                Arc::clone(&link),
+                &config.redis_prefix,
+                &instance_id,
+                config.store_limits(),
+                Arc::clone(&ports.clock),
+            );
+            let status = Arc::new(BridgeStatus::default());
+            tokio::spawn(crate::bridge::run(
+                link,
+                store.channel().to_owned(),
+                Arc::clone(&bus),
+                Arc::clone(&status),
+                shutdown.subscribe(),
+            ));
+            (Arc::new(store), Some(status))
+        }
+    };
     let shared = Shared {
         store,
         bus,
@@ -107,6 +152,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         ws_clients: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(1),
         shutdown,
+        bridge,
         config,
     };
     let state = AppState(Arc::new(shared));

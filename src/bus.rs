@@ -28,6 +28,9 @@ pub enum Outbound {
         seq: u64,
         frame: Utf8Bytes,
     },
+    /// Events of this session may have been missed (the Pub/Sub link was down): compare
+    /// with storage and fill the gap.
+    Resync { session_id: SessionId },
     /// A notification without a sequence number (`session:updated`, `command:queued`, ...).
     Notice {
         session_id: SessionId,
@@ -186,6 +189,35 @@ impl Bus {
                 session_id: session_id.clone(),
                 frame: frame.clone(),
             });
+        }
+    }
+
+    /// Asks every local subscriber to re-check its sessions against storage, after a
+    /// Pub/Sub outage in which messages may have been lost.
+    pub fn resync_all(&self) {
+        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        for (session_id, list) in subs.iter() {
+            for inbox in list {
+                inbox.deliver(Outbound::Resync {
+                    session_id: session_id.clone(),
+                });
+            }
+        }
+    }
+
+    /// Delivers an already-built notice frame (one that came from another instance).
+    pub fn publish_notice_frame(&self, session_id: &SessionId, frame: Utf8Bytes) {
+        if self.subscriptions.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = subs.get(session_id) {
+            for inbox in list {
+                inbox.deliver(Outbound::Notice {
+                    session_id: session_id.clone(),
+                    frame: frame.clone(),
+                });
+            }
         }
     }
 

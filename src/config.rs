@@ -13,6 +13,7 @@ use crate::storage::StoreLimits;
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 3001;
 pub const DEFAULT_REDIS_PREFIX: &str = "afw:";
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 800;
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 24 * 3600;
 pub const DEFAULT_QUEUE_TTL_SECS: u64 = 5 * 60;
 pub const DEFAULT_MAX_EVENTS: usize = 10_000;
@@ -40,10 +41,15 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
-    /// Redis URL (redis://[:password@]host:port/db). Not supported by this build yet:
-    /// setting it is an error at start rather than being ignored.
+    /// Redis URL, redis://[user:password@]host:port/db. When set, everything is kept in
+    /// Redis and any number of instances share it; unset, memory storage.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Longest wait for one Redis command or connection, in milliseconds; past it the
+    /// request answers 503.
+    #[arg(long, env = "AFW_REDIS_TIMEOUT_MS", default_value_t = DEFAULT_REDIS_TIMEOUT_MS)]
+    pub redis_timeout_ms: u64,
 
     /// Prefix of every Redis key and of the Pub/Sub channel.
     #[arg(long, env = "REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
@@ -116,6 +122,7 @@ impl Default for Config {
             host: IpAddr::from([127, 0, 0, 1]),
             port: DEFAULT_PORT,
             redis_url: None,
+            redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
             queue_ttl_secs: DEFAULT_QUEUE_TTL_SECS,

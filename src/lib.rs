@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bridge;
 pub mod bus;
 pub mod config;
 pub mod cors;

@@ -3,11 +3,9 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use afw::app::{self, Ports};
 use afw::config::Config;
-use afw::ports::{IdGen, SystemClock};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -61,10 +59,7 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     init_logging(&config);
     let addr = SocketAddr::new(config.host, config.port);
-    let ports = Ports {
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(IdGen::from_os()),
-    };
+    let ports = Ports::production();
     let app = match app::build(config, ports) {
         Ok(app) => app,
         Err(e) => {

@@ -131,3 +131,32 @@ mod tests {
         );
     }
 }
+
+/// A byte stream to a backend (Redis), whatever carries it.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+pub type BoxIo = Box<dyn Io>;
+
+pub type ConnectFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<BoxIo>> + Send + 'a>>;
+
+/// Outbound connections (to Redis). Production dials tokio TCP; the simulation dials
+/// turmoil TCP. The Redis adapter never opens a socket any other way.
+pub trait Connector: Send + Sync + 'static {
+    fn connect<'a>(&'a self, host: &'a str, port: u16) -> ConnectFuture<'a>;
+}
+
+/// Production connector: tokio TCP with `TCP_NODELAY`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TcpConnector;
+
+impl Connector for TcpConnector {
+    fn connect<'a>(&'a self, host: &'a str, port: u16) -> ConnectFuture<'a> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect((host, port)).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxIo)
+        })
+    }
+}

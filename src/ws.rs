@@ -263,6 +263,22 @@ impl Conn<'_> {
 
     async fn deliver(&mut self, out: Outbound) -> Result<(), End> {
         match out {
+            Outbound::Resync { session_id } => {
+                let Some(&last) = self.subscriptions.get(&session_id) else {
+                    return Ok(());
+                };
+                let query = EventQuery {
+                    limit: 0,
+                    ..EventQuery::default()
+                };
+                match self.state.store().read_events(&session_id, query).await {
+                    Ok(page) if page.last_seq > last => {
+                        self.fill_gap(&session_id, last, page.last_seq).await
+                    }
+                    // Nothing missed, or storage is still away: the next event retries.
+                    _ => Ok(()),
+                }
+            }
             Outbound::Notice { session_id, frame } => {
                 if self.subscriptions.contains_key(&session_id) {
                     self.send(Message::Text(frame)).await?;

@@ -18,22 +18,28 @@ pub fn router() -> Router<AppState> {
 
 async fn health(State(state): State<AppState>) -> Response {
     let store = state.store();
-    let connected = store.health().await.map(|h| h.connected).unwrap_or(false);
+    let health = store.health().await.unwrap_or_default();
     let shared = state.shared();
-    json(
-        StatusCode::OK,
-        &json!({
-            "status": if connected { "ok" } else { "degraded" },
-            "storage": store.backend(),
-            "instanceId": shared.instance_id,
-            "uptime": shared.started.elapsed().as_secs_f64(),
-            "timestamp": state.now(),
-            "websocket": {
-                "clients": shared.ws_clients.load(std::sync::atomic::Ordering::Relaxed),
-                "subscriptions": shared.bus.subscription_count(),
-            },
-        }),
-    )
+    let subscribed = shared.bridge.as_ref().is_none_or(|b| b.is_subscribed());
+    let mut body = json!({
+        "status": if health.connected && subscribed { "ok" } else { "degraded" },
+        "storage": store.backend(),
+        "instanceId": shared.instance_id,
+        "uptime": shared.started.elapsed().as_secs_f64(),
+        "timestamp": state.now(),
+        "websocket": {
+            "clients": shared.ws_clients.load(std::sync::atomic::Ordering::Relaxed),
+            "subscriptions": shared.bus.subscription_count(),
+        },
+    });
+    if let Some(bridge) = &shared.bridge {
+        body["redis"] = json!({
+            "connected": health.connected,
+            "latencyMs": health.latency_ms,
+            "pubsub": if bridge.is_subscribed() { "subscribed" } else { "reconnecting" },
+        });
+    }
+    json(StatusCode::OK, &body)
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

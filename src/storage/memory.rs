@@ -28,8 +28,8 @@ use super::{
 use crate::bus::Bus;
 use crate::derive;
 use crate::model::{
-    Chain, Command, CommandStatus, ConversationState, InputItem, LastPrompt, NewEvent, Session,
-    SessionId, SessionStatus, StoredEvent, Timestamp,
+    Chain, Command, CommandStatus, InputItem, LastPrompt, NewEvent, Session, SessionId,
+    StoredEvent, Timestamp,
 };
 use crate::ports::Clock;
 
@@ -433,25 +433,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, Option<Session>> {
         let limits = self.inner.limits;
         let updated = self.inner.with_slot(id, |slot, now| {
-            let s = &mut slot.session;
-            if let Some(status) = update.status {
-                s.status = status;
-                if matches!(status, SessionStatus::Completed | SessionStatus::Failed) {
-                    let ended = s.ended_at.unwrap_or(Timestamp(now));
-                    s.ended_at = Some(ended);
-                    s.duration = Some(ended.0.saturating_sub(s.started_at.0));
-                }
-            }
-            if update.summary.is_some() {
-                s.summary = update.summary;
-            }
-            if update.end_reason.is_some() {
-                s.end_reason = update.end_reason;
-            }
-            if update.metadata.is_some() {
-                s.metadata = update.metadata;
-            }
-            s.last_activity_at = Timestamp(now);
+            super::apply_update(&mut slot.session, update, Timestamp(now));
             slot.touch(now, &limits);
             slot.session.clone()
         });
@@ -464,49 +446,16 @@ impl Store for MemoryStore {
 
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage> {
         let now = self.inner.now();
-        let slots: Vec<SlotRef> = self.inner.read_map().values().cloned().collect();
-        let mut keyed: Vec<((std::cmp::Reverse<u64>, SessionId), SlotRef)> = slots
-            .into_iter()
+        let sessions: Vec<Session> = self
+            .inner
+            .read_map()
+            .values()
             .filter_map(|slot| {
-                let g = lock(&slot);
-                let s = &g.session;
-                let keep = !g.dead
-                    && !g.expired(now)
-                    && filter.status.is_none_or(|st| s.status == st)
-                    && filter
-                        .user
-                        .as_deref()
-                        .is_none_or(|u| s.user.as_deref() == Some(u));
-                let key = (std::cmp::Reverse(s.last_activity_at.0), s.id.clone());
-                drop(g);
-                keep.then_some((key, slot))
+                let g = lock(slot);
+                (!g.dead && !g.expired(now)).then(|| g.session.clone())
             })
             .collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        let start = match &filter.cursor {
-            Some(c) => {
-                let key = c.key();
-                keyed.partition_point(|(k, _)| *k <= key)
-            }
-            None => 0,
-        };
-        let rest = &keyed[start..];
-        let take = rest.len().min(filter.limit);
-        let sessions: Vec<Session> = rest[..take]
-            .iter()
-            .map(|(_, slot)| lock(slot).session.clone())
-            .collect();
-        let next_cursor = (rest.len() > take)
-            .then(|| sessions.last())
-            .flatten()
-            .map(|s| super::Cursor {
-                last_activity: s.last_activity_at,
-                id: s.id.clone(),
-            });
-        ready(Ok(SessionPage {
-            sessions,
-            next_cursor,
-        }))
+        ready(Ok(super::page_sessions(sessions, &filter)))
     }
 
     fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>> {
@@ -601,9 +550,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, Session> {
         let limits = self.inner.limits;
         let result = self.inner.with_slot(session, |slot, now| {
-            slot.session.conversation_state = Some(ConversationState::AwaitingInput);
-            slot.session.last_prompt = Some(prompt);
-            slot.session.last_activity_at = Timestamp(now);
+            super::apply_awaiting(&mut slot.session, prompt, Timestamp(now));
             slot.touch(now, &limits);
             slot.session.clone()
         });
@@ -641,8 +588,7 @@ impl Store for MemoryStore {
             .inner
             .with_slot(session, |slot, now| {
                 let item = slot.input.pop_front()?;
-                slot.session.conversation_state = Some(ConversationState::Idle);
-                slot.session.last_activity_at = Timestamp(now);
+                super::apply_input_popped(&mut slot.session, Timestamp(now));
                 slot.touch(now, &limits);
                 Some(item)
             })

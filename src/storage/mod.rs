@@ -6,9 +6,12 @@
 //! to the local [`crate::bus::Bus`] (and, for Redis, to the other instances), and wakes input
 //! long polls. Handlers never publish events themselves.
 //!
-//! Backends: [`memory::MemoryStore`] (default).
+//! Backends: [`memory::MemoryStore`] (default) and [`redis::RedisStore`] (`REDIS_URL`).
+//! The session mutations both share live here, so they cannot drift apart.
 
 pub mod memory;
+pub mod redis;
+mod redis_scripts;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,9 +19,79 @@ use std::pin::Pin;
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Chain, Command, InputItem, LastPrompt, NewEvent, Session, SessionId, SessionStatus,
-    StoredEvent, Timestamp,
+    Chain, Command, ConversationState, InputItem, LastPrompt, NewEvent, Session, SessionId,
+    SessionStatus, StoredEvent, Timestamp,
 };
+
+/// `PUT /api/sessions/:id`: finishing a session stamps its end and duration.
+pub fn apply_update(s: &mut Session, update: SessionUpdate, now: Timestamp) {
+    if let Some(status) = update.status {
+        s.status = status;
+        if matches!(status, SessionStatus::Completed | SessionStatus::Failed) {
+            let ended = s.ended_at.unwrap_or(now);
+            s.ended_at = Some(ended);
+            s.duration = Some(ended.0.saturating_sub(s.started_at.0));
+        }
+    }
+    if update.summary.is_some() {
+        s.summary = update.summary;
+    }
+    if update.end_reason.is_some() {
+        s.end_reason = update.end_reason;
+    }
+    if update.metadata.is_some() {
+        s.metadata = update.metadata;
+    }
+    s.last_activity_at = now;
+}
+
+/// The session now waits for input.
+pub fn apply_awaiting(s: &mut Session, prompt: LastPrompt, now: Timestamp) {
+    s.conversation_state = Some(ConversationState::AwaitingInput);
+    s.last_prompt = Some(prompt);
+    s.last_activity_at = now;
+}
+
+/// An input item was handed to the waiting agent.
+pub fn apply_input_popped(s: &mut Session, now: Timestamp) {
+    s.conversation_state = Some(ConversationState::Idle);
+    s.last_activity_at = now;
+}
+
+/// Newest activity first, then id: the listing order of every backend.
+pub fn listing_key(s: &Session) -> (std::cmp::Reverse<u64>, SessionId) {
+    (std::cmp::Reverse(s.last_activity_at.0), s.id.clone())
+}
+
+/// Filters, orders and pages sessions the same way for every backend.
+pub fn page_sessions(mut sessions: Vec<Session>, filter: &SessionFilter) -> SessionPage {
+    sessions.retain(|s| {
+        filter.status.is_none_or(|st| s.status == st)
+            && filter
+                .user
+                .as_deref()
+                .is_none_or(|u| s.user.as_deref() == Some(u))
+    });
+    sessions.sort_by_key(listing_key);
+    let start = match &filter.cursor {
+        Some(c) => {
+            let key = c.key();
+            sessions.partition_point(|s| listing_key(s) <= key)
+        }
+        None => 0,
+    };
+    let rest = sessions.split_off(start);
+    let more = rest.len() > filter.limit;
+    let page: Vec<Session> = rest.into_iter().take(filter.limit).collect();
+    let next_cursor = more.then(|| page.last()).flatten().map(|s| Cursor {
+        last_activity: s.last_activity_at,
+        id: s.id.clone(),
+    });
+    SessionPage {
+        sessions: page,
+        next_cursor,
+    }
+}
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 

@@ -138,19 +138,21 @@ async fn health_and_ready_report_memory_storage() {
 }
 
 #[tokio::test]
-async fn redis_url_fails_the_build_with_a_clear_message() {
-    let config = Config {
-        redis_url: Some("redis://127.0.0.1:6379".into()),
-        ..Config::default()
-    };
-    let ports = afw::app::Ports {
-        clock: std::sync::Arc::new(afw::ports::SystemClock),
-        ids: std::sync::Arc::new(afw::ports::IdGen::from_seed(1)),
-    };
-    let err = afw::app::build(config, ports)
-        .err()
-        .expect("must refuse REDIS_URL");
-    assert!(err.to_string().contains("REDIS_URL"), "{err}");
+async fn unusable_redis_urls_fail_the_build_with_a_clear_message() {
+    for (url, needle) in [
+        ("rediss://secure.example:6380", "rediss://"),
+        ("not a url", "REDIS_URL"),
+        ("redis+unix:///tmp/redis.sock", "Unix socket"),
+    ] {
+        let config = Config {
+            redis_url: Some(url.into()),
+            ..Config::default()
+        };
+        let err = afw::app::build(config, afw::app::Ports::production())
+            .err()
+            .expect("must refuse");
+        assert!(err.to_string().contains(needle), "{url}: {err}");
+    }
 }
 
 #[tokio::test]

@@ -52,6 +52,7 @@ impl TestApp {
         let ports = Ports {
             clock: Arc::new(TokioClock::starting_at(EPOCH_MS)),
             ids: Arc::new(IdGen::from_seed(7)),
+            connector: Arc::new(afw::ports::TcpConnector),
         };
         let App { state, router } = app::build(config, ports).expect("build app");
         Self {

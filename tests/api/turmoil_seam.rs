@@ -91,6 +91,7 @@ fn run(seed: u64) -> Vec<Value> {
         let ports = Ports {
             clock: Arc::new(SimClock),
             ids: Arc::new(IdGen::from_seed(seed)),
+            connector: Arc::new(afw::ports::TcpConnector),
         };
         let app = app::build(Config::default(), ports)?;
         let listener = SimListener(turmoil::net::TcpListener::bind("0.0.0.0:3001").await?);

@@ -1,0 +1,180 @@
+//! The Redis Pub/Sub bridge: how events and notices stored by any instance reach this
+//! instance's WebSocket clients and wake its input long polls.
+//!
+//! One dedicated subscriber connection per instance on `{prefix}events`, dialled through
+//! the injected connector. A PING every second detects a silent partition (a subscriber
+//! would otherwise wait forever). After every (re)subscribe, local clients re-check their
+//! sessions against storage ([`Bus::resync_all`]), because Pub/Sub drops what is published
+//! while nobody listens; clients de-duplicate and fill gaps by `seq`, so every subscriber
+//! sees every event exactly once, in order. The instance that stored an event receives it
+//! here like any other instance: there is one delivery path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::watch;
+
+use crate::bus::Bus;
+use crate::model::{EventType, SessionId, StoredEvent, Timestamp};
+use crate::storage::redis::RedisLink;
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Whether the bridge is subscribed right now (for `/health`).
+#[derive(Debug, Default)]
+pub struct BridgeStatus {
+    subscribed: AtomicBool,
+}
+
+impl BridgeStatus {
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, on: bool) {
+        self.subscribed.store(on, Ordering::Relaxed);
+    }
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(rename = "sessionId")]
+    session_id: SessionId,
+    seq: Option<u64>,
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    notice: Option<&'a str>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+/// Hands one Pub/Sub message to the local bus. Malformed messages are logged and dropped.
+pub fn dispatch(bus: &Bus, payload: &[u8]) {
+    let msg: Message<'_> = match serde_json::from_slice(payload) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a malformed Pub/Sub message");
+            return;
+        }
+    };
+    let timestamp = msg.timestamp.and_then(Timestamp::parse_rfc3339);
+    if let (Some(seq), Some(kind), Some(ts), Some(event)) = (
+        msg.seq,
+        msg.kind.and_then(EventType::parse),
+        timestamp,
+        msg.event,
+    ) {
+        let stored = StoredEvent {
+            seq,
+            kind,
+            timestamp: ts,
+            json: bytes::Bytes::copy_from_slice(event.get().as_bytes()),
+        };
+        bus.publish_event(&msg.session_id, &stored);
+    } else if let Some(notice) = msg.notice {
+        let frame = format!(
+            r#"{{"type":{},"sessionId":{},"timestamp":"{}","payload":{}}}"#,
+            serde_json::to_string(notice).unwrap_or_default(),
+            serde_json::to_string(&msg.session_id).unwrap_or_default(),
+            timestamp.unwrap_or_default().to_rfc3339(),
+            msg.payload.map_or("null", |p| p.get()),
+        );
+        bus.publish_notice_frame(&msg.session_id, Utf8Bytes::from(frame));
+        if notice == "input:queued" {
+            bus.input_queued(&msg.session_id);
+        }
+    }
+}
+
+/// Runs the bridge until `shutdown` flips: subscribe, forward, and on any failure
+/// reconnect with jittered backoff.
+pub async fn run(
+    link: Arc<RedisLink>,
+    channel: String,
+    bus: Arc<Bus>,
+    status: Arc<BridgeStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        match subscribed(&link, &channel, &bus, &status, &mut shutdown).await {
+            Ok(()) => return,
+            Err((why, was_subscribed)) => {
+                status.set(false);
+                if was_subscribed {
+                    failures = 0;
+                }
+                if failures == 0 {
+                    tracing::warn!(error = %why, channel, "Pub/Sub link lost; reconnecting");
+                }
+                failures = failures.saturating_add(1);
+            }
+        }
+        let delay = link.backoff(failures - 1);
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One subscriber connection's life. `Ok` on shutdown; `Err((why, had subscribed))`.
+async fn subscribed(
+    link: &RedisLink,
+    channel: &str,
+    bus: &Bus,
+    status: &BridgeStatus,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), (String, bool)> {
+    let timeout = link.timeouts().op;
+    let target = link.target();
+    let fail = |e: String| (e, false);
+    let io = tokio::time::timeout(timeout, link.connector().connect(&target.host, target.port))
+        .await
+        .map_err(|_| fail("connect timed out".into()))?
+        .map_err(|e| fail(format!("connect: {e}")))?;
+    let mut pubsub = tokio::time::timeout(timeout, redis::aio::PubSub::new(&target.info, io))
+        .await
+        .map_err(|_| fail("handshake timed out".into()))?
+        .map_err(|e| fail(format!("handshake: {e}")))?;
+    tokio::time::timeout(timeout, pubsub.subscribe(channel))
+        .await
+        .map_err(|_| fail("subscribe timed out".into()))?
+        .map_err(|e| fail(format!("subscribe: {e}")))?;
+    let (mut sink, mut stream) = pubsub.split();
+    status.set(true);
+    tracing::info!(channel, redis = %target.describe(), "Pub/Sub subscribed");
+    bus.resync_all();
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return Ok(()),
+            msg = stream.next() => match msg {
+                Some(msg) => dispatch(bus, msg.get_payload_bytes()),
+                None => return Err(("subscription closed".into(), true)),
+            },
+            _ = heartbeat.tick() => {
+                match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err((format!("ping: {e}"), true)),
+                    Err(_) => return Err(("ping timed out".into(), true)),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1082 @@
+//! `RedisStore`: everything in Redis, shared by any number of instances.
+//!
+//! Key layout (prefix `REDIS_PREFIX`, default `afw:`), every key with a TTL:
+//!
+//! | key | type | TTL |
+//! |---|---|---|
+//! | `sessions:{id}` | STRING, JSON session | session |
+//! | `events:{id}` | LIST of JSON events (with `seq`), capped | session |
+//! | `seq:{id}` | STRING, the session's last `seq` | session |
+//! | `chains:{id}` | LIST of chain ids | session |
+//! | `chain:{chainId}` | STRING, JSON chain | session |
+//! | `commands:{id}` | LIST of pending command ids | queue |
+//! | `input:{id}` | LIST of JSON input items | queue |
+//! | `leases:{id}` | ZSET command id → lease deadline (ms) | queue |
+//! | `cmdids:{id}` | SET of the session's command ids | queue |
+//! | `command:{cmdId}` | HASH: `json`, `sessionId`, `status`, `deliveredAt`, ... | queue |
+//! | `index:sessions` | ZSET session id → last activity (ms) | session |
+//!
+//! Writes are Lua scripts ([`super::redis_scripts`]), one atomic round trip each. Sessions
+//! and chains are derived in Rust and committed with a compare-and-set on the session; a
+//! per-instance cache of the last committed state makes that one round trip when this
+//! instance wrote last. Events reach subscribers through `PUBLISH` inside the same script,
+//! in `seq` order, and come back to every instance (this one included) through
+//! [`crate::bridge`].
+//!
+//! Connections are dialled through the injected [`Connector`] (never `redis::Client`),
+//! with bounded timeouts. While Redis is unreachable every operation fails fast with
+//! [`StoreError::Unavailable`]; redials back off with jitter from the injected [`IdGen`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisConnectionInfo, Script, Value as RValue};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::redis_scripts as scripts;
+use super::{
+    EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
+    StoreFuture, StoreHealth, StoreLimits,
+};
+use crate::derive;
+use crate::model::{
+    Chain, Command, CommandStatus, CommandType, EventType, InputItem, LastPrompt, NewEvent,
+    Session, SessionId, StoredEvent, Timestamp,
+};
+use crate::ports::{Clock, Connector, IdGen};
+
+/// Where Redis is and how to talk to it, parsed from `REDIS_URL`.
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    pub host: String,
+    pub port: u16,
+    pub info: RedisConnectionInfo,
+}
+
+/// Why a `REDIS_URL` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisUrlError {
+    #[error("REDIS_URL is not a valid Redis URL: {0}")]
+    Invalid(String),
+    #[error(
+        "REDIS_URL uses rediss:// (TLS), which this build does not support yet; use redis:// \
+         through a TLS tunnel or a private network"
+    )]
+    TlsUnsupported,
+    #[error("REDIS_URL points to a Unix socket, which afw does not support; use redis://host:port")]
+    UnixUnsupported,
+}
+
+impl RedisTarget {
+    pub fn parse(url: &str) -> Result<Self, RedisUrlError> {
+        let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
+        match scheme.as_str() {
+            "rediss" | "valkeys" => return Err(RedisUrlError::TlsUnsupported),
+            "unix" | "redis+unix" => return Err(RedisUrlError::UnixUnsupported),
+            _ => {}
+        }
+        let parsed = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| RedisUrlError::Invalid(e.to_string()))?;
+        let (host, port) = match parsed.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            redis::ConnectionAddr::TcpTls { .. } => return Err(RedisUrlError::TlsUnsupported),
+            _ => return Err(RedisUrlError::UnixUnsupported),
+        };
+        let settings = parsed.redis_settings();
+        let mut info = RedisConnectionInfo::default()
+            .set_db(settings.db())
+            .set_skip_set_lib_name();
+        if let Some(user) = settings.username() {
+            info = info.set_username(user);
+        }
+        if let Some(password) = settings.password() {
+            info = info.set_password(password);
+        }
+        Ok(Self { host, port, info })
+    }
+
+    /// `host:port/db`, without credentials, for logs.
+    pub fn describe(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.info.db())
+    }
+}
+
+/// Timeouts and retry pacing of the connection layer.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkTimeouts {
+    /// Longest wait for one command's answer, and for a new connection.
+    pub op: Duration,
+    /// First redial delay after a failure; doubles up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for LinkTimeouts {
+    fn default() -> Self {
+        Self {
+            op: Duration::from_millis(800),
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Default)]
+struct LinkState {
+    conn: Option<MultiplexedConnection>,
+    failures: u32,
+    /// No dial before this instant (requests fail fast meanwhile).
+    retry_at: Option<tokio::time::Instant>,
+}
+
+/// One multiplexed connection, redialled on failure.
+pub struct RedisLink {
+    connector: Arc<dyn Connector>,
+    target: RedisTarget,
+    timeouts: LinkTimeouts,
+    ids: Arc<IdGen>,
+    state: Mutex<LinkState>,
+    /// One dial at a time.
+    dialing: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+impl RedisLink {
+    pub fn new(
+        connector: Arc<dyn Connector>,
+        target: RedisTarget,
+        timeouts: LinkTimeouts,
+        ids: Arc<IdGen>,
+    ) -> Self {
+        Self {
+            connector,
+            target,
+            timeouts,
+            ids,
+            state: Mutex::new(LinkState::default()),
+            dialing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    pub fn timeouts(&self) -> LinkTimeouts {
+        self.timeouts
+    }
+
+    pub fn connector(&self) -> &Arc<dyn Connector> {
+        &self.connector
+    }
+
+    /// The jittered delay before the `failures`-th redial: half to all of the doubled base.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = self
+            .timeouts
+            .base_backoff
+            .saturating_mul(1 << failures.min(16))
+            .min(self.timeouts.max_backoff);
+        let half = exp / 2;
+        let jitter = self.ids.next_u64() % (half.as_millis() as u64 + 1);
+        half + Duration::from_millis(jitter)
+    }
+
+    async fn dial(&self) -> Result<MultiplexedConnection, String> {
+        let io = self
+            .connector
+            .connect(&self.target.host, self.target.port)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let cfg = AsyncConnectionConfig::new().set_response_timeout(Some(self.timeouts.op));
+        let (conn, driver) = MultiplexedConnection::new_with_config(&self.target.info, io, cfg)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(driver);
+        Ok(conn)
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+        if let Some(conn) = lock(&self.state).conn.clone() {
+            return Ok(conn);
+        }
+        let _one_dial = self.dialing.lock().await;
+        {
+            let state = lock(&self.state);
+            if let Some(conn) = state.conn.clone() {
+                return Ok(conn);
+            }
+            if state
+                .retry_at
+                .is_some_and(|at| tokio::time::Instant::now() < at)
+            {
+                return Err(StoreError::Unavailable("redis is unreachable".into()));
+            }
+        }
+        match tokio::time::timeout(self.timeouts.op, self.dial()).await {
+            Ok(Ok(conn)) => {
+                let mut state = lock(&self.state);
+                if state.failures > 0 {
+                    tracing::info!(redis = %self.target.describe(), "redis connection restored");
+                } else {
+                    tracing::info!(redis = %self.target.describe(), "redis connected");
+                }
+                state.failures = 0;
+                state.retry_at = None;
+                state.conn = Some(conn.clone());
+                Ok(conn)
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e,
+                    _ => "connect timed out".to_owned(),
+                };
+                self.failed(&why);
+                Err(StoreError::Unavailable(why))
+            }
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        let mut state = lock(&self.state);
+        state.conn = None;
+        state.failures = state.failures.saturating_add(1);
+        let delay = self.backoff(state.failures - 1);
+        state.retry_at = Some(tokio::time::Instant::now() + delay);
+        if state.failures == 1 {
+            tracing::warn!(redis = %self.target.describe(), error = %why, "redis unavailable; retrying with backoff");
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        lock(&self.state).conn.is_some()
+    }
+
+    /// Runs one script invocation with the operation timeout.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(self.timeouts.op, inv.invoke_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if is_connection_error(&e) => {
+                self.failed(&e.to_string());
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Ok(Err(e)) => Err(StoreError::Corrupt(format!("redis script: {e}"))),
+            Err(_) => {
+                self.failed("command timed out");
+                Err(StoreError::Unavailable("redis command timed out".into()))
+            }
+        }
+    }
+
+    /// Runs one command with the operation timeout.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(self.timeouts.op, cmd.query_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if is_connection_error(&e) => {
+                self.failed(&e.to_string());
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Ok(Err(e)) => Err(StoreError::Corrupt(format!("redis: {e}"))),
+            Err(_) => {
+                self.failed("command timed out");
+                Err(StoreError::Unavailable("redis command timed out".into()))
+            }
+        }
+    }
+}
+
+/// What this instance last committed for a session: the exact stored JSON (the
+/// compare-and-set token) and its parsed form.
+#[derive(Clone)]
+struct Cached {
+    json: String,
+    session: Session,
+    chains: Vec<Chain>,
+}
+
+const CACHE_CAP: usize = 4096;
+const MAX_ATTEMPTS: usize = 16;
+
+struct Scripts {
+    commit: Script,
+    load: Script,
+    read: Script,
+    push_input: Script,
+    push_command: Script,
+    claim: Script,
+    ack: Script,
+    delete: Script,
+}
+
+pub struct RedisStore {
+    link: Arc<RedisLink>,
+    prefix: String,
+    channel: String,
+    instance_id: String,
+    limits: StoreLimits,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<BTreeMap<SessionId, Cached>>,
+    scripts: Scripts,
+}
+
+/// What a session-level commit writes besides the session itself.
+#[derive(Default)]
+struct Effects {
+    last_seq: Option<u64>,
+    events: Vec<bytes::Bytes>,
+    chains: Vec<(String, String, bool)>,
+    publish: Vec<String>,
+    pop_input: bool,
+}
+
+enum CommitOutcome {
+    Done(Option<String>),
+    Changed,
+    NothingToPop,
+}
+
+#[derive(Deserialize)]
+struct EventHead {
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    timestamp: Value,
+}
+
+fn stored_event(json: Vec<u8>) -> Result<StoredEvent, StoreError> {
+    let head: EventHead = serde_json::from_slice(&json)
+        .map_err(|e| StoreError::Corrupt(format!("stored event: {e}")))?;
+    let kind = EventType::parse(&head.kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("stored event type {}", head.kind)))?;
+    let timestamp = match &head.timestamp {
+        Value::String(s) => Timestamp::parse_rfc3339(s),
+        Value::Number(n) => n.as_u64().map(Timestamp),
+        _ => None,
+    }
+    .ok_or_else(|| StoreError::Corrupt("stored event timestamp".into()))?;
+    Ok(StoredEvent {
+        seq: head.seq,
+        kind,
+        timestamp,
+        json: json.into(),
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("stored {what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn bulk(v: &RValue) -> Option<Vec<u8>> {
+    match v {
+        RValue::BulkString(b) => Some(b.clone()),
+        RValue::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn int(v: &RValue) -> Option<i64> {
+    match v {
+        RValue::Int(i) => Some(*i),
+        RValue::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The immutable part of a command record (`json` field of its hash).
+#[derive(serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommandRecord {
+    id: String,
+    session_id: SessionId,
+    #[serde(rename = "type")]
+    kind: CommandType,
+    payload: Map<String, Value>,
+    issued_at: Timestamp,
+}
+
+fn command_from_hash(fields: &BTreeMap<String, Vec<u8>>) -> Result<Command, StoreError> {
+    let record: CommandRecord = parse_json(
+        "command",
+        fields
+            .get("json")
+            .ok_or_else(|| StoreError::Corrupt("command without json".into()))?,
+    )?;
+    let text = |k: &str| fields.get(k).and_then(|v| std::str::from_utf8(v).ok());
+    let ms = |k: &str| text(k).and_then(|v| v.parse::<u64>().ok()).map(Timestamp);
+    let json_field = |k: &str| text(k).and_then(|v| serde_json::from_str::<Value>(v).ok());
+    let status = match text("status") {
+        Some("delivered") => CommandStatus::Delivered,
+        Some("acked") => CommandStatus::Acked,
+        Some("failed") => CommandStatus::Failed,
+        Some("expired") => CommandStatus::Expired,
+        _ => CommandStatus::Pending,
+    };
+    Ok(Command {
+        id: record.id,
+        session_id: record.session_id,
+        kind: record.kind,
+        payload: record.payload,
+        status,
+        issued_at: record.issued_at,
+        delivered_at: ms("deliveredAt"),
+        acked_at: ms("ackedAt"),
+        result: json_field("result"),
+        error: json_field("error"),
+        lease_until: ms("leaseUntil"),
+    })
+}
+
+/// The Pub/Sub message of a stored event (spec §4), carrying the event verbatim.
+pub fn event_message(sid: &SessionId, ev: &StoredEvent, instance: &str) -> String {
+    format!(
+        r#"{{"sessionId":{},"seq":{},"type":"{}","timestamp":"{}","instanceId":{},"event":{}}}"#,
+        to_json(sid),
+        ev.seq,
+        ev.kind.as_str(),
+        ev.timestamp.to_rfc3339(),
+        to_json(&instance),
+        std::str::from_utf8(&ev.json).unwrap_or("null")
+    )
+}
+
+impl RedisStore {
+    pub fn new(
+        link: Arc<RedisLink>,
+        prefix: &str,
+        instance_id: &str,
+        limits: StoreLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            link,
+            prefix: prefix.to_owned(),
+            channel: format!("{prefix}events"),
+            instance_id: instance_id.to_owned(),
+            limits,
+            clock,
+            cache: Mutex::new(BTreeMap::new()),
+            scripts: Scripts {
+                commit: Script::new(&scripts::commit()),
+                load: Script::new(scripts::LOAD),
+                read: Script::new(scripts::READ),
+                push_input: Script::new(&scripts::push_input()),
+                push_command: Script::new(&scripts::push_command()),
+                claim: Script::new(&scripts::claim()),
+                ack: Script::new(scripts::ACK),
+                delete: Script::new(scripts::DELETE),
+            },
+        }
+    }
+
+    /// The Pub/Sub channel, `{prefix}events`.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    pub fn link(&self) -> &Arc<RedisLink> {
+        &self.link
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.clock.now_ms())
+    }
+
+    fn cached(&self, sid: &SessionId) -> Option<Cached> {
+        lock(&self.cache).get(sid).cloned()
+    }
+
+    fn remember(&self, sid: &SessionId, entry: Option<Cached>) {
+        let mut cache = lock(&self.cache);
+        match entry {
+            Some(entry) => {
+                if cache.len() >= CACHE_CAP && !cache.contains_key(sid) {
+                    cache.pop_first();
+                }
+                cache.insert(sid.clone(), entry);
+            }
+            None => {
+                cache.remove(sid);
+            }
+        }
+    }
+
+    /// The session as stored, with its chains, or `None`.
+    async fn load(&self, sid: &SessionId) -> Result<Option<Cached>, StoreError> {
+        let mut inv = self.scripts.load.prepare_invoke();
+        inv.arg(&self.prefix).arg(sid.as_str());
+        let items: Vec<RValue> = self.link.invoke(&inv).await?;
+        let Some(json) = items.first().and_then(bulk) else {
+            self.remember(sid, None);
+            return Ok(None);
+        };
+        let session: Session = parse_json("session", &json)?;
+        let chains = items[1..]
+            .iter()
+            .filter_map(bulk)
+            .map(|c| parse_json::<Chain>("chain", &c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let entry = Cached {
+            json: String::from_utf8(json)
+                .map_err(|_| StoreError::Corrupt("session is not UTF-8".into()))?,
+            session,
+            chains,
+        };
+        self.remember(sid, Some(entry.clone()));
+        Ok(Some(entry))
+    }
+
+    async fn commit(
+        &self,
+        sid: &SessionId,
+        expected: &str,
+        session: &Session,
+        effects: &Effects,
+    ) -> Result<CommitOutcome, StoreError> {
+        let new_json = to_json(session);
+        let mut inv = self.scripts.commit.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(sid.as_str())
+            .arg(self.limits.session_ttl_ms)
+            .arg(self.limits.queue_ttl_ms)
+            .arg(&self.channel)
+            .arg(expected)
+            .arg(&new_json)
+            .arg(session.last_activity_at.0)
+            .arg(effects.last_seq.map(|s| s.to_string()).unwrap_or_default())
+            .arg(self.limits.max_events_per_session)
+            .arg(if effects.pop_input { "1" } else { "0" })
+            .arg(effects.events.len());
+        for ev in &effects.events {
+            inv.arg(ev.as_ref());
+        }
+        inv.arg(effects.chains.len());
+        for (id, json, new) in &effects.chains {
+            inv.arg(id).arg(json).arg(if *new { "1" } else { "0" });
+        }
+        inv.arg(effects.publish.len());
+        for msg in &effects.publish {
+            inv.arg(msg);
+        }
+        let reply: Vec<RValue> = match self.link.invoke(&inv).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // The write may or may not have happened: forget what we believe.
+                self.remember(sid, None);
+                return Err(e);
+            }
+        };
+        match reply.first().and_then(int) {
+            Some(1) => Ok(CommitOutcome::Done(
+                reply
+                    .get(1)
+                    .and_then(bulk)
+                    .and_then(|b| String::from_utf8(b).ok()),
+            )),
+            Some(2) => Ok(CommitOutcome::NothingToPop),
+            _ => {
+                self.remember(sid, None);
+                Ok(CommitOutcome::Changed)
+            }
+        }
+    }
+
+    /// Runs a session mutation as compare-and-set until it lands: `mutate` gets the
+    /// current state (or `None`) and returns the new session, chains and effects, or `None`
+    /// to write nothing.
+    async fn mutate_session<T>(
+        &self,
+        sid: &SessionId,
+        mut mutate: impl FnMut(
+            Option<&Cached>,
+        ) -> Result<Option<(Session, Vec<Chain>, Effects, T)>, StoreError>,
+    ) -> Result<Option<(T, Option<String>)>, StoreError> {
+        let mut fresh = false;
+        for _ in 0..MAX_ATTEMPTS {
+            let current = match self.cached(sid) {
+                Some(c) if !fresh => Some(c),
+                _ => self.load(sid).await?,
+            };
+            let Some((session, chains, effects, out)) = mutate(current.as_ref())? else {
+                return Ok(None);
+            };
+            let expected = current.as_ref().map(|c| c.json.as_str()).unwrap_or("");
+            match self.commit(sid, expected, &session, &effects).await? {
+                CommitOutcome::Done(item) => {
+                    self.remember(
+                        sid,
+                        Some(Cached {
+                            json: to_json(&session),
+                            session,
+                            chains,
+                        }),
+                    );
+                    return Ok(Some((out, item)));
+                }
+                CommitOutcome::NothingToPop => return Ok(None),
+                CommitOutcome::Changed => fresh = true,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "too much contention on one session; retry".into(),
+        ))
+    }
+}
+
+/// The chains an event batch changed: `(id, json, new)`.
+fn changed_chains(before: &[Chain], after: &[Chain]) -> Vec<(String, String, bool)> {
+    after
+        .iter()
+        .filter_map(|c| match before.iter().find(|b| b.id == c.id) {
+            Some(b) if b == c => None,
+            Some(_) => Some((c.id.clone(), to_json(c), false)),
+            None => Some((c.id.clone(), to_json(c), true)),
+        })
+        .collect()
+}
+
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        Box::pin(async move {
+            let started = tokio::time::Instant::now();
+            match self.link.query::<String>(&redis::cmd("PING")).await {
+                Ok(_) => Ok(StoreHealth {
+                    connected: true,
+                    latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                }),
+                Err(_) => Ok(StoreHealth {
+                    connected: false,
+                    latency_ms: None,
+                }),
+            }
+        })
+    }
+
+    fn create_session(&self, session: Session) -> StoreFuture<'_, Session> {
+        Box::pin(async move {
+            let id = session.id.clone();
+            let mut session = session;
+            session.last_activity_at = self.now();
+            match self.commit(&id, "", &session, &Effects::default()).await? {
+                CommitOutcome::Done(_) => {
+                    self.remember(
+                        &id,
+                        Some(Cached {
+                            json: to_json(&session),
+                            session: session.clone(),
+                            chains: Vec::new(),
+                        }),
+                    );
+                    Ok(session)
+                }
+                _ => Err(StoreError::SessionExists(id)),
+            }
+        })
+    }
+
+    fn get_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            let key = format!("{}sessions:{id}", self.prefix);
+            let raw: Option<Vec<u8>> = self.link.query(redis::cmd("GET").arg(&key)).await?;
+            raw.map(|r| parse_json("session", &r)).transpose()
+        })
+    }
+
+    fn update_session<'a>(
+        &'a self,
+        id: &'a SessionId,
+        update: SessionUpdate,
+    ) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            let now = self.now();
+            let done = self
+                .mutate_session(id, |current| {
+                    let Some(current) = current else {
+                        return Ok(None);
+                    };
+                    let mut session = current.session.clone();
+                    super::apply_update(&mut session, update.clone(), now);
+                    Ok(Some((
+                        session.clone(),
+                        current.chains.clone(),
+                        Effects::default(),
+                        session,
+                    )))
+                })
+                .await?;
+            Ok(done.map(|(s, _)| s))
+        })
+    }
+
+    fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut inv = self.scripts.delete.prepare_invoke();
+            inv.arg(&self.prefix).arg(id.as_str());
+            let existed: i64 = self.link.invoke(&inv).await?;
+            self.remember(id, None);
+            Ok(existed == 1)
+        })
+    }
+
+    fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage> {
+        Box::pin(async move {
+            let index = format!("{}index:sessions", self.prefix);
+            let ids: Vec<String> = self
+                .link
+                .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
+                .await?;
+            let mut sessions = Vec::with_capacity(ids.len());
+            let mut gone = Vec::new();
+            for chunk in ids.chunks(500) {
+                let keys: Vec<String> = chunk
+                    .iter()
+                    .map(|id| format!("{}sessions:{id}", self.prefix))
+                    .collect();
+                let raws: Vec<Option<Vec<u8>>> =
+                    self.link.query(redis::cmd("MGET").arg(&keys)).await?;
+                for (id, raw) in chunk.iter().zip(raws) {
+                    match raw {
+                        Some(raw) => sessions.push(parse_json::<Session>("session", &raw)?),
+                        None => gone.push(id.clone()),
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                // Expired sessions leave their index entry behind; tidy it up.
+                let _: Result<i64, _> = self
+                    .link
+                    .query(redis::cmd("ZREM").arg(&index).arg(&gone))
+                    .await;
+            }
+            Ok(super::page_sessions(sessions, &filter))
+        })
+    }
+
+    fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>> {
+        Box::pin(async move {
+            Ok(self
+                .load(session)
+                .await?
+                .map(|c| c.chains)
+                .unwrap_or_default())
+        })
+    }
+
+    fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>> {
+        Box::pin(async move {
+            let key = format!("{}chain:{chain_id}", self.prefix);
+            let raw: Option<Vec<u8>> = self.link.query(redis::cmd("GET").arg(&key)).await?;
+            raw.map(|r| parse_json("chain", &r)).transpose()
+        })
+    }
+
+    fn append_events<'a>(
+        &'a self,
+        session: &'a SessionId,
+        events: Vec<NewEvent>,
+    ) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(async move {
+            let Some(first) = events.first() else {
+                return Ok(Vec::new());
+            };
+            let now = self.now();
+            let done = self
+                .mutate_session(session, |current| {
+                    let (mut s, mut chains) = match current {
+                        Some(c) => (c.session.clone(), c.chains.clone()),
+                        None => (derive::session_for_unknown(first, now), Vec::new()),
+                    };
+                    let before = chains.clone();
+                    let mut effects = Effects::default();
+                    let mut seqs = Vec::with_capacity(events.len());
+                    for ev in &events {
+                        derive::apply_event(&mut s, &mut chains, ev, now);
+                        // Commits on a session are serial (compare-and-set), so its event
+                        // count is its sequence.
+                        let seq = s.event_count;
+                        let stored = StoredEvent {
+                            seq,
+                            kind: ev.kind,
+                            timestamp: ev.timestamp,
+                            json: ev.json_with_seq(seq),
+                        };
+                        effects
+                            .publish
+                            .push(event_message(session, &stored, &self.instance_id));
+                        effects.events.push(stored.json);
+                        seqs.push(seq);
+                    }
+                    effects.last_seq = Some(s.event_count);
+                    effects.chains = changed_chains(&before, &chains);
+                    Ok(Some((s, chains, effects, seqs)))
+                })
+                .await?;
+            Ok(done.map(|(seqs, _)| seqs).unwrap_or_default())
+        })
+    }
+
+    fn read_events<'a>(
+        &'a self,
+        session: &'a SessionId,
+        query: EventQuery,
+    ) -> StoreFuture<'a, EventPage> {
+        Box::pin(async move {
+            // A `since` filter needs timestamps: fetch everything after `after` and filter.
+            let (limit, newest) = if query.since.is_some() {
+                (-1i64, false)
+            } else {
+                (i64::try_from(query.limit).unwrap_or(i64::MAX), query.newest)
+            };
+            let mut inv = self.scripts.read.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(session.as_str())
+                .arg(
+                    query
+                        .after
+                        .map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX)),
+                )
+                .arg(limit)
+                .arg(if newest { "1" } else { "0" });
+            let items: Vec<RValue> = self.link.invoke(&inv).await?;
+            let last_seq = items.first().and_then(int).unwrap_or(0).max(0) as u64;
+            let len = items.get(1).and_then(int).unwrap_or(0).max(0) as u64;
+            let mut events = items
+                .iter()
+                .skip(2)
+                .filter_map(bulk)
+                .map(stored_event)
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(since) = query.since {
+                events.retain(|e| e.timestamp >= since);
+                if query.newest {
+                    let skip = events.len().saturating_sub(query.limit);
+                    events.drain(..skip);
+                } else {
+                    events.truncate(query.limit);
+                }
+            }
+            Ok(EventPage {
+                events,
+                last_seq,
+                first_seq: (len > 0).then(|| last_seq + 1 - len),
+            })
+        })
+    }
+
+    fn set_awaiting<'a>(
+        &'a self,
+        session: &'a SessionId,
+        prompt: LastPrompt,
+    ) -> StoreFuture<'a, Session> {
+        Box::pin(async move {
+            let now = self.now();
+            let done = self
+                .mutate_session(session, |current| {
+                    let Some(current) = current else {
+                        return Ok(None);
+                    };
+                    let mut s = current.session.clone();
+                    super::apply_awaiting(&mut s, prompt.clone(), now);
+                    Ok(Some((
+                        s.clone(),
+                        current.chains.clone(),
+                        Effects::default(),
+                        s,
+                    )))
+                })
+                .await?;
+            done.map(|(s, _)| s)
+                .ok_or_else(|| StoreError::SessionNotFound(session.clone()))
+        })
+    }
+
+    fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize> {
+        Box::pin(async move {
+            let mut inv = self.scripts.push_input.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(session.as_str())
+                .arg(self.limits.session_ttl_ms)
+                .arg(self.limits.queue_ttl_ms)
+                .arg(self.limits.max_input_queue)
+                .arg(to_json(&item));
+            match self.link.invoke::<i64>(&inv).await? {
+                -1 => Err(StoreError::SessionNotFound(session.clone())),
+                -2 => Err(StoreError::InputQueueFull {
+                    limit: self.limits.max_input_queue,
+                }),
+                n => Ok(n.max(0) as usize),
+            }
+        })
+    }
+
+    fn pop_input<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Option<InputItem>> {
+        Box::pin(async move {
+            let now = self.now();
+            let done = self
+                .mutate_session(session, |current| {
+                    let Some(current) = current else {
+                        return Ok(None);
+                    };
+                    let mut s = current.session.clone();
+                    super::apply_input_popped(&mut s, now);
+                    let effects = Effects {
+                        pop_input: true,
+                        ..Effects::default()
+                    };
+                    Ok(Some((s, current.chains.clone(), effects, ())))
+                })
+                .await?;
+            match done {
+                Some((_, Some(raw))) => Ok(Some(parse_json("input item", raw.as_bytes())?)),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn push_command(&self, command: Command) -> StoreFuture<'_, Command> {
+        Box::pin(async move {
+            let record = CommandRecord {
+                id: command.id.clone(),
+                session_id: command.session_id.clone(),
+                kind: command.kind,
+                payload: command.payload.clone(),
+                issued_at: command.issued_at,
+            };
+            let mut inv = self.scripts.push_command.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(command.session_id.as_str())
+                .arg(self.limits.session_ttl_ms)
+                .arg(self.limits.queue_ttl_ms)
+                .arg(&command.id)
+                .arg(to_json(&record));
+            match self.link.invoke::<i64>(&inv).await? {
+                1 => Ok(command),
+                _ => Err(StoreError::SessionNotFound(command.session_id.clone())),
+            }
+        })
+    }
+
+    fn claim_commands<'a>(
+        &'a self,
+        session: &'a SessionId,
+        lease_ms: Option<u64>,
+    ) -> StoreFuture<'a, Vec<Command>> {
+        Box::pin(async move {
+            let mut inv = self.scripts.claim.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(session.as_str())
+                .arg(self.limits.session_ttl_ms)
+                .arg(self.limits.queue_ttl_ms)
+                .arg(self.now().0)
+                .arg(lease_ms.unwrap_or(0));
+            let raws: Vec<Vec<u8>> = self.link.invoke(&inv).await?;
+            let mut commands = raws
+                .iter()
+                .map(|raw| {
+                    let r: CommandRecord = parse_json("command", raw)?;
+                    Ok(Command {
+                        id: r.id,
+                        session_id: r.session_id,
+                        kind: r.kind,
+                        payload: r.payload,
+                        // Shown as they were when claimed.
+                        status: CommandStatus::Pending,
+                        issued_at: r.issued_at,
+                        delivered_at: None,
+                        acked_at: None,
+                        result: None,
+                        error: None,
+                        lease_until: None,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            commands.sort_by(|a, b| (a.issued_at, &a.id).cmp(&(b.issued_at, &b.id)));
+            Ok(commands)
+        })
+    }
+
+    fn ack_command<'a>(
+        &'a self,
+        command_id: &'a str,
+        result: Option<Value>,
+        error: Option<Value>,
+    ) -> StoreFuture<'a, Option<Command>> {
+        Box::pin(async move {
+            let status = if error.as_ref().is_some_and(|e| !e.is_null()) {
+                "failed"
+            } else {
+                "acked"
+            };
+            let mut inv = self.scripts.ack.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(command_id)
+                .arg(self.now().0)
+                .arg(status)
+                .arg(result.as_ref().map(to_json).unwrap_or_default())
+                .arg(error.as_ref().map(to_json).unwrap_or_default())
+                .arg(self.limits.queue_ttl_ms);
+            let fields: Option<BTreeMap<String, Vec<u8>>> = self.link.invoke(&inv).await?;
+            fields.map(|f| command_from_hash(&f)).transpose()
+        })
+    }
+
+    fn get_command<'a>(&'a self, command_id: &'a str) -> StoreFuture<'a, Option<Command>> {
+        Box::pin(async move {
+            let key = format!("{}command:{command_id}", self.prefix);
+            let fields: BTreeMap<String, Vec<u8>> =
+                self.link.query(redis::cmd("HGETALL").arg(&key)).await?;
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            command_from_hash(&fields).map(Some)
+        })
+    }
+
+    fn publish_notice<'a>(
+        &'a self,
+        session: &'a SessionId,
+        kind: &'a str,
+        payload: Map<String, Value>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let msg = serde_json::json!({
+                "sessionId": session,
+                "notice": kind,
+                "timestamp": self.now(),
+                "instanceId": self.instance_id,
+                "payload": payload,
+            });
+            let _: i64 = self
+                .link
+                .query(
+                    redis::cmd("PUBLISH")
+                        .arg(&self.channel)
+                        .arg(msg.to_string()),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}
