@@ -192,6 +192,11 @@ impl RedisLink {
         half + Duration::from_millis(jitter)
     }
 
+    /// A random pause length in `0..=max` ms, from the injected RNG.
+    pub fn jitter_ms(&self, max: u64) -> u64 {
+        self.ids.next_u64() % (max + 1)
+    }
+
     async fn dial(&self) -> Result<MultiplexedConnection, String> {
         let io = self
             .connector
@@ -310,7 +315,12 @@ struct Cached {
 }
 
 const CACHE_CAP: usize = 4096;
-const MAX_ATTEMPTS: usize = 16;
+/// Compare-and-set attempts before giving up with 503. Only writers on *other* instances
+/// can make an attempt fail (this instance serialises its own per session), and each retry
+/// waits a jittered, growing pause, so running out takes sustained cross-instance
+/// contention on one session.
+const MAX_ATTEMPTS: u32 = 50;
+const SESSION_LOCKS: usize = 64;
 
 struct Scripts {
     commit: Script,
@@ -331,6 +341,8 @@ pub struct RedisStore {
     limits: StoreLimits,
     clock: Arc<dyn Clock>,
     cache: Mutex<BTreeMap<SessionId, Cached>>,
+    /// Serialises this instance's mutations of one session (sharded by session id).
+    session_locks: Vec<tokio::sync::Mutex<()>>,
     scripts: Scripts,
 }
 
@@ -474,6 +486,9 @@ impl RedisStore {
             limits,
             clock,
             cache: Mutex::new(BTreeMap::new()),
+            session_locks: (0..SESSION_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             scripts: Scripts {
                 commit: Script::new(&scripts::commit()),
                 load: Script::new(scripts::LOAD),
@@ -498,6 +513,14 @@ impl RedisStore {
 
     fn now(&self) -> Timestamp {
         Timestamp(self.clock.now_ms())
+    }
+
+    fn session_lock(&self, sid: &SessionId) -> &tokio::sync::Mutex<()> {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        // Fixed keys: the same shard in every run (determinism).
+        let mut h = DefaultHasher::new();
+        sid.hash(&mut h);
+        &self.session_locks[(h.finish() % SESSION_LOCKS as u64) as usize]
     }
 
     fn cached(&self, sid: &SessionId) -> Option<Cached> {
@@ -609,8 +632,15 @@ impl RedisStore {
             Option<&Cached>,
         ) -> Result<Option<(Session, Vec<Chain>, Effects, T)>, StoreError>,
     ) -> Result<Option<(T, Option<String>)>, StoreError> {
+        let _serial = self.session_lock(sid).lock().await;
         let mut fresh = false;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Another instance wrote in between: back off a little, with jitter, so
+                // competing instances do not retry in lockstep.
+                let ms = self.link.jitter_ms(u64::from(attempt.min(20)));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             let current = match self.cached(sid) {
                 Some(c) if !fresh => Some(c),
                 _ => self.load(sid).await?,

@@ -20,6 +20,8 @@ use tower::ServiceExt;
 /// 2026-11-20T14:00:00.000Z, the day of the fixture session.
 pub const EPOCH_MS: u64 = 1_795_183_200_000;
 
+static NEXT_SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
@@ -51,7 +53,10 @@ impl TestApp {
         init_logs();
         let ports = Ports {
             clock: Arc::new(TokioClock::starting_at(EPOCH_MS)),
-            ids: Arc::new(IdGen::from_seed(7)),
+            // Distinct seeds: two instances must not generate the same ids.
+            ids: Arc::new(IdGen::from_seed(
+                7 + NEXT_SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            )),
             connector: Arc::new(afw::ports::TcpConnector),
         };
         let App { state, router } = app::build(config, ports).expect("build app");

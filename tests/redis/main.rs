@@ -1,0 +1,10 @@
+//! afw against real `redis-server`s: the storage behaviours on both backends, several
+//! instances sharing one Redis, outages and recovery, persistence, TTLs and key layout.
+
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod instances;
+mod outage;
+mod server;
+mod shared;

@@ -1,0 +1,161 @@
+//! Redis goes away and comes back: fast 503s, no false 2xx, automatic recovery,
+//! gap-free delivery, and persistence when Redis keeps its data.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use afw::config::Config;
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, event};
+use crate::server::RedisServer;
+use crate::shared::wait_healthy;
+
+async fn instance(redis: &RedisServer) -> TestApp {
+    let app = TestApp::serve(Config {
+        redis_url: Some(redis.url()),
+        ..Config::default()
+    })
+    .await;
+    wait_healthy(&app).await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_writes_fail_fast_and_everything_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    let app = instance(&redis).await;
+    app.event(event("session:started", "s", json!({"cwd": "/w"})))
+        .await;
+    let mut ws = app.ws().await;
+    ws.subscribe("s", None).await;
+    redis.kill();
+
+    for _ in 0..5 {
+        let started = tokio::time::Instant::now();
+        let res = app
+            .post("/api/events", event("file:created", "s", json!({})))
+            .await;
+        assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
+        assert_eq!(res.headers["retry-after"], "1");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "answered in {:?}",
+            started.elapsed()
+        );
+    }
+    // Reads of Redis data are 503 too, not a false 404 or an empty list.
+    assert_eq!(
+        app.get("/api/sessions/s").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        app.get("/api/sessions").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        app.get("/api/events/s").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let health = app.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "degraded");
+    assert_eq!(health.body["redis"]["connected"], false);
+    assert_eq!(
+        app.get("/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    redis.restart();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if app
+            .post(
+                "/api/events",
+                event("session:started", "s", json!({"cwd": "/w"})),
+            )
+            .await
+            .status
+            == StatusCode::CREATED
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "writes work again without a restart");
+    wait_healthy(&app).await;
+    assert_eq!(app.get("/ready").await.status, StatusCode::OK);
+    // Redis lost its data (no persistence): the session starts over, and the WebSocket
+    // client, still connected, sees new events again.
+    let seq = app.event(event("file:created", "s", json!({}))).await;
+    let frame = loop {
+        let f = ws.next_json().await;
+        if f["type"] == "event" && f["seq"] == seq {
+            break f;
+        }
+    };
+    assert_eq!(frame["payload"]["type"], "file:created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_miss_nothing_when_the_pubsub_link_drops() {
+    let redis = RedisServer::start();
+    let a = Arc::new(instance(&redis).await);
+    let b = instance(&redis).await;
+    let mut ws = b.ws().await;
+    ws.subscribe("s", None).await;
+    let writer = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                a.event(event("file:created", "s", json!({}))).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    // Cut every subscriber connection mid-stream: messages published meanwhile are lost
+    // by Pub/Sub and must be recovered from the event list.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    writer.await.unwrap();
+    assert_eq!(ws.event_seqs(60).await, (1..=60).collect::<Vec<_>>());
+    ws.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_aof_sessions_survive_a_redis_crash() {
+    let mut redis = RedisServer::start_with_aof();
+    let app = instance(&redis).await;
+    app.event(event(
+        "session:started",
+        "s",
+        json!({"cwd": "/w", "user": "alice"}),
+    ))
+    .await;
+    app.event(event("file:created", "s", json!({}))).await;
+    app.queue_command("s", json!({"type": "pause"})).await;
+    redis.kill();
+    redis.restart();
+    let mut session = None;
+    for _ in 0..100 {
+        let res = app.get("/api/sessions/s").await;
+        if res.status == StatusCode::OK {
+            session = Some(res.body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let session = session.expect("the session is back");
+    assert_eq!(session["eventCount"], 2);
+    assert_eq!(app.get("/api/events/s").await.body["lastSeq"], 2);
+    assert_eq!(app.get("/api/sessions/s/commands").await.body["count"], 1);
+    assert_eq!(
+        app.event(event("file:created", "s", json!({}))).await,
+        3,
+        "the sequence continues"
+    );
+}

@@ -1,0 +1,512 @@
+//! One suite, two backends: every scenario here runs against `MemoryStore` and against
+//! `RedisStore` on a real redis-server, and must behave the same.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use afw::config::Config;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, event, fixture};
+use crate::server::RedisServer;
+
+pub enum Backend {
+    Memory,
+    Redis(RedisServer),
+}
+
+impl Backend {
+    pub fn redis() -> Self {
+        Self::Redis(RedisServer::start())
+    }
+
+    /// An instance on this backend, served on a loopback socket and ready.
+    pub async fn app(&self, config: Config) -> TestApp {
+        let config = match self {
+            Backend::Memory => config,
+            Backend::Redis(r) => Config {
+                redis_url: Some(r.url()),
+                ..config
+            },
+        };
+        let app = TestApp::serve(config).await;
+        wait_healthy(&app).await;
+        app
+    }
+}
+
+/// Waits until `/health` says ok (in Redis mode: connected and subscribed).
+pub async fn wait_healthy(app: &TestApp) {
+    for _ in 0..200 {
+        if app.get("/health").await.body["status"] == "ok" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("instance did not become healthy");
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(super::Backend::Memory).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name(super::Backend::redis()).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    sessions_lifecycle,
+    events_queries_and_batches,
+    events_are_trimmed_at_the_cap,
+    the_fixture_derives_the_same_session_as_memory,
+    listing_cursor_and_users,
+    commands_claim_ack_and_lease,
+    concurrent_claims_hand_out_each_command_once,
+    input_is_fifo_capped_and_wakes_long_polls,
+    websocket_delivery_and_resume,
+);
+
+async fn sessions_lifecycle(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    let res = app
+        .post(
+            "/api/sessions",
+            json!({"cwd": "/w", "id": "s1", "userId": "alice"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    assert_eq!(res.body["status"], "pending");
+    assert_eq!(
+        app.post("/api/sessions", json!({"cwd": "/w", "id": "s1"}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    app.event(event(
+        "chain:compiled",
+        "s1",
+        json!({"chainId": "c1", "title": "T", "steps": [{"stepNumber": 1, "action": "a"}]}),
+    ))
+    .await;
+    let got = app.get("/api/sessions/s1").await.body;
+    assert_eq!(got["status"], "pending");
+    assert_eq!(got["chains"][0]["id"], "c1");
+    let put = app
+        .request(
+            Method::PUT,
+            "/api/sessions/s1",
+            Some(json!({"status": "failed", "summary": "x"})),
+        )
+        .await;
+    assert_eq!(put.body["status"], "failed");
+    assert!(put.body["endedAt"].is_string());
+    assert_eq!(app.get("/api/chains/c1").await.status, StatusCode::OK);
+    assert_eq!(
+        app.request(Method::DELETE, "/api/sessions/s1", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/api/sessions/s1").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/chains/c1").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get("/api/events/s1").await.body["count"], 0);
+    assert_eq!(
+        app.request(Method::DELETE, "/api/sessions/s1", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.request(
+            Method::PUT,
+            "/api/sessions/s1",
+            Some(json!({"summary": "x"}))
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn events_queries_and_batches(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    for minute in 0..5 {
+        let seq = app
+            .event(json!({"type": "file:created", "sessionId": "s", "timestamp": format!("2026-11-20T14:0{minute}:00.000Z"), "n": minute}))
+            .await;
+        assert_eq!(seq, minute + 1);
+    }
+    let seqs = |v: &Value| {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let all = app.get("/api/events/s").await.body;
+    assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
+    assert_eq!(all["lastSeq"], 5);
+    assert_eq!(all["events"][2]["n"], 2);
+    assert_eq!(seqs(&app.get("/api/events/s?after=3").await.body), [4, 5]);
+    assert_eq!(
+        seqs(&app.get("/api/events/s?after=1&limit=2").await.body),
+        [2, 3]
+    );
+    assert_eq!(
+        seqs(&app.get("/api/events/s?after=9").await.body),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        seqs(
+            &app.get("/api/events/s?since=2026-11-20T14:03:00.000Z")
+                .await
+                .body
+        ),
+        [4, 5]
+    );
+    assert_eq!(
+        app.get("/api/sessions/s").await.body["status"],
+        "in_progress"
+    );
+    let batch = app
+        .post("/api/events/batch", json!({"events": [event("file:created", "a", json!({})), event("file:created", "s", json!({})), event("file:created", "a", json!({}))]}))
+        .await;
+    assert_eq!(batch.status, StatusCode::CREATED, "{}", batch.body);
+    let got: Vec<(String, u64)> = batch.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["sessionId"].as_str().unwrap().to_owned(),
+                r["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("a".into(), 1), ("s".into(), 6), ("a".into(), 2)]);
+    let recent = app.get("/api/events/a/recent?limit=1").await.body;
+    assert_eq!(seqs(&recent), [2]);
+}
+
+async fn events_are_trimmed_at_the_cap(backend: Backend) {
+    let app = backend
+        .app(Config {
+            max_events_per_session: 3,
+            ..Config::default()
+        })
+        .await;
+    for _ in 0..7 {
+        app.event(event("file:created", "s", json!({}))).await;
+    }
+    let list = app.get("/api/events/s").await.body;
+    let seqs: Vec<u64> = list["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [5, 6, 7]);
+    assert_eq!(app.get("/api/events/s?after=5").await.body["count"], 2);
+}
+
+fn without_server_times(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("lastActivityAt");
+    }
+    v
+}
+
+async fn the_fixture_derives_the_same_session_as_memory(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    let reference = Backend::Memory.app(Config::default()).await;
+    for ev in fixture() {
+        app.event(ev.clone()).await;
+        reference.event(ev).await;
+    }
+    let sid = "7f3c2a1e-5b9d-4e8f-a6c2-1d0e9b8a7c65";
+    let got = without_server_times(app.get(&format!("/api/sessions/{sid}")).await.body);
+    let want = without_server_times(reference.get(&format!("/api/sessions/{sid}")).await.body);
+    assert_eq!(got, want);
+    assert_eq!(got["chains"][0]["steps"][2]["status"], "failed");
+    assert_eq!(
+        app.get(&format!("/api/events/{sid}")).await.body["events"],
+        reference.get(&format!("/api/events/{sid}")).await.body["events"]
+    );
+}
+
+async fn listing_cursor_and_users(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    for (i, user) in ["alice", "bob", "alice"].iter().enumerate() {
+        app.event(event(
+            "session:started",
+            &format!("s{i}"),
+            json!({"user": user, "cwd": "/w"}),
+        ))
+        .await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let ids = |v: &Value| {
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&app.get("/api/sessions").await.body),
+        ["s2", "s1", "s0"]
+    );
+    let first = app.get("/api/sessions?limit=2").await.body;
+    assert_eq!(ids(&first), ["s2", "s1"]);
+    let cursor = first["nextCursor"].as_str().unwrap();
+    assert_eq!(
+        ids(&app
+            .get(&format!("/api/sessions?limit=2&cursor={cursor}"))
+            .await
+            .body),
+        ["s0"]
+    );
+    assert_eq!(
+        ids(&app.get("/api/sessions?user=alice").await.body),
+        ["s2", "s0"]
+    );
+    let users = app.get("/api/users").await.body;
+    assert_eq!(users["count"], 2);
+    assert_eq!(users["users"][0]["sessionCount"], 2);
+    assert_eq!(
+        app.get("/api/users/bob/sessions").await.body["sessions"][0]["id"],
+        "s1"
+    );
+}
+
+async fn commands_claim_ack_and_lease(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    app.start_session("s").await;
+    assert_eq!(
+        app.post("/api/sessions/none/commands", json!({"type": "pause"}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let first = app
+        .queue_command("s", json!({"type": "pause", "payload": {"graceful": true}}))
+        .await;
+    let second = app
+        .queue_command("s", json!({"type": "retry", "payload": {"stepNumber": 2}}))
+        .await;
+    let claimed = app.get("/api/sessions/s/commands").await.body;
+    let ids: Vec<&str> = claimed["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [first.as_str(), second.as_str()]);
+    let c = &claimed["commands"][0];
+    assert_eq!(
+        (
+            c["type"].clone(),
+            c["status"].clone(),
+            c["commandId"].clone()
+        ),
+        (json!("pause"), json!("pending"), json!(first))
+    );
+    assert_eq!(
+        c["command"],
+        json!({"type": "pause", "payload": {"graceful": true}})
+    );
+    assert_eq!(app.get("/api/sessions/s/commands").await.body["count"], 0);
+    assert_eq!(
+        app.get(&format!("/api/commands/{first}")).await.body["status"],
+        "delivered"
+    );
+    let ack = app
+        .post(
+            &format!("/api/commands/{first}/ack"),
+            json!({"result": {"ok": true}}),
+        )
+        .await;
+    assert_eq!(ack.body["acknowledged"], true);
+    let record = app.get(&format!("/api/commands/{first}")).await.body;
+    assert_eq!(record["status"], "acked");
+    assert_eq!(record["result"], json!({"ok": true}));
+    app.post(
+        &format!("/api/commands/{second}/ack"),
+        json!({"error": "no such step"}),
+    )
+    .await;
+    assert_eq!(
+        app.get(&format!("/api/commands/{second}")).await.body["status"],
+        "failed"
+    );
+    assert_eq!(
+        app.post("/api/commands/cmd-1-none/ack", json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let leased = app.queue_command("s", json!({"type": "cancel"})).await;
+    assert_eq!(
+        app.get("/api/sessions/s/commands?lease=300").await.body["commands"][0]["id"],
+        leased.as_str()
+    );
+    assert_eq!(
+        app.get("/api/sessions/s/commands?lease=300").await.body["count"],
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = app.get("/api/sessions/s/commands?lease=300").await.body;
+    assert_eq!(
+        again["commands"][0]["id"],
+        leased.as_str(),
+        "redelivered after the lease"
+    );
+    assert_eq!(again["commands"][0]["status"], "pending");
+    app.post(&format!("/api/commands/{leased}/ack"), json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        app.get("/api/sessions/s/commands?lease=300").await.body["count"],
+        0
+    );
+}
+
+async fn concurrent_claims_hand_out_each_command_once(backend: Backend) {
+    let app = std::sync::Arc::new(backend.app(Config::default()).await);
+    app.start_session("s").await;
+    let mut ids = BTreeSet::new();
+    for _ in 0..40 {
+        ids.insert(app.queue_command("s", json!({"type": "pause"})).await);
+    }
+    let mut polls = Vec::new();
+    for _ in 0..6 {
+        let app = app.clone();
+        polls.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                for c in app.get("/api/sessions/s/commands").await.body["commands"]
+                    .as_array()
+                    .unwrap()
+                {
+                    got.push(c["id"].as_str().unwrap().to_owned());
+                }
+            }
+            got
+        }));
+    }
+    let mut claimed = Vec::new();
+    for p in polls {
+        claimed.extend(p.await.unwrap());
+    }
+    assert_eq!(claimed.len(), 40);
+    assert_eq!(claimed.into_iter().collect::<BTreeSet<_>>(), ids);
+}
+
+async fn input_is_fifo_capped_and_wakes_long_polls(backend: Backend) {
+    let app = std::sync::Arc::new(
+        backend
+            .app(Config {
+                max_input_queue: 2,
+                ..Config::default()
+            })
+            .await,
+    );
+    app.start_session("s").await;
+    assert_eq!(
+        app.post("/api/sessions/none/input", json!({"input": "x"}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    app.post("/api/sessions/s/awaiting", json!({"promptText": "?"}))
+        .await;
+    assert_eq!(
+        app.get("/api/sessions/s").await.body["conversationState"],
+        "awaiting_input"
+    );
+    assert_eq!(
+        app.post("/api/sessions/s/input", json!({"input": "one"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.post("/api/sessions/s/input", json!({"input": "two"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.post("/api/sessions/s/input", json!({"input": "three"}))
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        app.get("/api/sessions/s/input").await.body["input"]["input"],
+        "one"
+    );
+    assert_eq!(
+        app.get("/api/sessions/s").await.body["conversationState"],
+        "idle"
+    );
+    assert_eq!(
+        app.get("/api/sessions/s/input").await.body["input"]["input"],
+        "two"
+    );
+    assert_eq!(
+        app.get("/api/sessions/s/input").await.body["available"],
+        false
+    );
+    let poll = {
+        let app = app.clone();
+        tokio::spawn(async move { app.get("/api/sessions/s/input?timeout=10000").await.body })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = tokio::time::Instant::now();
+    app.post("/api/sessions/s/input", json!({"input": "late"}))
+        .await;
+    let got = poll.await.unwrap();
+    assert_eq!(got["input"]["input"], "late");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "woken by the arrival, not the timeout"
+    );
+}
+
+async fn websocket_delivery_and_resume(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    let mut ws = app.ws().await;
+    ws.subscribe("s", None).await;
+    for _ in 0..10 {
+        app.event(event("file:created", "s", json!({}))).await;
+    }
+    assert_eq!(ws.event_seqs(10).await, (1..=10).collect::<Vec<_>>());
+    let mut resumed = app.ws().await;
+    assert_eq!(
+        resumed.subscribe("s", Some(6)).await["payload"]["recovered"],
+        true
+    );
+    app.event(event("file:created", "s", json!({}))).await;
+    assert_eq!(resumed.event_seqs(5).await, [7, 8, 9, 10, 11]);
+    assert_eq!(ws.event_seqs(1).await, [11]);
+    ws.expect_silence(Duration::from_millis(200)).await;
+    resumed.expect_silence(Duration::from_millis(100)).await;
+}
