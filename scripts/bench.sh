@@ -11,7 +11,15 @@
 #      over ROUNDS rounds (default 3), median ratio;
 #   2. GET /api/events/:id with 10 000 stored events, 1 connection;
 #   3. one event to 10 000 WebSocket subscribers (src/bin/afw-bench.rs), with server RSS;
-#   4. server RSS after 200 000 posted events.
+#   4. server RSS after 200 000 posted events;
+#   Redis mode (a local redis-server started here, no persistence):
+#   5. POST /api/events, 64 connections, Redis vs memory mode (alternating rounds);
+#   6. POST on instance A -> WebSocket delivery on instance B, 1 000 events, idle and under
+#      a 16-connection load on A;
+#   7. GET /api/events/:id with 10 000 stored events, 1 connection;
+#   8. a Redis outage under writes: time to the first 503, restart to the first 2xx, and
+#      acknowledged events lost to a subscriber;
+#   9. redis-benchmark on the same Redis, for Redis's own limit.
 # The load generator (oha, installed from crates.io when missing) shares the machine's
 # cores with the server: compare with the baseline, not with other machines.
 set -euo pipefail
@@ -19,7 +27,9 @@ cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-64}"
-SECTIONS="${SECTIONS:-1 2 3 4}"
+SECTIONS="${SECTIONS:-1 2 3 4 5 6 7 8 9}"
+REDIS_PORT=6399
+AFW_B_PORT=3102
 ROUNDS="${ROUNDS:-3}"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 AFW_PORT=3100
@@ -27,7 +37,11 @@ BASE_PORT=3101
 EVENT=tests/fixtures/bench-event.json
 OUT="$(mktemp -d)"
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$OUT"; }
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  redis-cli -p 6399 shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$OUT"
+}
 trap cleanup EXIT
 
 if ! command -v oha >/dev/null 2>&1; then
@@ -42,11 +56,29 @@ cargo build --release --quiet --bins
 
 wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
-start_afw() {
-  RUST_LOG=warn PORT=$AFW_PORT AFW_WS_MAX_CLIENTS=20000 target/release/afw >"$OUT/afw.log" 2>&1 &
+start_afw() { # [REDIS_URL]
+  REDIS_URL="${1:-}" RUST_LOG=warn PORT=$AFW_PORT AFW_WS_MAX_CLIENTS=20000 target/release/afw >"$OUT/afw.log" 2>&1 &
   AFW_PID=$!; PIDS+=("$AFW_PID"); wait_port $AFW_PORT
+  [ -z "${1:-}" ] || wait_healthy $AFW_PORT
 }
 stop_afw() { kill "$AFW_PID" 2>/dev/null || true; wait "$AFW_PID" 2>/dev/null || true; }
+start_afw_b() { # REDIS_URL
+  REDIS_URL="$1" RUST_LOG=warn PORT=$AFW_B_PORT target/release/afw >"$OUT/afw-b.log" 2>&1 &
+  AFW_B_PID=$!; PIDS+=("$AFW_B_PID"); wait_port $AFW_B_PORT; wait_healthy $AFW_B_PORT
+}
+stop_afw_b() { kill "$AFW_B_PID" 2>/dev/null || true; wait "$AFW_B_PID" 2>/dev/null || true; }
+wait_healthy() { for _ in $(seq 1 100); do curl -s "127.0.0.1:$1/health" | grep -q '"status":"ok"' && return 0; sleep 0.1; done; echo "afw on $1 not healthy" >&2; exit 1; }
+REDIS_URL_BENCH="redis://127.0.0.1:$REDIS_PORT"
+start_redis() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  fi
+  redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --logfile "$OUT/redis.log" --pidfile "$OUT/redis.pid" >/dev/null
+  wait_port $REDIS_PORT
+}
+stop_redis() { redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; }
 
 # oha JSON -> "req/s p50 p99" (latencies in ms), and the count of non-2xx answers.
 summarize() {
@@ -132,4 +164,83 @@ oha --no-tui --output-format json -n 200000 -c "$CONNS" -m POST -H 'content-type
 printf '%-34s %s\n' "200k POSTs" "$(summarize "$OUT/rss.json")"
 echo "RSS after 200 000 events: $(target/release/afw-bench rss --pid "$AFW_PID") MiB"
 stop_afw
+fi
+
+if want 5 || want 6 || want 7 || want 8 || want 9; then
+  start_redis
+fi
+
+if want 5; then
+echo
+echo "==> 5. Redis mode: POST /api/events, $CONNS connections, $DURATION per run, $ROUNDS alternating rounds vs memory mode"
+for r in $(seq 1 "$ROUNDS"); do
+  start_afw; post_load "round $r afw memory" $AFW_PORT; cp "$OUT/round $r afw memory.json" "$OUT/mem-$r.json"; stop_afw
+  redis-cli -p $REDIS_PORT flushall >/dev/null
+  start_afw "$REDIS_URL_BENCH"; post_load "round $r afw redis" $AFW_PORT; cp "$OUT/round $r afw redis.json" "$OUT/red-$r.json"; stop_afw
+done
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import sys, json, os, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+def load(name): return json.load(open(os.path.join(out, name)))
+ratios, red = [], []
+for r in range(1, rounds + 1):
+    m, d = load(f"mem-{r}.json"), load(f"red-{r}.json")
+    red.append((d["summary"]["requestsPerSec"], d["latencyPercentiles"]["p99"] * 1000))
+    ratios.append(d["summary"]["requestsPerSec"] / m["summary"]["requestsPerSec"])
+print(f"median: redis mode {statistics.median(x[0] for x in red):.0f} req/s, p99 {statistics.median(x[1] for x in red):.2f} ms; "
+      f"redis / memory throughput {statistics.median(ratios) * 100:.1f}% "
+      f"(rounds: {', '.join(f'{x * 100:.1f}%' for x in ratios)})")
+PY
+fi
+
+if want 6; then
+echo
+echo "==> 6. Redis mode: POST on instance A -> WebSocket on instance B, 1000 events"
+redis-cli -p $REDIS_PORT flushall >/dev/null
+start_afw "$REDIS_URL_BENCH"; start_afw_b "$REDIS_URL_BENCH"
+printf 'idle:   '; target/release/afw-bench --addr 127.0.0.1:$AFW_PORT latency --ws-addr 127.0.0.1:$AFW_B_PORT --events 1000 --interval-ms 2
+sed 's/bench-session-0001/load-session/' "$EVENT" >"$OUT/load-event.json"
+oha --no-tui --output-format quiet -z 20s -c 16 -m POST -H 'content-type: application/json' \
+  -D "$OUT/load-event.json" "http://127.0.0.1:$AFW_PORT/api/events" >/dev/null 2>&1 & LOAD_PID=$!; PIDS+=("$LOAD_PID")
+sleep 1
+printf 'loaded: '; target/release/afw-bench --addr 127.0.0.1:$AFW_PORT latency --ws-addr 127.0.0.1:$AFW_B_PORT --events 1000 --interval-ms 2
+kill "$LOAD_PID" 2>/dev/null || true; wait "$LOAD_PID" 2>/dev/null || true
+stop_afw_b; stop_afw
+fi
+
+if want 7; then
+echo
+echo "==> 7. Redis mode: GET /api/events/:id with 10 000 stored events, 1 connection, $DURATION"
+redis-cli -p $REDIS_PORT flushall >/dev/null
+start_afw "$REDIS_URL_BENCH"
+target/release/afw-bench --addr 127.0.0.1:$AFW_PORT preload --session read-bench --events 10000 --event-file "$EVENT"
+for q in "" "?limit=10000"; do
+  oha --no-tui --output-format json -z "$DURATION" -c 1 "http://127.0.0.1:$AFW_PORT/api/events/read-bench$q" >"$OUT/read.json"
+  printf '%-34s %s\n' "GET events${q:- (default limit 1000)}" "$(summarize "$OUT/read.json")"
+done
+stop_afw
+fi
+
+if want 8; then
+echo
+echo "==> 8. Redis mode: an outage under writes (Redis killed at 2 s, restarted at 5 s)"
+redis-cli -p $REDIS_PORT flushall >/dev/null
+start_afw "$REDIS_URL_BENCH"
+target/release/afw-bench --addr 127.0.0.1:$AFW_PORT outage \
+  --kill-cmd "kill -9 \$(cat '$OUT/redis.pid')" \
+  --start-cmd "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --logfile '$OUT/redis.log' --pidfile '$OUT/redis.pid' >/dev/null"
+stop_afw
+fi
+
+if want 9; then
+echo
+echo "==> 9. redis-benchmark on the same Redis (Redis's own limit on this machine), 64 connections"
+redis-benchmark -p $REDIS_PORT -q -n 200000 -c 64 -t set,lpush,publish 2>/dev/null | tr '\r' '\n' | grep -E "requests per second" || true
+redis-cli -p $REDIS_PORT script load "return redis.call('SET', KEYS[1], ARGV[1])" >/dev/null
+SHA=$(redis-cli -p $REDIS_PORT script load "return redis.call('SET', KEYS[1], ARGV[1])")
+redis-benchmark -p $REDIS_PORT -q -n 200000 -c 64 evalsha "$SHA" 1 bench:key value 2>/dev/null | tr '\r' '\n' | grep -E "requests per second" | sed 's/^/EVALSHA (one SET): /' || true
+fi
+
+if want 5 || want 6 || want 7 || want 8 || want 9; then
+  stop_redis
 fi

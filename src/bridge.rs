@@ -87,7 +87,8 @@ pub fn dispatch(bus: &Bus, payload: &[u8]) {
             timestamp.unwrap_or_default().to_rfc3339(),
             msg.payload.map_or("null", |p| p.get()),
         );
-        bus.publish_notice_frame(&msg.session_id, Utf8Bytes::from(frame));
+        let resets = notice == crate::bus::SESSION_DELETED;
+        bus.publish_notice_frame(&msg.session_id, Utf8Bytes::from(frame), resets);
         if notice == "input:queued" {
             bus.input_queued(&msg.session_id);
         }
@@ -156,6 +157,14 @@ async fn subscribed(
     let (mut sink, mut stream) = pubsub.split();
     status.set(true);
     tracing::info!(channel, redis = %target.describe(), "Pub/Sub subscribed");
+    // Clients resync by reading storage: wait (bounded) until the store's own connection,
+    // which may still be in its reconnect backoff, answers too.
+    for _ in 0..50 {
+        if link.query::<String>(&redis::cmd("PING")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     bus.resync_all();
     let mut heartbeat =
         tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);

@@ -35,8 +35,14 @@ pub enum Outbound {
     Notice {
         session_id: SessionId,
         frame: Utf8Bytes,
+        /// The session's history was removed (`session:deleted`): a recreated session
+        /// starts again at `seq` 1, so the client's cursor must start over too.
+        resets: bool,
     },
 }
+
+/// The notice after which a session's sequence starts over.
+pub const SESSION_DELETED: &str = "session:deleted";
 
 /// The receiving side of one WebSocket client, as the bus sees it.
 #[derive(Debug)]
@@ -188,6 +194,7 @@ impl Bus {
             inbox.deliver(Outbound::Notice {
                 session_id: session_id.clone(),
                 frame: frame.clone(),
+                resets: kind == SESSION_DELETED,
             });
         }
     }
@@ -206,7 +213,7 @@ impl Bus {
     }
 
     /// Delivers an already-built notice frame (one that came from another instance).
-    pub fn publish_notice_frame(&self, session_id: &SessionId, frame: Utf8Bytes) {
+    pub fn publish_notice_frame(&self, session_id: &SessionId, frame: Utf8Bytes, resets: bool) {
         if self.subscriptions.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -216,6 +223,7 @@ impl Bus {
                 inbox.deliver(Outbound::Notice {
                     session_id: session_id.clone(),
                     frame: frame.clone(),
+                    resets,
                 });
             }
         }

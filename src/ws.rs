@@ -275,12 +275,26 @@ impl Conn<'_> {
                     Ok(page) if page.last_seq > last => {
                         self.fill_gap(&session_id, last, page.last_seq).await
                     }
+                    Ok(page) if page.last_seq < last => {
+                        // Storage holds less than this client has seen: the session was
+                        // lost (e.g. Redis restarted without its data) and began again.
+                        // The client must reload; delivery goes on from the new sequence.
+                        self.subscriptions.insert(session_id.clone(), page.last_seq);
+                        self.confirm(&session_id, page.last_seq, Some(false)).await
+                    }
                     // Nothing missed, or storage is still away: the next event retries.
                     _ => Ok(()),
                 }
             }
-            Outbound::Notice { session_id, frame } => {
-                if self.subscriptions.contains_key(&session_id) {
+            Outbound::Notice {
+                session_id,
+                frame,
+                resets,
+            } => {
+                if let Some(last) = self.subscriptions.get_mut(&session_id) {
+                    if resets {
+                        *last = 0;
+                    }
                     self.send(Message::Text(frame)).await?;
                 }
                 Ok(())

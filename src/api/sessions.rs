@@ -289,7 +289,15 @@ async fn update(
 
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
-    if state.store().delete_session(&id).await? {
+    let store = state.store();
+    if store.delete_session(&id).await? {
+        // Subscribers' cursors start over: a recreated session counts from seq 1 again.
+        if let Err(e) = store
+            .publish_notice(&id, crate::bus::SESSION_DELETED, Map::new())
+            .await
+        {
+            tracing::warn!(session = %id, error = %e, "session deleted, but the notice was not sent");
+        }
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::session_not_found(id.as_str()))

@@ -50,6 +50,26 @@ enum Cmd {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// POSTs events to one instance and times their arrival on a WebSocket client of
+    /// another (or the same) instance.
+    Latency {
+        /// Instance the WebSocket client connects to (default: --addr).
+        #[arg(long)]
+        ws_addr: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+        #[arg(long, default_value_t = 2)]
+        interval_ms: u64,
+    },
+    /// Writes continuously through a Redis outage: runs --kill-cmd after 2 s and
+    /// --start-cmd 3 s later, and reports how fast errors and recovery came, and whether a
+    /// subscriber missed any acknowledged event.
+    Outage {
+        #[arg(long)]
+        kill_cmd: String,
+        #[arg(long)]
+        start_cmd: String,
+    },
     /// Prints the resident set size of a process in MiB.
     Rss {
         #[arg(long)]
@@ -89,6 +109,214 @@ fn field_u64(text: &str, key: &str) -> Option<u64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// A minimal keep-alive HTTP/1.1 client (loopback benchmarks only).
+struct KeepAlive {
+    addr: String,
+    conn: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl KeepAlive {
+    async fn connect(addr: &str) -> std::io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            addr: addr.to_owned(),
+            conn: tokio::io::BufReader::new(stream),
+        })
+    }
+
+    /// POSTs and returns the status code.
+    async fn post(&mut self, path: &str, body: &str) -> std::io::Result<u16> {
+        use tokio::io::AsyncBufReadExt;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        self.conn.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        self.conn.read_line(&mut line).await?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if self.conn.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.conn.read_exact(&mut body).await?;
+        Ok(status)
+    }
+}
+
+async fn subscriber(
+    addr: &str,
+    session: &str,
+) -> Result<mpsc::UnboundedReceiver<(u64, Instant)>, Box<dyn std::error::Error>> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "sessionId": session})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut confirmed = 0;
+    while confirmed < 2 {
+        if let Some(Ok(Message::Text(t))) = ws.next().await
+            && t.as_str().contains("\"subscription_confirmed\"")
+        {
+            confirmed += 1;
+        }
+    }
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg {
+                let at = Instant::now();
+                if t.as_str().starts_with("{\"type\":\"event\"")
+                    && let Some(n) = field_u64(t.as_str(), "\"n\":")
+                {
+                    let _ = tx.send((n, at));
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn event_body(session: &str, n: usize) -> String {
+    json!({"type": "file:modified", "sessionId": session, "timestamp": "2026-11-20T14:00:00.000Z", "n": n, "path": "/w/src/lib.rs"})
+        .to_string()
+}
+
+async fn latency(
+    addr: &str,
+    ws_addr: &str,
+    events: usize,
+    interval: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let session = "latency-bench";
+    let mut rx = subscriber(ws_addr, session).await?;
+    let mut http = KeepAlive::connect(addr).await?;
+    let mut sent = Vec::with_capacity(events);
+    for n in 0..events {
+        let body = event_body(session, n);
+        sent.push(Instant::now());
+        let status = http.post("/api/events", &body).await?;
+        if status != 201 {
+            return Err(format!("POST answered {status}").into());
+        }
+        tokio::time::sleep(interval).await;
+    }
+    let mut lat = Vec::with_capacity(events);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lat.len() < events {
+        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(Some((n, at))) => {
+                lat.push(at.duration_since(sent[n as usize]).as_secs_f64() * 1000.0)
+            }
+            _ => break,
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "POST on {addr} -> WS on {ws_addr}: {} / {events} delivered; p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        lat.len(),
+        percentile(&lat, 50.0),
+        percentile(&lat, 90.0),
+        percentile(&lat, 99.0),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
+fn sh(cmd: &str) {
+    let _ = std::process::Command::new("sh").arg("-c").arg(cmd).status();
+}
+
+async fn outage(
+    addr: &str,
+    kill_cmd: &str,
+    start_cmd: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let session = "outage-bench";
+    let mut rx = subscriber(addr, session).await?;
+    let started = Instant::now();
+    let (mut killed_at, mut restarted_at) = (None, None);
+    let (mut first_error, mut first_ok_after) = (None, None);
+    let (mut acked, mut errors, mut other) = (Vec::new(), 0usize, 0usize);
+    let mut max_error_ms = 0f64;
+    let mut n = 0usize;
+    while started.elapsed() < Duration::from_secs(9) {
+        if killed_at.is_none() && started.elapsed() >= Duration::from_secs(2) {
+            sh(kill_cmd);
+            killed_at = Some(Instant::now());
+        }
+        if restarted_at.is_none() && started.elapsed() >= Duration::from_secs(5) {
+            sh(start_cmd);
+            restarted_at = Some(Instant::now());
+        }
+        let t0 = Instant::now();
+        let status = post(addr, "/api/events", &event_body(session, n))
+            .await
+            .unwrap_or(0);
+        let took = t0.elapsed().as_secs_f64() * 1000.0;
+        match status {
+            201 => {
+                acked.push(n);
+                if restarted_at.is_some() && first_ok_after.is_none() {
+                    first_ok_after = Some(Instant::now());
+                }
+            }
+            503 => {
+                errors += 1;
+                max_error_ms = max_error_ms.max(took);
+                if killed_at.is_some() && first_error.is_none() {
+                    first_error = Some(Instant::now());
+                }
+            }
+            _ => other += 1,
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut received = std::collections::BTreeSet::new();
+    while let Ok((i, _)) = rx.try_recv() {
+        received.insert(i as usize);
+    }
+    let lost = acked.iter().filter(|i| !received.contains(i)).count();
+    let ms = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.0} ms", b.duration_since(a).as_secs_f64() * 1000.0),
+        _ => "n/a".to_owned(),
+    };
+    println!(
+        "outage: {n} writes, {} acknowledged (201), {errors} refused (503, slowest answer {max_error_ms:.0} ms), {other} other",
+        acked.len()
+    );
+    println!(
+        "outage: Redis killed -> first 503 after {}; Redis restarted -> first 201 after {}",
+        ms(killed_at, first_error),
+        ms(restarted_at, first_ok_after)
+    );
+    println!("outage: acknowledged events the subscriber never received: {lost}");
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -273,6 +501,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .await
         }
+        Cmd::Latency {
+            ws_addr,
+            events,
+            interval_ms,
+        } => {
+            let ws_addr = ws_addr.unwrap_or_else(|| cli.addr.clone());
+            latency(
+                &cli.addr,
+                &ws_addr,
+                events,
+                Duration::from_millis(interval_ms),
+            )
+            .await
+        }
+        Cmd::Outage {
+            kill_cmd,
+            start_cmd,
+        } => outage(&cli.addr, &kill_cmd, &start_cmd).await,
         Cmd::Rss { pid } => {
             match rss_mib(pid) {
                 Some(rss) => println!("{rss:.1}"),

@@ -335,3 +335,27 @@ async fn a_client_that_cannot_keep_up_is_disconnected_with_1013() {
     app.event(event("file:created", "s", json!({}))).await;
     assert_eq!(fresh.event_seqs(1).await, [121]);
 }
+
+#[tokio::test]
+async fn a_deleted_and_recreated_session_starts_its_subscribers_over() {
+    let app = TestApp::serve(Config::default()).await;
+    let mut ws = app.ws().await;
+    ws.subscribe("s", None).await;
+    for _ in 0..3 {
+        app.event(event("file:created", "s", json!({}))).await;
+    }
+    assert_eq!(ws.event_seqs(3).await, [1, 2, 3]);
+    let del = app
+        .request(axum::http::Method::DELETE, "/api/sessions/s", None)
+        .await;
+    assert_eq!(del.status, axum::http::StatusCode::NO_CONTENT);
+    assert_eq!(ws.next_json().await["type"], "session:deleted");
+    app.event(event("session:started", "s", json!({"cwd": "/w"})))
+        .await;
+    app.event(event("file:created", "s", json!({}))).await;
+    assert_eq!(
+        ws.event_seqs(2).await,
+        [1, 2],
+        "the new session's events are not mistaken for duplicates"
+    );
+}

@@ -26,10 +26,12 @@ async fn instance(redis: &RedisServer) -> TestApp {
 async fn while_redis_is_down_writes_fail_fast_and_everything_recovers_by_itself() {
     let mut redis = RedisServer::start();
     let app = instance(&redis).await;
-    app.event(event("session:started", "s", json!({"cwd": "/w"})))
-        .await;
     let mut ws = app.ws().await;
     ws.subscribe("s", None).await;
+    for _ in 0..5 {
+        app.event(event("file:created", "s", json!({}))).await;
+    }
+    assert_eq!(ws.event_seqs(5).await, [1, 2, 3, 4, 5]);
     redis.kill();
 
     for _ in 0..5 {
@@ -87,16 +89,27 @@ async fn while_redis_is_down_writes_fail_fast_and_everything_recovers_by_itself(
     assert!(recovered, "writes work again without a restart");
     wait_healthy(&app).await;
     assert_eq!(app.get("/ready").await.status, StatusCode::OK);
-    // Redis lost its data (no persistence): the session starts over, and the WebSocket
-    // client, still connected, sees new events again.
-    let seq = app.event(event("file:created", "s", json!({}))).await;
-    let frame = loop {
+    // Redis lost its data (no persistence): the session started over at seq 1, below what
+    // the still-connected WebSocket client has seen. It is told to reload
+    // (`recovered: false`), and live delivery goes on from the new sequence.
+    let reset = loop {
         let f = ws.next_json().await;
-        if f["type"] == "event" && f["seq"] == seq {
+        if f["type"] == "subscription_confirmed" {
             break f;
         }
     };
-    assert_eq!(frame["payload"]["type"], "file:created");
+    assert_eq!(reset["payload"]["recovered"], false, "{reset}");
+    // From the reset's cursor on, every event arrives once, in order.
+    let cursor = reset["payload"]["lastSeq"].as_u64().unwrap();
+    let seq = app.event(event("file:created", "s", json!({}))).await;
+    let mut seen = Vec::new();
+    while seen.last() != Some(&seq) {
+        let f = ws.next_json().await;
+        if f["type"] == "event" {
+            seen.push(f["seq"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seen, (cursor + 1..=seq).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
