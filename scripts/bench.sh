@@ -222,14 +222,21 @@ stop_afw
 fi
 
 if want 8; then
+for persistence in "no" "yes"; do
 echo
-echo "==> 8. Redis mode: an outage under writes (Redis killed at 2 s, restarted at 5 s)"
+echo "==> 8. Redis mode: an outage under writes (Redis killed at 2 s, restarted at 5 s), appendonly $persistence"
+stop_redis
+redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly $persistence --appendfsync always \
+  --dir "$OUT" --daemonize yes --logfile "$OUT/redis.log" --pidfile "$OUT/redis.pid" >/dev/null
+wait_port $REDIS_PORT
 redis-cli -p $REDIS_PORT flushall >/dev/null
 start_afw "$REDIS_URL_BENCH"
 target/release/afw-bench --addr 127.0.0.1:$AFW_PORT outage \
   --kill-cmd "kill -9 \$(cat '$OUT/redis.pid')" \
-  --start-cmd "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --logfile '$OUT/redis.log' --pidfile '$OUT/redis.pid' >/dev/null"
+  --start-cmd "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly $persistence --appendfsync always --dir '$OUT' --daemonize yes --logfile '$OUT/redis.log' --pidfile '$OUT/redis.pid' >/dev/null"
 stop_afw
+done
+stop_redis; start_redis
 fi
 
 if want 9; then

@@ -111,6 +111,9 @@ fn field_u64(text: &str, key: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
+/// Marks a `recovered: false` confirmation in a subscriber's stream.
+const RESET: u64 = u64::MAX;
+
 /// A minimal keep-alive HTTP/1.1 client (loopback benchmarks only).
 struct KeepAlive {
     addr: String,
@@ -193,6 +196,8 @@ async fn subscriber(
                     && let Some(n) = field_u64(t.as_str(), "\"n\":")
                 {
                     let _ = tx.send((n, at));
+                } else if t.as_str().contains("\"recovered\":false") {
+                    let _ = tx.send((RESET, at));
                 }
             }
         }
@@ -225,14 +230,23 @@ async fn latency(
         tokio::time::sleep(interval).await;
     }
     let mut lat = Vec::with_capacity(events);
+    let mut slow = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while lat.len() < events {
         match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-            Ok(Some((n, at))) => {
-                lat.push(at.duration_since(sent[n as usize]).as_secs_f64() * 1000.0)
+            Ok(Some((n, at))) if n != RESET => {
+                let ms = at.duration_since(sent[n as usize]).as_secs_f64() * 1000.0;
+                if ms > 2.0 {
+                    slow.push((n, (ms * 10.0).round() / 10.0));
+                }
+                lat.push(ms);
             }
+            Ok(Some(_)) => {}
             _ => break,
         }
+    }
+    if std::env::var_os("AFW_BENCH_VERBOSE").is_some() {
+        eprintln!("events slower than 2 ms (n, ms): {slow:?}");
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     println!(
@@ -298,8 +312,13 @@ async fn outage(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut received = std::collections::BTreeSet::new();
+    let mut resets = 0;
     while let Ok((i, _)) = rx.try_recv() {
-        received.insert(i as usize);
+        if i == RESET {
+            resets += 1;
+        } else {
+            received.insert(i as usize);
+        }
     }
     let lost = acked.iter().filter(|i| !received.contains(i)).count();
     let ms = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
@@ -315,7 +334,11 @@ async fn outage(
         ms(killed_at, first_error),
         ms(restarted_at, first_ok_after)
     );
-    println!("outage: acknowledged events the subscriber never received: {lost}");
+    println!(
+        "outage: acknowledged events the subscriber did not receive live: {lost}; \
+         times it was told to reload (recovered:false): {resets}; lost silently: {}",
+        if lost > 0 && resets == 0 { lost } else { 0 }
+    );
     Ok(())
 }
 

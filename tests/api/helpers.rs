@@ -72,6 +72,10 @@ impl TestApp {
         let mut test = Self::with_config(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         test.addr = Some(listener.local_addr().unwrap());
+        // As in production (main.rs): no Nagle delay on small frames.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let app = App {
             state: test.state.clone(),
             router: test.router.clone(),
