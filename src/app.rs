@@ -48,6 +48,8 @@ impl Ports {
 pub enum BuildError {
     #[error(transparent)]
     RedisUrl(#[from] RedisUrlError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Shared by every handler and connection task of one instance.
@@ -103,7 +105,9 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         .clone()
         .unwrap_or_else(|| format!("afw-{}", ports.ids.suffix()));
     let (shutdown, _) = watch::channel(false);
-    let (store, bridge): (Arc<dyn Store>, _) = match &config.redis_url {
+    // An empty REDIS_URL (as `REDIS_URL=` in a compose file) means "not set".
+    let redis_url = config.redis_url.as_deref().filter(|u| !u.trim().is_empty());
+    let (store, bridge): (Arc<dyn Store>, _) = match redis_url {
         None => (
             Arc::new(MemoryStore::new(
                 Arc::clone(&ports.clock),
@@ -118,8 +122,16 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
                 op: Duration::from_millis(config.redis_timeout_ms.max(1)),
                 ..LinkTimeouts::default()
             };
+            let connector: Arc<dyn Connector> = if target.tls {
+                Arc::new(crate::tls::TlsConnector::new(
+                    Arc::clone(&ports.connector),
+                    config.redis_ca_file.as_deref(),
+                )?)
+            } else {
+                Arc::clone(&ports.connector)
+            };
             let link = Arc::new(RedisLink::new(
-                Arc::clone(&ports.connector),
+                connector,
                 target,
                 timeouts,
                 Arc::clone(&ports.ids),

@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// PEM file of extra CA certificates to trust for rediss:// (besides the public roots),
+    /// e.g. a private CA that signed your Redis server's certificate.
+    #[arg(long, env = "AFW_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Longest wait for one Redis command or connection, in milliseconds; past it the
     /// request answers 503.
     #[arg(long, env = "AFW_REDIS_TIMEOUT_MS", default_value_t = DEFAULT_REDIS_TIMEOUT_MS)]
@@ -123,6 +128,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             redis_url: None,
             redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
+            redis_ca_file: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             session_ttl_secs: DEFAULT_SESSION_TTL_SECS,
             queue_ttl_secs: DEFAULT_QUEUE_TTL_SECS,
@@ -179,6 +185,7 @@ mod tests {
         // Variables set in the environment of the test run may legitimately differ.
         let expected = Config {
             redis_url: parsed.redis_url.clone(),
+            redis_ca_file: parsed.redis_ca_file.clone(),
             instance_id: parsed.instance_id.clone(),
             log_json: parsed.log_json,
             ..Config::default()

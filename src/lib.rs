@@ -18,4 +18,5 @@ pub mod ingest;
 pub mod model;
 pub mod ports;
 pub mod storage;
+pub mod tls;
 pub mod ws;

@@ -54,6 +54,8 @@ pub struct RedisTarget {
     pub host: String,
     pub port: u16,
     pub info: RedisConnectionInfo,
+    /// `rediss://`: the connection is TLS.
+    pub tls: bool,
 }
 
 /// Why a `REDIS_URL` cannot be used.
@@ -62,27 +64,36 @@ pub enum RedisUrlError {
     #[error("REDIS_URL is not a valid Redis URL: {0}")]
     Invalid(String),
     #[error(
-        "REDIS_URL uses rediss:// (TLS), which this build does not support yet; use redis:// \
-         through a TLS tunnel or a private network"
+        "REDIS_URL asks for #insecure TLS; afw always verifies the server: give your CA in \
+         AFW_REDIS_CA_FILE instead"
     )]
-    TlsUnsupported,
+    Insecure,
     #[error("REDIS_URL points to a Unix socket, which afw does not support; use redis://host:port")]
     UnixUnsupported,
 }
 
 impl RedisTarget {
     pub fn parse(url: &str) -> Result<Self, RedisUrlError> {
-        let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
-        match scheme.as_str() {
-            "rediss" | "valkeys" => return Err(RedisUrlError::TlsUnsupported),
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "rediss" | "valkeys" => true,
             "unix" | "redis+unix" => return Err(RedisUrlError::UnixUnsupported),
-            _ => {}
+            _ => false,
+        };
+        if url.contains("#insecure") {
+            return Err(RedisUrlError::Insecure);
         }
-        let parsed = redis::IntoConnectionInfo::into_connection_info(url)
+        // TLS is ours (the connector), not the redis crate's: parse the rest as redis://.
+        let url = if tls {
+            format!("redis://{rest}")
+        } else {
+            url.to_owned()
+        };
+        let parsed = redis::IntoConnectionInfo::into_connection_info(url.as_str())
             .map_err(|e| RedisUrlError::Invalid(e.to_string()))?;
         let (host, port) = match parsed.addr() {
             redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
-            redis::ConnectionAddr::TcpTls { .. } => return Err(RedisUrlError::TlsUnsupported),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
             _ => return Err(RedisUrlError::UnixUnsupported),
         };
         let settings = parsed.redis_settings();
@@ -95,12 +106,18 @@ impl RedisTarget {
         if let Some(password) = settings.password() {
             info = info.set_password(password);
         }
-        Ok(Self { host, port, info })
+        Ok(Self {
+            host,
+            port,
+            info,
+            tls,
+        })
     }
 
-    /// `host:port/db`, without credentials, for logs.
+    /// `redis[s]://host:port/db`, without credentials, for logs.
     pub fn describe(&self) -> String {
-        format!("{}:{}/{}", self.host, self.port, self.info.db())
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{}:{}/{}", self.host, self.port, self.info.db())
     }
 }
 

@@ -138,9 +138,22 @@ async fn health_and_ready_report_memory_storage() {
 }
 
 #[tokio::test]
+async fn an_empty_redis_url_means_memory_storage() {
+    let config = Config {
+        redis_url: Some(String::new()),
+        ..Config::default()
+    };
+    let app = afw::app::build(config, afw::app::Ports::production()).expect("builds");
+    assert_eq!(app.backend(), "memory");
+}
+
+#[tokio::test]
 async fn unusable_redis_urls_fail_the_build_with_a_clear_message() {
     for (url, needle) in [
-        ("rediss://secure.example:6380", "rediss://"),
+        (
+            "rediss://secure.example:6380/#insecure",
+            "AFW_REDIS_CA_FILE",
+        ),
         ("not a url", "REDIS_URL"),
         ("redis+unix:///tmp/redis.sock", "Unix socket"),
     ] {

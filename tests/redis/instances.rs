@@ -322,3 +322,31 @@ async fn redis_url_password_db_and_prefix_are_honoured() {
         "no Redis internals leak"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_urls_connect_over_verified_tls() {
+    let (redis, ca) = RedisServer::start_with_tls();
+    let app = TestApp::serve(Config {
+        redis_url: Some(redis.url()),
+        redis_ca_file: Some(ca),
+        ..Config::default()
+    })
+    .await;
+    wait_healthy(&app).await;
+    let mut ws = app.ws().await;
+    ws.subscribe("s", None).await;
+    app.event(event("session:started", "s", json!({"cwd": "/w"})))
+        .await;
+    assert_eq!(ws.event_seqs(1).await, [1], "Pub/Sub over TLS too");
+    assert_eq!(redis.cli(&["EXISTS", "afw:sessions:s"]).trim(), "1");
+    // Without the CA, the server's certificate is not trusted: no connection, 503s.
+    let untrusting = TestApp::serve(Config {
+        redis_url: Some(redis.url()),
+        ..Config::default()
+    })
+    .await;
+    let res = untrusting
+        .post("/api/events", event("file:created", "s", json!({})))
+        .await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+}

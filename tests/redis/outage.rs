@@ -172,3 +172,72 @@ async fn with_aof_sessions_survive_a_redis_crash() {
         "the sequence continues"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_load_never_acknowledges_a_write_it_did_not_store() {
+    let mut redis = RedisServer::start_with_aof();
+    let app = Arc::new(instance(&redis).await);
+    app.start_session("load").await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let (app, stop) = (app.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut refused = 0;
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = w * 1_000_000 + n;
+                let res = app
+                    .post(
+                        "/api/events",
+                        event("file:modified", "load", json!({"n": id})),
+                    )
+                    .await;
+                match res.status {
+                    StatusCode::CREATED => acked.push(id),
+                    StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                    other => panic!("unexpected {other}: {}", res.body),
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (acked, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for w in writers {
+        let (a, r) = w.await.unwrap();
+        acked.extend(a);
+        refused += r;
+    }
+    assert!(refused > 0, "the outage was seen");
+    let stored = app.get("/api/events/load?limit=10000").await;
+    assert_eq!(stored.status, StatusCode::OK);
+    let present: std::collections::BTreeSet<u64> = stored.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["n"].as_u64())
+        .collect();
+    let missing: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|n| !present.contains(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+    assert!(
+        acked.len() > 100,
+        "the writers made progress before and after ({})",
+        acked.len()
+    );
+}

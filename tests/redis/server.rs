@@ -11,6 +11,8 @@ pub struct RedisServer {
     dir: PathBuf,
     aof: bool,
     password: Option<String>,
+    /// (certificate, key, CA) PEM files: serve TLS only.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -35,6 +37,25 @@ impl RedisServer {
         Self::launch(false, Some(password.to_owned()))
     }
 
+    /// TLS only, with a certificate for `localhost` signed by a CA generated here; returns
+    /// the server and the CA's PEM file.
+    pub fn start_with_tls() -> (Self, PathBuf) {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("afw-redis-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (cert, key, ca) = test_certificates(&dir);
+        let mut server = Self {
+            port,
+            dir,
+            aof: false,
+            password: None,
+            tls: Some((cert, key, ca.clone())),
+            child: None,
+        };
+        server.restart();
+        (server, ca)
+    }
+
     fn launch(aof: bool, password: Option<String>) -> Self {
         let port = free_port();
         let dir =
@@ -45,6 +66,7 @@ impl RedisServer {
             dir,
             aof,
             password,
+            tls: None,
             child: None,
         };
         server.restart();
@@ -52,18 +74,30 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+        match (&self.password, &self.tls) {
+            (_, Some(_)) => format!("rediss://localhost:{}", self.port),
+            (Some(p), None) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            (None, None) => format!("redis://127.0.0.1:{}", self.port),
         }
     }
 
     /// Starts (again) on the same port and directory.
     pub fn restart(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+        match &self.tls {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            Some((cert, key, ca)) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args(["--appendonly", if self.aof { "yes" } else { "no" }])
@@ -100,6 +134,9 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-p", &self.port.to_string()]);
+        if let Some((_, _, ca)) = &self.tls {
+            cmd.args(["-h", "localhost", "--tls", "--cacert"]).arg(ca);
+        }
         if let Some(p) = &self.password {
             cmd.args(["-a", p, "--no-auth-warning"]);
         }
@@ -125,4 +162,34 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A CA and a `localhost` certificate it signed, as PEM files in `dir`.
+fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "afw test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA");
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("server params")
+        .signed_by(&key, &ca)
+        .expect("server certificate");
+    let paths = (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("ca.pem"),
+    );
+    std::fs::write(&paths.0, cert.pem()).expect("write certificate");
+    std::fs::write(&paths.1, key.serialize_pem()).expect("write key");
+    std::fs::write(&paths.2, ca.pem()).expect("write CA");
+    paths
 }
