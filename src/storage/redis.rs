@@ -350,7 +350,31 @@ struct Scripts {
     delete: Script,
 }
 
-pub struct RedisStore {
+/// The Redis backend. Cheap to clone; clones share the state.
+#[derive(Clone)]
+pub struct RedisStore(Arc<RedisCore>);
+
+impl std::ops::Deref for RedisStore {
+    type Target = RedisCore;
+
+    fn deref(&self) -> &RedisCore {
+        &self.0
+    }
+}
+
+/// Appends waiting to be committed together (group commit), per session.
+#[derive(Default)]
+struct Group {
+    draining: bool,
+    queue: Vec<PendingAppend>,
+}
+
+struct PendingAppend {
+    events: Vec<NewEvent>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, StoreError>>,
+}
+
+pub struct RedisCore {
     link: Arc<RedisLink>,
     prefix: String,
     channel: String,
@@ -360,6 +384,7 @@ pub struct RedisStore {
     cache: Mutex<BTreeMap<SessionId, Cached>>,
     /// Serialises this instance's mutations of one session (sharded by session id).
     session_locks: Vec<tokio::sync::Mutex<()>>,
+    groups: Mutex<BTreeMap<SessionId, Group>>,
     scripts: Scripts,
 }
 
@@ -495,6 +520,24 @@ impl RedisStore {
         limits: StoreLimits,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self(Arc::new(RedisCore::new(
+            link,
+            prefix,
+            instance_id,
+            limits,
+            clock,
+        )))
+    }
+}
+
+impl RedisCore {
+    fn new(
+        link: Arc<RedisLink>,
+        prefix: &str,
+        instance_id: &str,
+        limits: StoreLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             link,
             prefix: prefix.to_owned(),
@@ -506,6 +549,7 @@ impl RedisStore {
             session_locks: (0..SESSION_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            groups: Mutex::new(BTreeMap::new()),
             scripts: Scripts {
                 commit: Script::new(&scripts::commit()),
                 load: Script::new(scripts::LOAD),
@@ -686,6 +730,84 @@ impl RedisStore {
             "too much contention on one session; retry".into(),
         ))
     }
+
+    /// Commits appends queued for one session, all that are waiting at each round, until
+    /// none are left (group commit: one compare-and-set for many events under load).
+    async fn drain_appends(&self, session: SessionId) {
+        loop {
+            let batch = {
+                let mut groups = lock(&self.groups);
+                let Some(group) = groups.get_mut(&session) else {
+                    return;
+                };
+                if group.queue.is_empty() {
+                    groups.remove(&session);
+                    return;
+                }
+                std::mem::take(&mut group.queue)
+            };
+            let counts: Vec<usize> = batch.iter().map(|p| p.events.len()).collect();
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut events = Vec::with_capacity(counts.iter().sum());
+            for pending in batch {
+                events.extend(pending.events);
+                replies.push(pending.reply);
+            }
+            let result = self.append_now(&session, events).await;
+            let mut seqs = result.as_ref().map(|s| s.iter().copied()).ok();
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let answer = match (&result, seqs.as_mut()) {
+                    (Ok(_), Some(all)) => Ok(all.by_ref().take(n).collect()),
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(_), None) => Err(StoreError::Corrupt("lost sequence numbers".into())),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    async fn append_now(
+        &self,
+        session: &SessionId,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let Some(first) = events.first() else {
+            return Ok(Vec::new());
+        };
+        let now = self.now();
+        let done = self
+            .mutate_session(session, |current| {
+                let (mut s, mut chains) = match current {
+                    Some(c) => (c.session.clone(), c.chains.clone()),
+                    None => (derive::session_for_unknown(first, now), Vec::new()),
+                };
+                let before = chains.clone();
+                let mut effects = Effects::default();
+                let mut seqs = Vec::with_capacity(events.len());
+                for ev in &events {
+                    derive::apply_event(&mut s, &mut chains, ev, now);
+                    // Commits on a session are serial (compare-and-set), so its event
+                    // count is its sequence.
+                    let seq = s.event_count;
+                    let stored = StoredEvent {
+                        seq,
+                        kind: ev.kind,
+                        timestamp: ev.timestamp,
+                        json: ev.json_with_seq(seq),
+                    };
+                    effects
+                        .publish
+                        .push(event_message(session, &stored, &self.instance_id));
+                    effects.events.push(stored.json);
+                    seqs.push(seq);
+                }
+                effects.last_seq = Some(s.event_count);
+                effects.chains = changed_chains(&before, &chains);
+                Ok(Some((s, chains, effects, seqs)))
+            })
+            .await?;
+        Ok(done.map(|(seqs, _)| seqs).unwrap_or_default())
+    }
 }
 
 /// The chains an event batch changed: `(id, json, new)`.
@@ -845,42 +967,26 @@ impl Store for RedisStore {
         events: Vec<NewEvent>,
     ) -> StoreFuture<'a, Vec<u64>> {
         Box::pin(async move {
-            let Some(first) = events.first() else {
+            if events.is_empty() {
                 return Ok(Vec::new());
+            }
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let start_draining = {
+                let mut groups = lock(&self.groups);
+                let group = groups.entry(session.clone()).or_default();
+                group.queue.push(PendingAppend { events, reply });
+                !std::mem::replace(&mut group.draining, true)
             };
-            let now = self.now();
-            let done = self
-                .mutate_session(session, |current| {
-                    let (mut s, mut chains) = match current {
-                        Some(c) => (c.session.clone(), c.chains.clone()),
-                        None => (derive::session_for_unknown(first, now), Vec::new()),
-                    };
-                    let before = chains.clone();
-                    let mut effects = Effects::default();
-                    let mut seqs = Vec::with_capacity(events.len());
-                    for ev in &events {
-                        derive::apply_event(&mut s, &mut chains, ev, now);
-                        // Commits on a session are serial (compare-and-set), so its event
-                        // count is its sequence.
-                        let seq = s.event_count;
-                        let stored = StoredEvent {
-                            seq,
-                            kind: ev.kind,
-                            timestamp: ev.timestamp,
-                            json: ev.json_with_seq(seq),
-                        };
-                        effects
-                            .publish
-                            .push(event_message(session, &stored, &self.instance_id));
-                        effects.events.push(stored.json);
-                        seqs.push(seq);
-                    }
-                    effects.last_seq = Some(s.event_count);
-                    effects.chains = changed_chains(&before, &chains);
-                    Ok(Some((s, chains, effects, seqs)))
-                })
-                .await?;
-            Ok(done.map(|(seqs, _)| seqs).unwrap_or_default())
+            if start_draining {
+                // A task of its own, so a request that goes away cannot strand the
+                // appends queued behind it.
+                let core = Arc::clone(&self.0);
+                let session = session.clone();
+                tokio::spawn(async move { core.drain_appends(session).await });
+            }
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable("append was abandoned".into()))?
         })
     }
 
