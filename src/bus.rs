@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
@@ -82,14 +82,6 @@ impl Inbox {
     }
 }
 
-/// Counters for `/health` and metrics. Written only when something is delivered, so the
-/// write path of an instance without subscribers touches no shared cache line.
-#[derive(Debug, Default)]
-pub struct BusStats {
-    pub frames_delivered: AtomicU64,
-    pub slow_clients_kicked: AtomicU64,
-}
-
 const INPUT_SHARDS: usize = 64;
 
 #[derive(Debug)]
@@ -100,7 +92,6 @@ pub struct Bus {
     /// Long polls wait on the shard of their session; a wake-up for another session in the
     /// same shard is harmless (the poll re-checks its queue).
     input_wakers: Vec<Notify>,
-    pub stats: BusStats,
 }
 
 impl Default for Bus {
@@ -115,7 +106,6 @@ impl Bus {
             subscribers: RwLock::new(BTreeMap::new()),
             subscriptions: AtomicUsize::new(0),
             input_wakers: (0..INPUT_SHARDS).map(|_| Notify::new()).collect(),
-            stats: BusStats::default(),
         }
     }
 
@@ -168,9 +158,6 @@ impl Bus {
                 frame: frame.clone(),
             });
         }
-        self.stats
-            .frames_delivered
-            .fetch_add(list.len() as u64, Ordering::Relaxed);
     }
 
     /// Delivers a notification (`session:updated`, `command:queued`, `input:queued`,
