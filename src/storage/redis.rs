@@ -366,7 +366,33 @@ impl std::ops::Deref for RedisStore {
 #[derive(Default)]
 struct Group {
     draining: bool,
-    queue: Vec<PendingAppend>,
+    queue: std::collections::VecDeque<PendingAppend>,
+}
+
+/// Most events committed in one script call; more wait for the next round.
+const MAX_GROUP_EVENTS: usize = 1000;
+
+/// If a drain task ends abnormally (a panic), fails what is still queued and clears the
+/// group, so later appends start a new drain instead of waiting forever.
+struct DrainGuard<'a> {
+    core: &'a RedisCore,
+    session: &'a SessionId,
+    finished: bool,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(group) = lock(&self.core.groups).remove(self.session) {
+            for pending in group.queue {
+                let _ = pending
+                    .reply
+                    .send(Err(StoreError::Unavailable("append aborted".into())));
+            }
+        }
+    }
 }
 
 struct PendingAppend {
@@ -734,17 +760,33 @@ impl RedisCore {
     /// Commits appends queued for one session, all that are waiting at each round, until
     /// none are left (group commit: one compare-and-set for many events under load).
     async fn drain_appends(&self, session: SessionId) {
+        let mut guard = DrainGuard {
+            core: self,
+            session: &session,
+            finished: false,
+        };
         loop {
             let batch = {
                 let mut groups = lock(&self.groups);
                 let Some(group) = groups.get_mut(&session) else {
+                    guard.finished = true;
                     return;
                 };
                 if group.queue.is_empty() {
                     groups.remove(&session);
+                    guard.finished = true;
                     return;
                 }
-                std::mem::take(&mut group.queue)
+                let mut batch = Vec::new();
+                let mut size = 0;
+                while let Some(next) = group.queue.front() {
+                    if size > 0 && size + next.events.len() > MAX_GROUP_EVENTS {
+                        break;
+                    }
+                    size += next.events.len();
+                    batch.extend(group.queue.pop_front());
+                }
+                batch
             };
             let counts: Vec<usize> = batch.iter().map(|p| p.events.len()).collect();
             let mut replies = Vec::with_capacity(batch.len());
@@ -974,7 +1016,7 @@ impl Store for RedisStore {
             let start_draining = {
                 let mut groups = lock(&self.groups);
                 let group = groups.entry(session.clone()).or_default();
-                group.queue.push(PendingAppend { events, reply });
+                group.queue.push_back(PendingAppend { events, reply });
                 !std::mem::replace(&mut group.draining, true)
             };
             if start_draining {

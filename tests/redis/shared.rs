@@ -72,6 +72,7 @@ on_both_backends!(
     concurrent_claims_hand_out_each_command_once,
     input_is_fifo_capped_and_wakes_long_polls,
     websocket_delivery_and_resume,
+    concurrent_appends_each_get_their_own_seqs,
 );
 
 async fn sessions_lifecycle(backend: Backend) {
@@ -509,4 +510,62 @@ async fn websocket_delivery_and_resume(backend: Backend) {
     assert_eq!(ws.event_seqs(1).await, [11]);
     ws.expect_silence(Duration::from_millis(200)).await;
     resumed.expect_silence(Duration::from_millis(100)).await;
+}
+
+async fn concurrent_appends_each_get_their_own_seqs(backend: Backend) {
+    let app = std::sync::Arc::new(backend.app(Config::default()).await);
+    let mut writers = Vec::new();
+    for w in 0..16u64 {
+        let app = app.clone();
+        writers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..10u64 {
+                let n = w * 100 + i;
+                if i % 3 == 0 {
+                    // A batch of two, interleaved with single posts.
+                    let res = app
+                        .post(
+                            "/api/events/batch",
+                            json!({"events": [
+                                event("file:created", "hot", json!({"n": n})),
+                                event("file:created", "hot", json!({"n": n + 50})),
+                            ]}),
+                        )
+                        .await;
+                    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+                    for (k, r) in res.body["results"].as_array().unwrap().iter().enumerate() {
+                        mine.push((r["seq"].as_u64().unwrap(), n + 50 * k as u64));
+                    }
+                } else {
+                    let res = app
+                        .post("/api/events", event("file:created", "hot", json!({"n": n})))
+                        .await;
+                    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+                    mine.push((res.body["seq"].as_u64().unwrap(), n));
+                }
+            }
+            mine
+        }));
+    }
+    let mut answered = Vec::new();
+    for w in writers {
+        answered.extend(w.await.unwrap());
+    }
+    answered.sort_unstable();
+    let total = answered.len() as u64;
+    assert_eq!(
+        answered.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    let stored = app.get("/api/events/hot?limit=10000").await.body;
+    let by_seq: Vec<(u64, u64)> = stored["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["seq"].as_u64().unwrap(), e["n"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        by_seq, answered,
+        "each answer names the seq its own event was stored under"
+    );
 }
