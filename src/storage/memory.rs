@@ -227,27 +227,27 @@ impl Inner {
         // Slow path: create it, replacing an expired slot, under the map's write lock.
         let mut map = self.write_map();
         let now = self.now();
-        let replace = match map.get(id) {
-            None => true,
-            Some(slot) => {
-                let mut guard = lock(slot);
-                if guard.dead || guard.expired(now) {
-                    guard.dead = true;
-                    true
-                } else {
-                    false
+        let live = map.get(id).filter(|slot| {
+            let mut guard = lock(slot);
+            let usable = !guard.dead && !guard.expired(now);
+            if !usable {
+                guard.dead = true;
+            }
+            usable
+        });
+        let slot = match live {
+            Some(slot) => Arc::clone(slot),
+            None => {
+                if let Some(old) = map.remove(id) {
+                    self.unindex_slot(&lock(&old));
                 }
+                let slot = Arc::new(Mutex::new(Slot::new(create(now), now, &self.limits)));
+                map.insert(id.clone(), Arc::clone(&slot));
+                self.schedule(now + self.limits.session_ttl_ms, id);
+                slot
             }
         };
-        if replace {
-            if let Some(old) = map.remove(id) {
-                self.unindex_slot(&lock(&old));
-            }
-            let slot = Arc::new(Mutex::new(Slot::new(create(now), now, &self.limits)));
-            map.insert(id.clone(), slot);
-            self.schedule(now + self.limits.session_ttl_ms, id);
-        }
-        let mut guard = lock(map.get(id).expect("inserted or live above"));
+        let mut guard = lock(&slot);
         for gone in guard.expire_queues(now) {
             self.unindex_command(&gone);
         }
