@@ -691,11 +691,7 @@ impl Store for MemoryStore {
             .inner
             .with_slot(&session, |slot, now| {
                 let cmd = slot.commands.iter_mut().find(|c| c.id == command_id)?;
-                cmd.status = if error.as_ref().is_some_and(|e| !e.is_null()) {
-                    CommandStatus::Failed
-                } else {
-                    CommandStatus::Acked
-                };
+                cmd.status = super::ack_status(error.as_ref());
                 cmd.acked_at = Some(Timestamp(now));
                 cmd.lease_until = None;
                 cmd.result = result;

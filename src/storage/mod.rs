@@ -58,6 +58,15 @@ pub fn apply_input_popped(s: &mut Session, now: Timestamp) {
     s.last_activity_at = now;
 }
 
+/// An acknowledged command failed when the ack carries a (non-null) error.
+pub fn ack_status(error: Option<&Value>) -> crate::model::CommandStatus {
+    if error.is_some_and(|e| !e.is_null()) {
+        crate::model::CommandStatus::Failed
+    } else {
+        crate::model::CommandStatus::Acked
+    }
+}
+
 /// Newest activity first, then id: the listing order of every backend.
 pub fn listing_key(s: &Session) -> (std::cmp::Reverse<u64>, SessionId) {
     (std::cmp::Reverse(s.last_activity_at.0), s.id.clone())

@@ -757,6 +757,30 @@ impl RedisCore {
         ))
     }
 
+    /// Changes an existing session (and nothing else); `None` if it does not exist.
+    async fn modify_session(
+        &self,
+        sid: &SessionId,
+        change: impl Fn(&mut Session),
+    ) -> Result<Option<Session>, StoreError> {
+        let done = self
+            .mutate_session(sid, |current| {
+                let Some(current) = current else {
+                    return Ok(None);
+                };
+                let mut session = current.session.clone();
+                change(&mut session);
+                Ok(Some((
+                    session.clone(),
+                    current.chains.clone(),
+                    Effects::default(),
+                    session,
+                )))
+            })
+            .await?;
+        Ok(done.map(|(s, _)| s))
+    }
+
     /// Commits appends queued for one session, all that are waiting at each round, until
     /// none are left (group commit: one compare-and-set for many events under load).
     async fn drain_appends(&self, session: SessionId) {
@@ -922,22 +946,8 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Option<Session>> {
         Box::pin(async move {
             let now = self.now();
-            let done = self
-                .mutate_session(id, |current| {
-                    let Some(current) = current else {
-                        return Ok(None);
-                    };
-                    let mut session = current.session.clone();
-                    super::apply_update(&mut session, update.clone(), now);
-                    Ok(Some((
-                        session.clone(),
-                        current.chains.clone(),
-                        Effects::default(),
-                        session,
-                    )))
-                })
-                .await?;
-            Ok(done.map(|(s, _)| s))
+            self.modify_session(id, |s| super::apply_update(s, update.clone(), now))
+                .await
         })
     }
 
@@ -1087,22 +1097,8 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Session> {
         Box::pin(async move {
             let now = self.now();
-            let done = self
-                .mutate_session(session, |current| {
-                    let Some(current) = current else {
-                        return Ok(None);
-                    };
-                    let mut s = current.session.clone();
-                    super::apply_awaiting(&mut s, prompt.clone(), now);
-                    Ok(Some((
-                        s.clone(),
-                        current.chains.clone(),
-                        Effects::default(),
-                        s,
-                    )))
-                })
-                .await?;
-            done.map(|(s, _)| s)
+            self.modify_session(session, |s| super::apply_awaiting(s, prompt.clone(), now))
+                .await?
                 .ok_or_else(|| StoreError::SessionNotFound(session.clone()))
         })
     }
@@ -1219,10 +1215,9 @@ impl Store for RedisStore {
         error: Option<Value>,
     ) -> StoreFuture<'a, Option<Command>> {
         Box::pin(async move {
-            let status = if error.as_ref().is_some_and(|e| !e.is_null()) {
-                "failed"
-            } else {
-                "acked"
+            let status = match super::ack_status(error.as_ref()) {
+                CommandStatus::Failed => "failed",
+                _ => "acked",
             };
             let mut inv = self.scripts.ack.prepare_invoke();
             inv.arg(&self.prefix)
