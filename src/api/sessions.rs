@@ -228,12 +228,11 @@ struct SessionWithChains<'a> {
 
 async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
-    let store = state.store();
-    let session = store
-        .get_session(&id)
+    let (session, chains) = state
+        .store()
+        .session_with_chains(&id)
         .await?
         .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
-    let chains = store.chains(&id).await?;
     Ok(json(
         StatusCode::OK,
         &SessionWithChains {
@@ -306,11 +305,11 @@ async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
 
 async fn chains(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
-    let store = state.store();
-    if store.get_session(&id).await?.is_none() {
-        return Err(ApiError::session_not_found(id.as_str()));
-    }
-    let chains = store.chains(&id).await?;
+    let (_, chains) = state
+        .store()
+        .session_with_chains(&id)
+        .await?
+        .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
     Ok(json(
         StatusCode::OK,
         &json!({ "sessionId": id, "count": chains.len(), "chains": chains }),

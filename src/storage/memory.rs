@@ -465,6 +465,15 @@ impl Store for MemoryStore {
             .unwrap_or_default()))
     }
 
+    fn session_with_chains<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> StoreFuture<'a, Option<(Session, Vec<Chain>)>> {
+        ready(Ok(self.inner.with_slot(id, |slot, _| {
+            (slot.session.clone(), slot.chains.clone())
+        })))
+    }
+
     fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>> {
         let session = {
             let idx = self

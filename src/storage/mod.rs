@@ -251,6 +251,19 @@ pub trait Store: Send + Sync + 'static {
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage>;
 
     fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>>;
+
+    /// The session and its chains as one consistent snapshot.
+    fn session_with_chains<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> StoreFuture<'a, Option<(Session, Vec<Chain>)>> {
+        Box::pin(async move {
+            let Some(session) = self.get_session(id).await? else {
+                return Ok(None);
+            };
+            Ok(Some((session, self.chains(id).await?)))
+        })
+    }
     fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>>;
 
     /// Appends events of one session atomically: assigns `seq`s, derives the session and

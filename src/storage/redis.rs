@@ -1005,6 +1005,13 @@ impl Store for RedisStore {
         })
     }
 
+    fn session_with_chains<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> StoreFuture<'a, Option<(Session, Vec<Chain>)>> {
+        Box::pin(async move { Ok(self.load(id).await?.map(|c| (c.session, c.chains))) })
+    }
+
     fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>> {
         Box::pin(async move {
             let key = format!("{}chain:{chain_id}", self.prefix);
