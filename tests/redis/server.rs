@@ -193,3 +193,30 @@ fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.2, ca.pem()).expect("write CA");
     paths
 }
+
+/// Serves a fresh simulated Redis on a loopback port, on a thread of its own (its Lua state
+/// is single-threaded). Test scaffolding only: in the simulation it runs as a turmoil host.
+pub fn spawn_sim_redis() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let host = afw_sim::redis_host::RedisHost::new();
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let host = host.clone();
+                tokio::task::spawn_local(async move { host.serve(stream).await });
+            }
+        });
+    });
+    port
+}

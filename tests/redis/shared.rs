@@ -1,5 +1,7 @@
-//! One suite, two backends: every scenario here runs against `MemoryStore` and against
-//! `RedisStore` on a real redis-server, and must behave the same.
+//! One suite, three backends: every scenario here runs against `MemoryStore`, against
+//! `RedisStore` on a real redis-server, and against `RedisStore` on afw-sim's simulated
+//! Redis, and must behave the same (which also holds the simulated Redis to the real one
+//! for everything the adapter does: its Lua scripts, Pub/Sub, TTLs).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -14,6 +16,8 @@ use crate::server::RedisServer;
 pub enum Backend {
     Memory,
     Redis(RedisServer),
+    /// The simulated Redis of afw-sim, on a loopback port.
+    SimRedis(u16),
 }
 
 impl Backend {
@@ -27,6 +31,10 @@ impl Backend {
             Backend::Memory => config,
             Backend::Redis(r) => Config {
                 redis_url: Some(r.url()),
+                ..config
+            },
+            Backend::SimRedis(port) => Config {
+                redis_url: Some(format!("redis://127.0.0.1:{port}")),
                 ..config
             },
         };
@@ -57,6 +65,11 @@ macro_rules! on_both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
                 super::$name(super::Backend::redis()).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn simulated_redis() {
+                let port = crate::server::spawn_sim_redis();
+                super::$name(super::Backend::SimRedis(port)).await
             }
         }
     )*};

@@ -1,0 +1,250 @@
+//! The simulated Redis (`afw-sim`) held to a real `redis-server`: the same command
+//! sequences go to both, and the replies must be identical.
+
+#[allow(dead_code)]
+#[path = "../redis/server.rs"]
+mod server;
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use server::{RedisServer, spawn_sim_redis};
+
+async fn connect(port: u16) -> MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+/// Replies compared as data: HGETALL-like flat arrays are compared as maps where Redis
+/// leaves the order unspecified.
+fn normalise(cmd: &[&str], v: Value) -> Value {
+    match (cmd.first().map(|c| c.to_ascii_uppercase()).as_deref(), v) {
+        (Some("HGETALL"), Value::Array(items)) => {
+            let mut pairs: Vec<(Value, Value)> = items
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect();
+            pairs.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+            Value::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+        }
+        (Some("SMEMBERS"), Value::Array(mut items)) => {
+            items.sort_by_key(|v| format!("{v:?}"));
+            Value::Array(items)
+        }
+        (Some("PTTL" | "TTL"), Value::Int(ms)) if ms > 0 => Value::Int(1),
+        (_, Value::ServerError(e)) => Value::SimpleString(format!("error: {}", e.code())),
+        (_, other) => other,
+    }
+}
+
+async fn run(conn: &mut MultiplexedConnection, cmd: &[&str]) -> Value {
+    let mut c = redis::cmd(cmd[0]);
+    for arg in &cmd[1..] {
+        c.arg(*arg);
+    }
+    let v = match c.query_async::<Value>(conn).await {
+        Ok(v) => v,
+        Err(e) => Value::SimpleString(format!("error: {}", e.code().unwrap_or("?"))),
+    };
+    normalise(cmd, v)
+}
+
+/// Sends each command to both servers and requires the same reply.
+async fn same_replies(sequence: &[&[&str]]) {
+    let real_server = RedisServer::start();
+    let mut real = connect(real_server.port).await;
+    let mut sim = connect(spawn_sim_redis()).await;
+    for cmd in sequence {
+        let want = run(&mut real, cmd).await;
+        let got = run(&mut sim, cmd).await;
+        assert_eq!(got, want, "{cmd:?}");
+    }
+}
+
+#[tokio::test]
+async fn strings_and_keys() {
+    same_replies(&[
+        &["SET", "a", "1"],
+        &["GET", "a"],
+        &["GET", "missing"],
+        &["SET", "a", "2", "NX"],
+        &["SET", "b", "x", "PX", "60000"],
+        &["MGET", "a", "missing", "b"],
+        &["EXISTS", "a", "b", "missing"],
+        &["TYPE", "a"],
+        &["TYPE", "missing"],
+        &["PTTL", "b"],
+        &["PTTL", "a"],
+        &["PTTL", "missing"],
+        &["DEL", "a", "missing"],
+        &["GET", "a"],
+        &["SET", "c", "v", "PX", "0"],
+        &["PING"],
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn lists() {
+    same_replies(&[
+        &["RPUSH", "l", "a", "b", "c", "d", "e"],
+        &["LPUSH", "l", "z"],
+        &["LRANGE", "l", "0", "-1"],
+        &["LRANGE", "l", "-2", "-1"],
+        &["LRANGE", "l", "4", "100"],
+        &["LRANGE", "l", "5", "2"],
+        &["LINDEX", "l", "0"],
+        &["LINDEX", "l", "-1"],
+        &["LINDEX", "l", "99"],
+        &["LLEN", "l"],
+        &["LTRIM", "l", "-3", "-1"],
+        &["LRANGE", "l", "0", "-1"],
+        &["LPOP", "l"],
+        &["LTRIM", "l", "5", "9"],
+        &["EXISTS", "l"],
+        &["LPOP", "l"],
+        &["LLEN", "missing"],
+        &["SET", "s", "x"],
+        &["RPUSH", "s", "y"],
+        &["LRANGE", "s", "0", "-1"],
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn hashes_sets_and_sorted_sets() {
+    same_replies(&[
+        &["HSET", "h", "json", "{}", "status", "pending"],
+        &["HSET", "h", "status", "delivered", "deliveredAt", "5"],
+        &["HGET", "h", "status"],
+        &["HGET", "h", "nope"],
+        &["HGETALL", "h"],
+        &["HDEL", "h", "deliveredAt", "nope"],
+        &["HGETALL", "missing"],
+        &["SADD", "set", "b", "a", "b"],
+        &["SMEMBERS", "set"],
+        &["ZADD", "z", "300", "c", "100", "a", "200", "b"],
+        &["ZADD", "z", "150", "a"],
+        &["ZRANGE", "z", "0", "-1"],
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &["ZRANGEBYSCORE", "z", "-inf", "200"],
+        &["ZRANGEBYSCORE", "z", "201", "+inf"],
+        &["ZREM", "z", "a", "nope"],
+        &["ZREM", "z", "b", "c"],
+        &["EXISTS", "z"],
+        &["HGET", "set", "x"],
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn lua_scripts_and_conversions() {
+    same_replies(&[
+        &["EVAL", "return {1, 'two', false, {ok='fine'}, 3.7}", "0"],
+        &[
+            "EVAL",
+            "return redis.call('SET', KEYS[1], ARGV[1])",
+            "1",
+            "k",
+            "v",
+        ],
+        &["EVAL", "return redis.call('GET', KEYS[1])", "1", "k"],
+        &["EVAL", "return redis.call('GET', 'nope')", "0"],
+        &[
+            "EVAL",
+            "local t = redis.call('LRANGE', 'nope', 0, -1) return #t",
+            "0",
+        ],
+        &[
+            "EVAL",
+            "redis.call('RPUSH', 'l', 'a', 'b') return redis.call('LRANGE', 'l', 0, -1)",
+            "0",
+        ],
+        &[
+            "EVAL",
+            "return redis.call('ZADD', 'z', 1795183200000, 'm')",
+            "0",
+        ],
+        &[
+            "EVAL",
+            "return redis.call('ZRANGEBYSCORE', 'z', '-inf', tonumber(ARGV[1]))",
+            "0",
+            "1795183200001",
+        ],
+        &[
+            "EVAL",
+            "return redis.pcall('RPUSH', 'k', 'x')['err'] ~= nil",
+            "0",
+        ],
+        &["EVAL", "return {err='custom failure'}", "0"],
+        &[
+            "EVAL",
+            "return redis.call('EXISTS', 'k') == 1 and 'yes' or 'no'",
+            "0",
+        ],
+        &["EVALSHA", "0000000000000000000000000000000000000000", "0"],
+        &["SCRIPT", "LOAD", "return ARGV[1] .. ARGV[2]"],
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn keys_expire_on_time() {
+    let real_server = RedisServer::start();
+    let mut real = connect(real_server.port).await;
+    let mut sim = connect(spawn_sim_redis()).await;
+    for conn in [&mut real, &mut sim] {
+        run(conn, &["SET", "a", "1"]).await;
+        run(conn, &["RPUSH", "l", "x"]).await;
+        assert_eq!(run(conn, &["PEXPIRE", "a", "100"]).await, Value::Int(1));
+        assert_eq!(run(conn, &["PEXPIRE", "l", "100"]).await, Value::Int(1));
+        assert_eq!(
+            run(conn, &["PEXPIRE", "missing", "100"]).await,
+            Value::Int(0)
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    for conn in [&mut real, &mut sim] {
+        assert_eq!(run(conn, &["GET", "a"]).await, Value::Nil);
+        assert_eq!(run(conn, &["LLEN", "l"]).await, Value::Int(0));
+        assert_eq!(run(conn, &["EXISTS", "a", "l"]).await, Value::Int(0));
+    }
+}
+
+#[tokio::test]
+async fn pubsub_delivers_to_subscribers_in_order_and_answers_ping() {
+    let real_server = RedisServer::start();
+    for port in [real_server.port, spawn_sim_redis()] {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+        let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+        pubsub.subscribe("afw:events").await.expect("subscribe");
+        let (mut sink, mut stream) = pubsub.split();
+        let pong: Value = sink.ping().await.expect("ping while subscribed");
+        assert!(
+            matches!(pong, Value::Array(_) | Value::SimpleString(_)),
+            "{pong:?}"
+        );
+        let mut conn = connect(port).await;
+        for i in 0..5 {
+            let receivers: i64 = redis::cmd("PUBLISH")
+                .arg("afw:events")
+                .arg(format!("m{i}"))
+                .query_async(&mut conn)
+                .await
+                .expect("publish");
+            assert_eq!(receivers, 1);
+        }
+        use futures_util::StreamExt;
+        for i in 0..5 {
+            let msg = tokio::time::timeout(Duration::from_secs(2), stream.next())
+                .await
+                .expect("a message")
+                .expect("open");
+            assert_eq!(msg.get_payload::<String>().unwrap(), format!("m{i}"));
+        }
+    }
+}
