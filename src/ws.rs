@@ -27,6 +27,9 @@ use crate::error::ApiError;
 use crate::model::SessionId;
 use crate::storage::{EventPage, EventQuery};
 
+/// How often a subscription whose catch-up failed is retried.
+const RESYNC_RETRY: Duration = Duration::from_millis(500);
+
 /// Close codes used by the server.
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
@@ -111,6 +114,7 @@ where
         sink: Box::pin(sink),
         inbox: &inbox,
         subscriptions: BTreeMap::new(),
+        pending_resync: std::collections::BTreeSet::new(),
         send_timeout: Duration::from_secs(cfg.ws_send_timeout_secs),
         bucket: TokenBucket::new(cfg.ws_rate_limit),
     };
@@ -130,6 +134,8 @@ where
                     tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut shutdown = shared.shutdown.subscribe();
+                let mut resync_retry = tokio::time::interval(RESYNC_RETRY);
+                resync_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     if *shutdown.borrow_and_update() {
                         break End::Close(close::GOING_AWAY, "Server is shutting down");
@@ -150,6 +156,9 @@ where
                             None => Err(End::Gone),
                         },
                         _ = heartbeat.tick() => conn.heartbeat().await,
+                        _ = resync_retry.tick(), if !conn.pending_resync.is_empty() => {
+                            conn.retry_resyncs().await
+                        }
                     };
                     if let Err(end) = step {
                         break end;
@@ -223,6 +232,9 @@ struct Conn<'a> {
     inbox: &'a std::sync::Arc<Inbox>,
     /// Subscribed sessions and the last `seq` sent for each.
     subscriptions: BTreeMap<SessionId, u64>,
+    /// Sessions whose catch-up from storage failed (storage unreachable): retried on a
+    /// timer; their live events are held back until then.
+    pending_resync: std::collections::BTreeSet<SessionId>,
     send_timeout: Duration,
     bucket: TokenBucket,
 }
@@ -263,29 +275,7 @@ impl Conn<'_> {
 
     async fn deliver(&mut self, out: Outbound) -> Result<(), End> {
         match out {
-            Outbound::Resync { session_id } => {
-                let Some(&last) = self.subscriptions.get(&session_id) else {
-                    return Ok(());
-                };
-                let query = EventQuery {
-                    limit: 0,
-                    ..EventQuery::default()
-                };
-                match self.state.store().read_events(&session_id, query).await {
-                    Ok(page) if page.last_seq > last => {
-                        self.fill_gap(&session_id, last, page.last_seq).await
-                    }
-                    Ok(page) if page.last_seq < last => {
-                        // Storage holds less than this client has seen: the session was
-                        // lost (e.g. Redis restarted without its data) and began again.
-                        // The client must reload; delivery goes on from the new sequence.
-                        self.subscriptions.insert(session_id.clone(), page.last_seq);
-                        self.confirm(&session_id, page.last_seq, Some(false)).await
-                    }
-                    // Nothing missed, or storage is still away: the next event retries.
-                    _ => Ok(()),
-                }
-            }
+            Outbound::Resync { session_id } => self.resync(&session_id).await,
             Outbound::Notice {
                 session_id,
                 frame,
@@ -310,8 +300,11 @@ impl Conn<'_> {
                 if seq <= last {
                     return Ok(());
                 }
-                if seq > last + 1 {
-                    self.fill_gap(&session_id, last, seq - 1).await?;
+                if seq > last + 1 && !self.fill_gap(&session_id, last, seq - 1).await? {
+                    // The missing events cannot be read now: hold this one back too, and
+                    // retry from storage (which has them all, in order) until it answers.
+                    self.pending_resync.insert(session_id);
+                    return Ok(());
                 }
                 self.send(Message::Text(frame)).await?;
                 self.subscriptions.insert(session_id, seq);
@@ -321,28 +314,67 @@ impl Conn<'_> {
     }
 
     /// Sends the stored events in `(after, up_to]`, or `recovered: false` when storage no
-    /// longer holds them all.
-    async fn fill_gap(&mut self, sid: &SessionId, after: u64, up_to: u64) -> Result<(), End> {
+    /// longer holds them all. `Ok(false)` when storage cannot be read right now: nothing was
+    /// sent and the cursor did not move.
+    async fn fill_gap(&mut self, sid: &SessionId, after: u64, up_to: u64) -> Result<bool, End> {
         let query = EventQuery {
             after: Some(after),
             limit: (up_to - after) as usize,
             ..EventQuery::default()
         };
-        let page = match self.state.store().read_events(sid, query).await {
-            Ok(page) => page,
-            Err(e) => {
-                return self
-                    .send_error(&ApiError::from(e).to_string(), Some(sid.as_str()), None)
-                    .await;
-            }
+        let Ok(page) = self.state.store().read_events(sid, query).await else {
+            return Ok(false);
         };
         if !page.covers(after) {
             self.subscriptions.insert(sid.clone(), up_to);
-            return self.confirm(sid, page.last_seq, Some(false)).await;
+            self.confirm(sid, page.last_seq, Some(false)).await?;
+            return Ok(true);
         }
         for ev in page.events.iter().filter(|e| e.seq <= up_to) {
             self.send(Message::Text(event_frame(sid, ev))).await?;
             self.subscriptions.insert(sid.clone(), ev.seq);
+        }
+        Ok(true)
+    }
+
+    /// Brings a subscription up to what storage holds: fills a gap, or says
+    /// `recovered: false` when the session started over. If storage cannot be read, the
+    /// session stays marked and the retry timer comes back to it.
+    async fn resync(&mut self, sid: &SessionId) -> Result<(), End> {
+        let Some(&last) = self.subscriptions.get(sid) else {
+            self.pending_resync.remove(sid);
+            return Ok(());
+        };
+        let query = EventQuery {
+            limit: 0,
+            ..EventQuery::default()
+        };
+        let done = match self.state.store().read_events(sid, query).await {
+            Ok(page) if page.last_seq > last => self.fill_gap(sid, last, page.last_seq).await?,
+            Ok(page) if page.last_seq < last => {
+                // Storage holds less than this client has seen: the session was lost
+                // (e.g. Redis restarted without its data) and began again. The client must
+                // reload; delivery goes on from the new sequence.
+                self.subscriptions.insert(sid.clone(), page.last_seq);
+                self.confirm(sid, page.last_seq, Some(false)).await?;
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if done {
+            self.pending_resync.remove(sid);
+        } else {
+            self.pending_resync.insert(sid.clone());
+        }
+        Ok(())
+    }
+
+    /// Retries every subscription whose catch-up from storage failed.
+    async fn retry_resyncs(&mut self) -> Result<(), End> {
+        let pending: Vec<SessionId> = self.pending_resync.iter().cloned().collect();
+        for sid in pending {
+            self.resync(&sid).await?;
         }
         Ok(())
     }

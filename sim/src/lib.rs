@@ -1,7 +1,12 @@
 //! afw-sim: the deterministic simulation harness of afw.
 //!
-//! So far it holds the simulated Redis ([`redis_host`]), held to a real `redis-server` by
-//! the conformance suite in the workspace's `tests/conformance`. The turmoil scenarios,
-//! fault plans, invariant checker and replay binary are the next steps (see the README).
+//! The production router, Redis adapter and Pub/Sub bridge run inside turmoil on the sim
+//! ports ([`ports`]) against a simulated Redis ([`redis_host`], held to a real
+//! `redis-server` by the conformance suite in `tests/conformance`). One `u64` seed draws a
+//! plan and a fault schedule ([`scenario`]); clients record what they see and
+//! [`invariants`] judges it. `cargo run -p afw-sim --release -- --seed N` replays a seed.
 
+pub mod invariants;
+pub mod ports;
 pub mod redis_host;
+pub mod scenario;

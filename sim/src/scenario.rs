@@ -1,0 +1,669 @@
+//! One simulated run, decided entirely by its seed.
+//!
+//! The seed draws a plan ("swarm" testing: each seed its own mix): how many afw instances
+//! (2–5, all on one simulated Redis), how many hook clients and dashboards, and a fault plan
+//! (Redis crashes with and without data, instance↔Redis partitions one way and both ways,
+//! instance crashes and restarts, dashboard disconnects with resume). The production
+//! `app::build` runs each instance on the sim ports. Clients record every request,
+//! response and WebSocket frame they see into a [`History`], which the invariant checker
+//! ([`crate::invariants`]) reads after the run.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use afw::app::{self, Ports};
+use afw::config::Config;
+use afw::ports::IdGen;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::ports::{SimClock, SimConnector, SimListener};
+use crate::redis_host::RedisHost;
+
+/// 2026-11-20T14:00:00Z: every run starts at the same instant.
+pub const EPOCH_MS: u64 = 1_795_183_200_000;
+/// Longest a client waits for one answer before calling it a hang.
+pub const REQUEST_BOUND: Duration = Duration::from_secs(5);
+/// Faults happen in this window; afterwards everything heals.
+const FAULT_WINDOW: (u64, u64) = (3_000, 25_000);
+/// Hooks stop posting here; the settle phase follows.
+const WORKLOAD_END_MS: u64 = 30_000;
+/// The final checks start here (every fault healed long before).
+const FINAL_CHECK_MS: u64 = 45_000;
+/// Hooks give up retrying a write after this.
+const RETRY_END_MS: u64 = WORKLOAD_END_MS + 5_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// Redis dies and comes back empty.
+    RedisCrashLoseData,
+    /// Redis dies and comes back with its data (AOF).
+    RedisCrashKeepData,
+    /// Instance i cannot reach Redis, both ways.
+    Partition(usize),
+    /// Instance i's packets to Redis are dropped, Redis's replies still arrive.
+    PartitionToRedis(usize),
+    /// Instance i crashes and restarts.
+    InstanceCrash(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub at_ms: u64,
+    pub heal_after_ms: u64,
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub seed: u64,
+    pub instances: usize,
+    pub hooks: usize,
+    pub events_per_hook: usize,
+    pub dashboards: usize,
+    /// Dashboard reconnects (with `after`) at these times, for dashboard `usize`.
+    pub reconnects: Vec<(usize, u64)>,
+    pub faults: Vec<Fault>,
+}
+
+impl Plan {
+    pub fn draw(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let instances = rng.random_range(2..=5usize);
+        let hooks = rng.random_range(1..=4usize);
+        let dashboards = rng.random_range(1..=3usize);
+        let fault_count = rng.random_range(0..=4usize);
+        let mut faults: Vec<Fault> = (0..fault_count)
+            .map(|_| {
+                let at_ms = rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1);
+                let heal_after_ms = rng.random_range(300..4_000u64);
+                let kind = match rng.random_range(0..5u32) {
+                    0 => FaultKind::RedisCrashLoseData,
+                    1 => FaultKind::RedisCrashKeepData,
+                    2 => FaultKind::Partition(rng.random_range(0..instances)),
+                    3 => FaultKind::PartitionToRedis(rng.random_range(0..instances)),
+                    _ => FaultKind::InstanceCrash(rng.random_range(0..instances)),
+                };
+                Fault {
+                    at_ms,
+                    heal_after_ms,
+                    kind,
+                }
+            })
+            .collect();
+        faults.sort_by_key(|f| f.at_ms);
+        let reconnects = (0..rng.random_range(0..=4usize))
+            .map(|_| {
+                (
+                    rng.random_range(0..dashboards),
+                    rng.random_range(2_000..WORKLOAD_END_MS),
+                )
+            })
+            .collect();
+        Self {
+            seed,
+            instances,
+            hooks,
+            events_per_hook: rng.random_range(10..=40usize),
+            dashboards,
+            reconnects,
+            faults,
+        }
+    }
+
+    pub fn destroys_data(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.kind == FaultKind::RedisCrashLoseData)
+    }
+}
+
+/// What a client saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A hook's POST of event `n` of `session`: the status, and the seq when stored.
+    Post {
+        session: String,
+        n: u64,
+        status: u16,
+        seq: Option<u64>,
+    },
+    /// A request that got no answer within [`REQUEST_BOUND`].
+    Hang { client: String, what: String },
+    /// A dashboard (re)subscribed: the confirmation it got.
+    Subscribed {
+        dashboard: usize,
+        session: String,
+        after: Option<u64>,
+        last_seq: u64,
+        recovered: Option<bool>,
+    },
+    /// A dashboard received an event frame.
+    Event {
+        dashboard: usize,
+        session: String,
+        seq: u64,
+        n: Option<u64>,
+    },
+    /// A dashboard's connection ended (it will reconnect).
+    Disconnected { dashboard: usize },
+    /// A command poll claimed these command ids.
+    Claimed { session: String, ids: Vec<String> },
+    /// The final read of a session's stored events: `(seq, n)`.
+    Final {
+        session: String,
+        events: Vec<(u64, Option<u64>)>,
+        last_seq: u64,
+    },
+    /// After every fault healed: did instance i accept a write in time?
+    Live { instance: usize, ok: bool },
+}
+
+/// Everything recorded during one run, in the order it happened.
+#[derive(Debug, Default)]
+pub struct History {
+    pub records: Vec<(u64, Record)>,
+}
+
+type Shared = Rc<RefCell<History>>;
+
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn record(history: &Shared, r: Record) {
+    history.borrow_mut().records.push((now_ms(), r));
+}
+
+fn instance_name(i: usize) -> String {
+    format!("afw{i}")
+}
+
+async fn http(
+    instance: usize,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
+    let fut = async {
+        let stream = turmoil::net::TcpStream::connect(format!("{}:3001", instance_name(instance)))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "afw")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = res.status().as_u16();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, json))
+    };
+    match tokio::time::timeout(REQUEST_BOUND, fut).await {
+        Ok(r) => r,
+        Err(_) => Err("timeout".into()),
+    }
+}
+
+/// A hook: posts its session's events through random instances (a load balancer), retrying
+/// refused writes, and polls for commands between events.
+async fn hook(
+    id: usize,
+    plan: Plan,
+    rng_seed: u64,
+    history: Shared,
+    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    let session = format!("hook-{id}");
+    tokio::time::sleep(Duration::from_millis(2_000 + rng.random_range(0..500))).await;
+    for n in 0..plan.events_per_hook as u64 {
+        if now_ms() > WORKLOAD_END_MS {
+            break;
+        }
+        let kind = if n == 0 {
+            "session:started"
+        } else {
+            "file:modified"
+        };
+        let ev = json!({"type": kind, "sessionId": session, "timestamp": EPOCH_MS + now_ms(), "n": n, "cwd": "/w"});
+        for _attempt in 0..40 {
+            if now_ms() > RETRY_END_MS {
+                break;
+            }
+            let instance = pick_up(&mut rng, plan.instances, &down);
+            match http(instance, "POST", "/api/events", Some(&ev)).await {
+                Ok((status, body)) => {
+                    record(
+                        &history,
+                        Record::Post {
+                            session: session.clone(),
+                            n,
+                            status,
+                            seq: body["seq"].as_u64(),
+                        },
+                    );
+                    if status == 201 {
+                        break;
+                    }
+                }
+                Err(e) if e == "timeout" => record(
+                    &history,
+                    Record::Hang {
+                        client: session.clone(),
+                        what: format!("POST event {n} via {instance}"),
+                    },
+                ),
+                // A crashed instance refuses connections: try another.
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        }
+        if n % 5 == 4 {
+            let instance = pick_up(&mut rng, plan.instances, &down);
+            if let Ok((200, body)) = http(
+                instance,
+                "GET",
+                &format!("/api/sessions/{session}/commands"),
+                None,
+            )
+            .await
+            {
+                let ids: Vec<String> = body["commands"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                    .collect();
+                if !ids.is_empty() {
+                    record(
+                        &history,
+                        Record::Claimed {
+                            session: session.clone(),
+                            ids,
+                        },
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+    }
+    Ok(())
+}
+
+/// An instance that is not crashed right now (the load balancer's health check).
+fn pick_up(rng: &mut StdRng, instances: usize, down: &Rc<RefCell<BTreeMap<usize, bool>>>) -> usize {
+    for _ in 0..16 {
+        let i = rng.random_range(0..instances);
+        if !down.borrow().get(&i).copied().unwrap_or(false) {
+            return i;
+        }
+    }
+    rng.random_range(0..instances)
+}
+
+type WsClient = tokio_tungstenite::WebSocketStream<turmoil::net::TcpStream>;
+
+async fn ws_connect(instance: usize) -> Result<WsClient, String> {
+    let stream = turmoil::net::TcpStream::connect(format!("{}:3001", instance_name(instance)))
+        .await
+        .map_err(|e| e.to_string())?;
+    // A fixed key: tungstenite's generator would use OS randomness.
+    let req = hyper::Request::builder()
+        .uri(format!("ws://{}:3001/ws", instance_name(instance)))
+        .header("host", "afw")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let (ws, _) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// A dashboard: follows every hook session over the WebSocket of a random instance,
+/// reconnecting (with `after`) when its plan says or when its instance goes away.
+async fn dashboard(
+    id: usize,
+    plan: Plan,
+    rng_seed: u64,
+    history: Shared,
+    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    let sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    let mut reconnects: Vec<u64> = plan
+        .reconnects
+        .iter()
+        .filter(|(d, _)| *d == id)
+        .map(|(_, t)| *t)
+        .collect();
+    reconnects.sort_unstable();
+    tokio::time::sleep(Duration::from_millis(1_000 + rng.random_range(0..500))).await;
+    while now_ms() < FINAL_CHECK_MS + 8_000 {
+        let instance = pick_up(&mut rng, plan.instances, &down);
+        let Ok(mut ws) = ws_connect(instance).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        for s in &sessions {
+            let mut msg = json!({"type": "subscribe", "sessionId": s});
+            if let Some(after) = last.get(s) {
+                msg["after"] = json!(after);
+            }
+            if ws
+                .send(Message::Text(msg.to_string().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let leave_at = reconnects.iter().copied().find(|t| *t > now_ms());
+        loop {
+            let deadline = leave_at
+                .unwrap_or(FINAL_CHECK_MS + 8_000)
+                .saturating_sub(now_ms());
+            let frame = match tokio::time::timeout(Duration::from_millis(deadline), ws.next()).await
+            {
+                Err(_) => break,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    serde_json::from_str::<Value>(t.as_str()).unwrap_or(Value::Null)
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(_) => break,
+            };
+            let session = frame["sessionId"].as_str().unwrap_or_default().to_owned();
+            match frame["type"].as_str() {
+                Some("subscription_confirmed") if !session.is_empty() => {
+                    let last_seq = frame["payload"]["lastSeq"].as_u64().unwrap_or(0);
+                    let recovered = frame["payload"]["recovered"].as_bool();
+                    record(
+                        &history,
+                        Record::Subscribed {
+                            dashboard: id,
+                            session: session.clone(),
+                            after: last.get(&session).copied(),
+                            last_seq,
+                            recovered,
+                        },
+                    );
+                    // Not recovered: the dashboard reloads; it continues from lastSeq.
+                    if recovered != Some(true) {
+                        last.insert(session, last_seq);
+                    }
+                }
+                Some("event") => {
+                    let seq = frame["seq"].as_u64().unwrap_or(0);
+                    record(
+                        &history,
+                        Record::Event {
+                            dashboard: id,
+                            session: session.clone(),
+                            seq,
+                            n: frame["payload"]["n"].as_u64(),
+                        },
+                    );
+                    last.insert(session, seq);
+                }
+                _ => {}
+            }
+        }
+        record(&history, Record::Disconnected { dashboard: id });
+        let _ = ws.close(None).await;
+    }
+    Ok(())
+}
+
+/// Queues a pause for every hook session now and then (the dashboard's commands).
+async fn commander(
+    plan: Plan,
+    rng_seed: u64,
+    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    while now_ms() < WORKLOAD_END_MS {
+        let session = format!("hook-{}", rng.random_range(0..plan.hooks));
+        let instance = pick_up(&mut rng, plan.instances, &down);
+        let _ = http(
+            instance,
+            "POST",
+            &format!("/api/sessions/{session}/commands"),
+            Some(&json!({"type": "pause"})),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..3_000))).await;
+    }
+    Ok(())
+}
+
+/// After every fault has healed: every instance must take a write, and the stored state is
+/// read back for the checker.
+async fn checker(plan: Plan, history: Shared) -> turmoil::Result {
+    tokio::time::sleep(Duration::from_millis(FINAL_CHECK_MS)).await;
+    for instance in 0..plan.instances {
+        let mut ok = false;
+        for _ in 0..20 {
+            let ev = json!({"type": "file:created", "sessionId": "liveness", "timestamp": EPOCH_MS + now_ms()});
+            if let Ok((201, _)) = http(instance, "POST", "/api/events", Some(&ev)).await {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        record(&history, Record::Live { instance, ok });
+    }
+    for h in 0..plan.hooks {
+        let session = format!("hook-{h}");
+        if let Ok((200, body)) = http(
+            0,
+            "GET",
+            &format!("/api/events/{session}?limit=10000"),
+            None,
+        )
+        .await
+        {
+            let events = body["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| (e["seq"].as_u64().unwrap_or(0), e["n"].as_u64()))
+                .collect();
+            record(
+                &history,
+                Record::Final {
+                    session,
+                    events,
+                    last_seq: body["lastSeq"].as_u64().unwrap_or(0),
+                },
+            );
+        }
+    }
+    // Give dashboards time to catch up before the run ends.
+    tokio::time::sleep(Duration::from_millis(6_000)).await;
+    Ok(())
+}
+
+/// The outcome of one run.
+pub struct Run {
+    pub plan: Plan,
+    pub history: History,
+    /// Set when turmoil itself failed (a panic, or the run exceeded its duration).
+    pub sim_error: Option<String>,
+}
+
+/// Runs the seed's plan to the end.
+pub fn run(seed: u64) -> Run {
+    let plan = Plan::draw(seed);
+    let history: Shared = Rc::new(RefCell::new(History::default()));
+    let down: Rc<RefCell<BTreeMap<usize, bool>>> = Rc::new(RefCell::new(BTreeMap::new()));
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
+        .simulation_duration(Duration::from_secs(120))
+        .build();
+
+    // The data survives a bounce because it lives outside the host closure (AOF); a crash
+    // that loses data wipes it first.
+    let redis = RedisHost::new();
+    let redis_for_host = redis.clone();
+    sim.host("redis", move || {
+        let redis = redis_for_host.clone();
+        async move {
+            let listener = turmoil::net::TcpListener::bind("0.0.0.0:6379").await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let redis = redis.clone();
+                tokio::task::spawn_local(async move { redis.serve(stream).await });
+            }
+        }
+    });
+    for i in 0..plan.instances {
+        sim.host(instance_name(i), move || async move {
+            let ports = Ports {
+                clock: Arc::new(SimClock),
+                ids: Arc::new(IdGen::from_seed(
+                    seed.wrapping_mul(31).wrapping_add(i as u64),
+                )),
+                connector: Arc::new(SimConnector),
+            };
+            let config = Config {
+                redis_url: Some("redis://redis:6379".into()),
+                instance_id: Some(instance_name(i)),
+                ..Config::default()
+            };
+            let app = app::build(config, ports)?;
+            let listener = SimListener(turmoil::net::TcpListener::bind("0.0.0.0:3001").await?);
+            app.serve(listener, std::future::pending()).await?;
+            Ok(())
+        });
+    }
+    for h in 0..plan.hooks {
+        sim.client(
+            format!("hook{h}"),
+            hook(
+                h,
+                plan.clone(),
+                seed ^ (0x1000 + h as u64),
+                history.clone(),
+                down.clone(),
+            ),
+        );
+    }
+    for d in 0..plan.dashboards {
+        sim.client(
+            format!("dashboard{d}"),
+            dashboard(
+                d,
+                plan.clone(),
+                seed ^ (0x2000 + d as u64),
+                history.clone(),
+                down.clone(),
+            ),
+        );
+    }
+    sim.client(
+        "commander",
+        commander(plan.clone(), seed ^ 0x3000, down.clone()),
+    );
+    sim.client("checker", checker(plan.clone(), history.clone()));
+
+    let mut pending: Vec<Fault> = plan.faults.clone();
+    let mut healing: Vec<(u64, FaultKind)> = Vec::new();
+    let sim_error = loop {
+        match sim.step() {
+            Ok(true) => break None,
+            Ok(false) => {}
+            Err(e) => break Some(e.to_string()),
+        }
+        let now = sim.elapsed().as_millis() as u64;
+        while pending.first().is_some_and(|f| f.at_ms <= now) {
+            let fault = pending.remove(0);
+            apply(&mut sim, &redis, &down, &fault.kind, true);
+            healing.push((now + fault.heal_after_ms, fault.kind));
+        }
+        healing.sort_by_key(|(at, _)| *at);
+        while healing.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, kind) = healing.remove(0);
+            apply(&mut sim, &redis, &down, &kind, false);
+        }
+    };
+    drop(sim);
+    let history = Rc::try_unwrap(history)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|rc| History {
+            records: rc.borrow().records.clone(),
+        });
+    Run {
+        plan,
+        history,
+        sim_error,
+    }
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    redis: &RedisHost,
+    down: &Rc<RefCell<BTreeMap<usize, bool>>>,
+    kind: &FaultKind,
+    start: bool,
+) {
+    let redis_name = "redis";
+    match (kind, start) {
+        (FaultKind::RedisCrashLoseData | FaultKind::RedisCrashKeepData, true) => {
+            sim.crash(redis_name);
+        }
+        (FaultKind::RedisCrashLoseData, false) => {
+            redis.wipe();
+            sim.bounce(redis_name);
+        }
+        (FaultKind::RedisCrashKeepData, false) => sim.bounce(redis_name),
+        (FaultKind::Partition(i), true) => sim.partition(instance_name(*i), redis_name),
+        (FaultKind::Partition(i), false) => sim.repair(instance_name(*i), redis_name),
+        (FaultKind::PartitionToRedis(i), true) => {
+            sim.partition_oneway(instance_name(*i), redis_name)
+        }
+        (FaultKind::PartitionToRedis(i), false) => sim.repair_oneway(instance_name(*i), redis_name),
+        (FaultKind::InstanceCrash(i), true) => {
+            down.borrow_mut().insert(*i, true);
+            sim.crash(instance_name(*i));
+        }
+        (FaultKind::InstanceCrash(i), false) => {
+            sim.bounce(instance_name(*i));
+            down.borrow_mut().insert(*i, false);
+        }
+    }
+}
