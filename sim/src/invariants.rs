@@ -16,6 +16,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::scenario::{Record, Run};
 
+/// A session's stored events as the final read saw them: `(seq, n)`.
+type StoredEvents = Vec<(u64, Option<u64>)>;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
     pub invariant: &'static str,
@@ -49,7 +52,7 @@ pub fn check(run: &Run) -> Report {
     }
 
     // 1. Acknowledged writes are stored.
-    let finals: BTreeMap<&str, (&Vec<(u64, Option<u64>)>, u64)> = records
+    let finals: BTreeMap<&str, (&StoredEvents, u64)> = records
         .iter()
         .filter_map(|r| match r {
             Record::Final {
