@@ -24,3 +24,24 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace --locked "$@"
+
+# The deterministic simulation: a fixed seed set (regressions) plus a fresh random batch
+# (exploration), built with --cfg tokio_unstable in its own target dir. A failing seed is
+# printed with its violations and the command that replays it.
+export RUSTFLAGS="--cfg tokio_unstable"
+export CARGO_TARGET_DIR="${SIM_TARGET_DIR:-target/sim}"
+echo "==> simulation: building afw-sim (release, tokio_unstable)"
+cargo build -q -p afw-sim --release --locked
+SIM="$CARGO_TARGET_DIR/release/afw-sim"
+SIM_OUT="$(mktemp)"; trap 'rm -f "$SIM_OUT"' EXIT
+start=$(( (RANDOM << 15 | RANDOM) ))
+sim_failed=0
+for range in "0..24" "$start..$((start + 16))"; do
+  echo "==> simulation: seeds $range"
+  if ! "$SIM" --seeds "$range" >"$SIM_OUT"; then
+    sim_failed=$((sim_failed + $(grep -c "VIOLATED" "$SIM_OUT")))
+  fi
+  grep -vE "^seed [0-9]+: ok" "$SIM_OUT"
+done
+echo "simulation: $((40 - sim_failed)) passed, $sim_failed failed"
+[ "$sim_failed" -eq 0 ]

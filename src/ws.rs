@@ -115,6 +115,7 @@ where
         inbox: &inbox,
         subscriptions: BTreeMap::new(),
         pending_resync: std::collections::BTreeSet::new(),
+        pending_subscribe: BTreeMap::new(),
         send_timeout: Duration::from_secs(cfg.ws_send_timeout_secs),
         bucket: TokenBucket::new(cfg.ws_rate_limit),
     };
@@ -156,8 +157,8 @@ where
                             None => Err(End::Gone),
                         },
                         _ = heartbeat.tick() => conn.heartbeat().await,
-                        _ = resync_retry.tick(), if !conn.pending_resync.is_empty() => {
-                            conn.retry_resyncs().await
+                        _ = resync_retry.tick(), if conn.has_pending() => {
+                            conn.retry_pending().await
                         }
                     };
                     if let Err(end) = step {
@@ -168,7 +169,11 @@ where
         }
     };
 
-    for sid in conn.subscriptions.keys() {
+    for sid in conn
+        .subscriptions
+        .keys()
+        .chain(conn.pending_subscribe.keys())
+    {
         shared.bus.unsubscribe(sid, id);
     }
     if let End::Close(code, reason) = end {
@@ -235,6 +240,9 @@ struct Conn<'a> {
     /// Sessions whose catch-up from storage failed (storage unreachable): retried on a
     /// timer; their live events are held back until then.
     pending_resync: std::collections::BTreeSet<SessionId>,
+    /// Subscriptions whose first read of storage failed, with their `after`: confirmed
+    /// (and replayed) by the retry timer once storage answers.
+    pending_subscribe: BTreeMap<SessionId, Option<u64>>,
     send_timeout: Duration,
     bucket: TokenBucket,
 }
@@ -370,13 +378,25 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// Retries every subscription whose catch-up from storage failed.
-    async fn retry_resyncs(&mut self) -> Result<(), End> {
+    /// Retries every subscription whose confirmation or catch-up from storage failed.
+    async fn retry_pending(&mut self) -> Result<(), End> {
+        let subscribes: Vec<(SessionId, Option<u64>)> = self
+            .pending_subscribe
+            .iter()
+            .map(|(sid, after)| (sid.clone(), *after))
+            .collect();
+        for (sid, after) in subscribes {
+            self.subscribe(sid, after).await?;
+        }
         let pending: Vec<SessionId> = self.pending_resync.iter().cloned().collect();
         for sid in pending {
             self.resync(&sid).await?;
         }
         Ok(())
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending_resync.is_empty() || !self.pending_subscribe.is_empty()
     }
 
     async fn confirm(
@@ -448,10 +468,12 @@ impl Conn<'_> {
                 }
             },
             ClientMessage::Unsubscribe { session_id } => {
-                if let Ok(sid) = SessionId::parse(&session_id)
-                    && self.subscriptions.remove(&sid).is_some()
-                {
-                    self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
+                if let Ok(sid) = SessionId::parse(&session_id) {
+                    let was_pending = self.pending_subscribe.remove(&sid).is_some();
+                    self.pending_resync.remove(&sid);
+                    if self.subscriptions.remove(&sid).is_some() || was_pending {
+                        self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
+                    }
                 }
                 Ok(())
             }
@@ -504,14 +526,21 @@ impl Conn<'_> {
         let page: EventPage = match self.state.store().read_events(&sid, query).await {
             Ok(page) => page,
             Err(e) => {
-                if !self.subscriptions.contains_key(&sid) {
-                    self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
+                // Keep the subscription and confirm it once storage answers (the retry
+                // timer comes back to it): the client need not subscribe again. Events
+                // stored meanwhile are at or below the cursor that read will return.
+                let first_failure = self.pending_subscribe.insert(sid.clone(), after).is_none();
+                if first_failure {
+                    let message = format!(
+                        "{}; the subscription will be confirmed when it is back",
+                        ApiError::from(e)
+                    );
+                    return self.send_error(&message, Some(sid.as_str()), None).await;
                 }
-                return self
-                    .send_error(&ApiError::from(e).to_string(), Some(sid.as_str()), None)
-                    .await;
+                return Ok(());
             }
         };
+        self.pending_subscribe.remove(&sid);
         match after {
             None => {
                 let last = *self
