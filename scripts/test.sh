@@ -36,12 +36,12 @@ SIM="$CARGO_TARGET_DIR/release/afw-sim"
 SIM_OUT="$(mktemp)"; trap 'rm -f "$SIM_OUT"' EXIT
 start=$(( (RANDOM << 15 | RANDOM) ))
 sim_failed=0
-for range in "0..24" "$start..$((start + 16))"; do
+for range in "0..50" "$start..$((start + 50))"; do
   echo "==> simulation: seeds $range"
   if ! "$SIM" --seeds "$range" >"$SIM_OUT"; then
     sim_failed=$((sim_failed + $(grep -c "VIOLATED" "$SIM_OUT")))
   fi
   grep -vE "^seed [0-9]+: ok" "$SIM_OUT"
 done
-echo "simulation: $((40 - sim_failed)) passed, $sim_failed failed"
+echo "simulation: $((100 - sim_failed)) passed, $sim_failed failed"
 [ "$sim_failed" -eq 0 ]
