@@ -10,6 +10,8 @@
 //! 4. No request goes unanswered past its bound, and the simulation neither panics nor runs
 //!    over its time.
 //! 5. Liveness: after the last fault healed, every instance takes a write again.
+//! 6. TTL: every session is still whole at the final read (within its TTL), and once idle
+//!    past its TTL it is gone entirely: session, events and chains together.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -196,6 +198,24 @@ pub fn check(run: &Run) -> Report {
                         &mut report,
                         "5 liveness",
                         format!("instance {instance} took no write after healing"),
+                    );
+                }
+            }
+            Record::Expired {
+                session,
+                session_status,
+                events,
+                chains_status,
+            } => {
+                report.checks += 1;
+                if (*session_status, *events, *chains_status) != (404, 0, 404) {
+                    violation(
+                        &mut report,
+                        "6 TTL",
+                        format!(
+                            "{session} after its TTL: session {session_status}, {events} events, \
+                             chains {chains_status} (all should be gone)"
+                        ),
                     );
                 }
             }

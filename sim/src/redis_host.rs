@@ -85,17 +85,21 @@ enum Value {
 #[derive(Debug, Clone)]
 struct Entry {
     value: Value,
-    expires: Option<Instant>,
+    /// On the host's clock (see [`RedisHost::with_clock`]).
+    expires: Option<Duration>,
 }
+
+/// What "now" is for TTLs: a duration since a fixed zero.
+pub type HostClock = Rc<dyn Fn() -> Duration>;
 
 type Subscriber = (u64, mpsc::UnboundedSender<Reply>);
 
 /// The keyspace and everything shared by the connections of one simulated Redis.
-#[derive(Default)]
 struct Db {
     keys: BTreeMap<Vec<u8>, Entry>,
     scripts: BTreeMap<String, String>,
     channels: BTreeMap<Vec<u8>, Vec<Subscriber>>,
+    clock: HostClock,
 }
 
 fn int_arg(arg: &[u8]) -> Option<i64> {
@@ -136,8 +140,12 @@ fn range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
 }
 
 impl Db {
+    fn now(&self) -> Duration {
+        (self.clock)()
+    }
+
     fn live(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        let now = Instant::now();
+        let now = self.now();
         if self
             .keys
             .get(key)
@@ -224,7 +232,7 @@ impl Db {
                 Reply::ok()
             }
             "DBSIZE" => {
-                let now = Instant::now();
+                let now = self.now();
                 self.keys.retain(|_, e| e.expires.is_none_or(|at| at > now));
                 Reply::Int(self.keys.len() as i64)
             }
@@ -256,7 +264,7 @@ impl Db {
                             } else {
                                 1
                             };
-                            expires = Some(Instant::now() + Duration::from_millis(n as u64 * unit));
+                            expires = Some(self.now() + Duration::from_millis(n as u64 * unit));
                             i += 2;
                         }
                         "NX" => {
@@ -309,6 +317,7 @@ impl Db {
                 } else {
                     n
                 };
+                let at = self.now() + Duration::from_millis(ms.max(0) as u64);
                 match self.live(&a[0]) {
                     None => Reply::Int(0),
                     Some(_) if ms <= 0 => {
@@ -316,18 +325,16 @@ impl Db {
                         Reply::Int(1)
                     }
                     Some(e) => {
-                        e.expires = Some(Instant::now() + Duration::from_millis(ms as u64));
+                        e.expires = Some(at);
                         Reply::Int(1)
                     }
                 }
             }
-            "PTTL" | "TTL" if arity(1) => match self.live(&a[0]) {
+            "PTTL" | "TTL" if arity(1) => match self.live(&a[0]).map(|e| e.expires) {
                 None => Reply::Int(-2),
-                Some(Entry { expires: None, .. }) => Reply::Int(-1),
-                Some(Entry {
-                    expires: Some(at), ..
-                }) => {
-                    let left = at.saturating_duration_since(Instant::now()).as_millis() as i64;
+                Some(None) => Reply::Int(-1),
+                Some(Some(at)) => {
+                    let left = at.saturating_sub(self.now()).as_millis() as i64;
                     Reply::Int(if name == "TTL" {
                         (left + 500) / 1000
                     } else {
@@ -639,8 +646,22 @@ fn lua_args(args: MultiValue) -> mlua::Result<Vec<Vec<u8>>> {
 }
 
 impl RedisHost {
+    /// A host whose TTLs run on tokio time since its creation (tests outside turmoil).
     pub fn new() -> Self {
-        let db = Rc::new(RefCell::new(Db::default()));
+        let zero = Instant::now();
+        Self::with_clock(Rc::new(move || zero.elapsed()))
+    }
+
+    /// A host whose TTLs run on `clock`. In the simulation this is turmoil's global virtual
+    /// time, which keeps going across restarts of the host (a bounced host gets a new
+    /// tokio runtime, whose `Instant`s mean nothing to the old deadlines).
+    pub fn with_clock(clock: HostClock) -> Self {
+        let db = Rc::new(RefCell::new(Db {
+            keys: BTreeMap::new(),
+            scripts: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            clock,
+        }));
         let lua = Lua::new();
         Self::install_redis_api(&lua, &db).expect("the redis Lua API installs");
         Self {

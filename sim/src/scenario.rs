@@ -41,6 +41,12 @@ const FAULT_WINDOW: (u64, u64) = (3_000, 25_000);
 const WORKLOAD_END_MS: u64 = 30_000;
 /// The final checks start here (every fault healed long before).
 const FINAL_CHECK_MS: u64 = 45_000;
+/// TTLs of this scenario: afw's real expiry logic, scaled so a run stays short (24 h at
+/// 5 ms a step would be 18 M steps). Every hook's last activity is before
+/// `RETRY_END_MS + REQUEST_BOUND`, so all sessions must be gone by `EXPIRY_CHECK_MS`.
+pub const SESSION_TTL_SECS: u64 = 60;
+pub const QUEUE_TTL_SECS: u64 = 10;
+const EXPIRY_CHECK_MS: u64 = RETRY_END_MS + 5_000 + SESSION_TTL_SECS * 1000 + 2_000;
 /// Hooks give up retrying a write after this.
 const RETRY_END_MS: u64 = WORKLOAD_END_MS + 5_000;
 
@@ -168,6 +174,13 @@ pub enum Record {
     },
     /// After every fault healed: did instance i accept a write in time?
     Live { instance: usize, ok: bool },
+    /// Long after its TTL: what was left of a session (all should be gone).
+    Expired {
+        session: String,
+        session_status: u16,
+        events: u64,
+        chains_status: u16,
+    },
 }
 
 /// Everything recorded during one run, in the order it happened.
@@ -514,8 +527,32 @@ async fn checker(plan: Plan, history: Shared) -> turmoil::Result {
             );
         }
     }
-    // Give dashboards time to catch up before the run ends.
-    tokio::time::sleep(Duration::from_millis(6_000)).await;
+    // Once every session has been idle past its TTL, all of it must be gone.
+    tokio::time::sleep(Duration::from_millis(
+        EXPIRY_CHECK_MS.saturating_sub(now_ms()),
+    ))
+    .await;
+    for h in 0..plan.hooks {
+        let session = format!("hook-{h}");
+        let session_status = http(0, "GET", &format!("/api/sessions/{session}"), None)
+            .await
+            .map_or(0, |(s, _)| s);
+        let events = http(0, "GET", &format!("/api/events/{session}"), None)
+            .await
+            .map_or(u64::MAX, |(_, b)| b["count"].as_u64().unwrap_or(u64::MAX));
+        let chains_status = http(0, "GET", &format!("/api/sessions/{session}/chains"), None)
+            .await
+            .map_or(0, |(s, _)| s);
+        record(
+            &history,
+            Record::Expired {
+                session,
+                session_status,
+                events,
+                chains_status,
+            },
+        );
+    }
     Ok(())
 }
 
@@ -535,7 +572,7 @@ pub fn run(seed: u64) -> Run {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
-        .simulation_duration(Duration::from_secs(120))
+        .simulation_duration(Duration::from_secs(180))
         // 5 ms steps: afw's shortest timer is hundreds of milliseconds, and a coarser step
         // makes a seed about 3x cheaper to simulate.
         .tick_duration(Duration::from_millis(TICK_MS))
@@ -543,7 +580,15 @@ pub fn run(seed: u64) -> Run {
 
     // The data survives a bounce because it lives outside the host closure (AOF); a crash
     // that loses data wipes it first.
-    let redis = RedisHost::new();
+    // TTLs on the simulation's global clock, which survives the host's restarts. It reads
+    // None while turmoil holds its world borrow: keep the last value seen.
+    let last_seen = Rc::new(std::cell::Cell::new(Duration::ZERO));
+    let redis = RedisHost::with_clock(Rc::new(move || {
+        if let Some(now) = turmoil::sim_elapsed() {
+            last_seen.set(now);
+        }
+        last_seen.get()
+    }));
     let redis_for_host = redis.clone();
     sim.host("redis", move || {
         let redis = redis_for_host.clone();
@@ -568,6 +613,8 @@ pub fn run(seed: u64) -> Run {
             let config = Config {
                 redis_url: Some("redis://redis:6379".into()),
                 instance_id: Some(instance_name(i)),
+                session_ttl_secs: SESSION_TTL_SECS,
+                queue_ttl_secs: QUEUE_TTL_SECS,
                 ..Config::default()
             };
             let app = app::build(config, ports)?;
