@@ -71,10 +71,15 @@ fn main() -> ExitCode {
             "VIOLATED"
         };
         println!(
-            "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards, faults {:?}; {} checks, {} lost by plan; digest {}",
+            "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan; digest {}",
             result.plan.instances,
             result.plan.hooks,
             result.plan.dashboards,
+            result
+                .plan
+                .slow_dashboard
+                .map(|d| format!(" (dashboard {d} slow)"))
+                .unwrap_or_default(),
             result
                 .plan
                 .faults

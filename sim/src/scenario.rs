@@ -47,6 +47,10 @@ const FINAL_CHECK_MS: u64 = 45_000;
 pub const SESSION_TTL_SECS: u64 = 60;
 pub const QUEUE_TTL_SECS: u64 = 10;
 const EXPIRY_CHECK_MS: u64 = RETRY_END_MS + 5_000 + SESSION_TTL_SECS * 1000 + 2_000;
+/// Frames an instance queues for one WebSocket client before disconnecting it.
+const WS_SEND_QUEUE: usize = 16;
+/// How long the slow dashboard takes per frame while the hooks are busy.
+const SLOW_READ_MS: u64 = 400;
 /// Hooks give up retrying a write after this.
 const RETRY_END_MS: u64 = WORKLOAD_END_MS + 5_000;
 
@@ -81,6 +85,9 @@ pub struct Plan {
     /// Dashboard reconnects (with `after`) at these times, for dashboard `usize`.
     pub reconnects: Vec<(usize, u64)>,
     pub faults: Vec<Fault>,
+    /// A dashboard that reads slower than events arrive while the hooks are busy: its
+    /// instance disconnects it (1013) when its send queue fills, and it resumes with `after`.
+    pub slow_dashboard: Option<usize>,
 }
 
 impl Plan {
@@ -117,14 +124,20 @@ impl Plan {
                 )
             })
             .collect();
+        let events_per_hook = rng.random_range(10..=40usize);
+        // Drawn last, so the rest of every seed's plan is as it was before this existed.
+        let slow_dashboard = rng
+            .random_bool(0.3)
+            .then(|| rng.random_range(0..dashboards));
         Self {
             seed,
             instances,
             hooks,
-            events_per_hook: rng.random_range(10..=40usize),
+            events_per_hook,
             dashboards,
             reconnects,
             faults,
+            slow_dashboard,
         }
     }
 
@@ -162,8 +175,9 @@ pub enum Record {
         seq: u64,
         n: Option<u64>,
     },
-    /// A dashboard's connection ended (it will reconnect).
-    Disconnected { dashboard: usize },
+    /// A dashboard's connection ended (it will reconnect), with the server's close code
+    /// if it sent one (1013: the client could not keep up).
+    Disconnected { dashboard: usize, code: Option<u16> },
     /// A command poll claimed these command ids.
     Claimed { session: String, ids: Vec<String> },
     /// The final read of a session's stored events: `(seq, n)`.
@@ -407,6 +421,7 @@ async fn dashboard(
             }
         }
         let leave_at = reconnects.iter().copied().find(|t| *t > now_ms());
+        let mut code = None;
         loop {
             let deadline = leave_at
                 .unwrap_or(FINAL_CHECK_MS + 8_000)
@@ -416,6 +431,10 @@ async fn dashboard(
                 Err(_) => break,
                 Ok(Some(Ok(Message::Text(t)))) => {
                     serde_json::from_str::<Value>(t.as_str()).unwrap_or(Value::Null)
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    code = frame.map(|f| u16::from(f.code));
+                    break;
                 }
                 Ok(Some(Ok(_))) => continue,
                 Ok(_) => break,
@@ -441,6 +460,9 @@ async fn dashboard(
                     }
                 }
                 Some("event") => {
+                    if plan.slow_dashboard == Some(id) && now_ms() < WORKLOAD_END_MS {
+                        tokio::time::sleep(Duration::from_millis(SLOW_READ_MS)).await;
+                    }
                     let seq = frame["seq"].as_u64().unwrap_or(0);
                     record(
                         &history,
@@ -456,7 +478,13 @@ async fn dashboard(
                 _ => {}
             }
         }
-        record(&history, Record::Disconnected { dashboard: id });
+        record(
+            &history,
+            Record::Disconnected {
+                dashboard: id,
+                code,
+            },
+        );
         let _ = ws.close(None).await;
     }
     Ok(())
@@ -615,6 +643,8 @@ pub fn run(seed: u64) -> Run {
                 instance_id: Some(instance_name(i)),
                 session_ttl_secs: SESSION_TTL_SECS,
                 queue_ttl_secs: QUEUE_TTL_SECS,
+                // Small, so a slow dashboard overflows it and is disconnected (1013).
+                ws_send_queue: WS_SEND_QUEUE,
                 ..Config::default()
             };
             let app = app::build(config, ports)?;
