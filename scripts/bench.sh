@@ -94,6 +94,14 @@ print(f'RPS={s["requestsPerSec"]:.0f}', file=open(sys.argv[1] + ".rps", "w"))
 PY
 }
 
+read_load() { # 10 000 stored events, then GET them with 1 connection
+  target/release/afw-bench --addr 127.0.0.1:$AFW_PORT preload --session read-bench --events 10000 --event-file "$EVENT"
+  for q in "" "?limit=10000"; do
+    oha --no-tui --output-format json -z "$DURATION" -c 1 "http://127.0.0.1:$AFW_PORT/api/events/read-bench$q" >"$OUT/read.json"
+    printf '%-34s %s\n' "GET events${q:- (default limit 1000)}" "$(summarize "$OUT/read.json")"
+  done
+}
+
 post_load() { # name port
   oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" -m POST \
     -H 'content-type: application/json' -D "$EVENT" "http://127.0.0.1:$2/api/events" >"$OUT/$1.json"
@@ -138,11 +146,7 @@ if want 2; then
 echo
 echo "==> 2. GET /api/events/:id with 10 000 stored events, 1 connection, $DURATION"
 start_afw
-target/release/afw-bench --addr 127.0.0.1:$AFW_PORT preload --session read-bench --events 10000 --event-file "$EVENT"
-for q in "" "?limit=10000"; do
-  oha --no-tui --output-format json -z "$DURATION" -c 1 "http://127.0.0.1:$AFW_PORT/api/events/read-bench$q" >"$OUT/read.json"
-  printf '%-34s %s\n' "GET events${q:- (default limit 1000)}" "$(summarize "$OUT/read.json")"
-done
+read_load
 stop_afw
 fi
 
@@ -213,11 +217,7 @@ echo
 echo "==> 7. Redis mode: GET /api/events/:id with 10 000 stored events, 1 connection, $DURATION"
 redis-cli -p $REDIS_PORT flushall >/dev/null
 start_afw "$REDIS_URL_BENCH"
-target/release/afw-bench --addr 127.0.0.1:$AFW_PORT preload --session read-bench --events 10000 --event-file "$EVENT"
-for q in "" "?limit=10000"; do
-  oha --no-tui --output-format json -z "$DURATION" -c 1 "http://127.0.0.1:$AFW_PORT/api/events/read-bench$q" >"$OUT/read.json"
-  printf '%-34s %s\n' "GET events${q:- (default limit 1000)}" "$(summarize "$OUT/read.json")"
-done
+read_load
 stop_afw
 fi
 

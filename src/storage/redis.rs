@@ -290,24 +290,24 @@ impl RedisLink {
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeouts.op, inv.invoke_async(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if is_connection_error(&e) => {
-                self.failed(&e.to_string());
-                Err(StoreError::Unavailable(e.to_string()))
-            }
-            Ok(Err(e)) => Err(StoreError::Corrupt(format!("redis script: {e}"))),
-            Err(_) => {
-                self.failed("command timed out");
-                Err(StoreError::Unavailable("redis command timed out".into()))
-            }
-        }
+        let outcome = tokio::time::timeout(self.timeouts.op, inv.invoke_async(&mut conn)).await;
+        self.settle(outcome)
     }
 
     /// Runs one command with the operation timeout.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeouts.op, cmd.query_async(&mut conn)).await {
+        let outcome = tokio::time::timeout(self.timeouts.op, cmd.query_async(&mut conn)).await;
+        self.settle(outcome)
+    }
+
+    /// Maps a bounded Redis call's outcome to the store's errors; a connection failure or
+    /// timeout drops the connection so the next call redials.
+    fn settle<T>(
+        &self,
+        outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if is_connection_error(&e) => {
                 self.failed(&e.to_string());

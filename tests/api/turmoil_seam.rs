@@ -1,13 +1,13 @@
 //! Proof that the ports are real seams: the production router runs inside a turmoil world
 //! on turmoil sockets, a virtual clock and seeded ids, with a fixed seed and epoch.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use afw::app::{self, Ports};
 use afw::config::Config;
-use afw::ports::{Clock, IdGen};
+use afw::ports::IdGen;
+use afw_sim::ports::{SimClock, SimListener};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -16,37 +16,6 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::EPOCH_MS;
-
-/// The simulated wall clock: turmoil's virtual time since the fixed epoch.
-struct SimClock;
-
-impl Clock for SimClock {
-    fn now_ms(&self) -> u64 {
-        turmoil::since_epoch()
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
-}
-
-struct SimListener(turmoil::net::TcpListener);
-
-impl axum::serve::Listener for SimListener {
-    type Io = turmoil::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok(pair) => return pair,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
 
 async fn http(
     method: &str,

@@ -9,25 +9,15 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, event, fixture};
 use crate::server::RedisServer;
-use crate::shared::wait_healthy;
-
-async fn instance(redis: &RedisServer) -> TestApp {
-    let app = TestApp::serve(Config {
-        redis_url: Some(redis.url()),
-        ..Config::default()
-    })
-    .await;
-    wait_healthy(&app).await;
-    app
-}
+use crate::shared::{redis_instance, wait_healthy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_sessions_commands_and_input() {
     let redis = RedisServer::start();
     let (a, b, c) = (
-        instance(&redis).await,
-        instance(&redis).await,
-        instance(&redis).await,
+        redis_instance(&redis).await,
+        redis_instance(&redis).await,
+        redis_instance(&redis).await,
     );
     a.event(event(
         "session:started",
@@ -79,8 +69,8 @@ async fn three_instances_share_sessions_commands_and_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_on_two_instances_get_distinct_gapless_seqs() {
     let redis = RedisServer::start();
-    let a = Arc::new(instance(&redis).await);
-    let b = Arc::new(instance(&redis).await);
+    let a = Arc::new(redis_instance(&redis).await);
+    let b = Arc::new(redis_instance(&redis).await);
     let mut writers = Vec::new();
     for app in [a.clone(), b.clone(), a.clone(), b.clone()] {
         writers.push(tokio::spawn(async move {
@@ -111,8 +101,8 @@ async fn concurrent_writers_on_two_instances_get_distinct_gapless_seqs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_posted_anywhere_reach_every_subscriber_exactly_once_in_order() {
     let redis = RedisServer::start();
-    let a = Arc::new(instance(&redis).await);
-    let b = Arc::new(instance(&redis).await);
+    let a = Arc::new(redis_instance(&redis).await);
+    let b = Arc::new(redis_instance(&redis).await);
     let mut on_a = a.ws().await;
     let mut on_b = b.ws().await;
     on_a.subscribe("s", None).await;
@@ -141,8 +131,8 @@ async fn events_posted_anywhere_reach_every_subscriber_exactly_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_on_one_instance_wakes_when_input_arrives_on_another() {
     let redis = RedisServer::start();
-    let a = Arc::new(instance(&redis).await);
-    let b = instance(&redis).await;
+    let a = Arc::new(redis_instance(&redis).await);
+    let b = redis_instance(&redis).await;
     a.start_session("s").await;
     let poll = {
         let a = a.clone();
@@ -163,8 +153,8 @@ async fn a_long_poll_on_one_instance_wakes_when_input_arrives_on_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hooks_loop_runs_across_two_instances() {
     let redis = RedisServer::start();
-    let hook = Arc::new(instance(&redis).await);
-    let dashboard = instance(&redis).await;
+    let hook = Arc::new(redis_instance(&redis).await);
+    let dashboard = redis_instance(&redis).await;
     let events = fixture();
     let sid = "7f3c2a1e-5b9d-4e8f-a6c2-1d0e9b8a7c65";
     for ev in &events[..4] {
@@ -231,7 +221,7 @@ async fn the_hooks_loop_runs_across_two_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_follows_the_layout_and_has_a_ttl() {
     let redis = RedisServer::start();
-    let app = instance(&redis).await;
+    let app = redis_instance(&redis).await;
     for ev in fixture() {
         app.event(ev).await;
     }

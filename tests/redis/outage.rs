@@ -4,28 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use afw::config::Config;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::event;
 use crate::server::RedisServer;
-use crate::shared::wait_healthy;
-
-async fn instance(redis: &RedisServer) -> TestApp {
-    let app = TestApp::serve(Config {
-        redis_url: Some(redis.url()),
-        ..Config::default()
-    })
-    .await;
-    wait_healthy(&app).await;
-    app
-}
+use crate::shared::{redis_instance, wait_healthy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_down_writes_fail_fast_and_everything_recovers_by_itself() {
     let mut redis = RedisServer::start();
-    let app = instance(&redis).await;
+    let app = redis_instance(&redis).await;
     let mut ws = app.ws().await;
     ws.subscribe("s", None).await;
     for _ in 0..5 {
@@ -115,8 +104,8 @@ async fn while_redis_is_down_writes_fail_fast_and_everything_recovers_by_itself(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_miss_nothing_when_the_pubsub_link_drops() {
     let redis = RedisServer::start();
-    let a = Arc::new(instance(&redis).await);
-    let b = instance(&redis).await;
+    let a = Arc::new(redis_instance(&redis).await);
+    let b = redis_instance(&redis).await;
     let mut ws = b.ws().await;
     ws.subscribe("s", None).await;
     let writer = {
@@ -142,7 +131,7 @@ async fn subscribers_miss_nothing_when_the_pubsub_link_drops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_aof_sessions_survive_a_redis_crash() {
     let mut redis = RedisServer::start_with_aof();
-    let app = instance(&redis).await;
+    let app = redis_instance(&redis).await;
     app.event(event(
         "session:started",
         "s",
@@ -176,7 +165,7 @@ async fn with_aof_sessions_survive_a_redis_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_load_never_acknowledges_a_write_it_did_not_store() {
     let mut redis = RedisServer::start_with_aof();
-    let app = Arc::new(instance(&redis).await);
+    let app = Arc::new(redis_instance(&redis).await);
     app.start_session("load").await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();

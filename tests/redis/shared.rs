@@ -44,6 +44,17 @@ impl Backend {
     }
 }
 
+/// An instance on `redis`, served on a loopback socket and healthy.
+pub async fn redis_instance(redis: &RedisServer) -> TestApp {
+    let app = TestApp::serve(Config {
+        redis_url: Some(redis.url()),
+        ..Config::default()
+    })
+    .await;
+    wait_healthy(&app).await;
+    app
+}
+
 /// Waits until `/health` says ok (in Redis mode: connected and subscribed).
 pub async fn wait_healthy(app: &TestApp) {
     for _ in 0..200 {
