@@ -757,6 +757,16 @@ impl RedisCore {
         ))
     }
 
+    /// Reads and parses one JSON string key; `None` if it does not exist.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        key: String,
+    ) -> Result<Option<T>, StoreError> {
+        let raw: Option<Vec<u8>> = self.link.query(redis::cmd("GET").arg(&key)).await?;
+        raw.map(|r| parse_json(what, &r)).transpose()
+    }
+
     /// Changes an existing session (and nothing else); `None` if it does not exist.
     async fn modify_session(
         &self,
@@ -932,11 +942,7 @@ impl Store for RedisStore {
     }
 
     fn get_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Session>> {
-        Box::pin(async move {
-            let key = format!("{}sessions:{id}", self.prefix);
-            let raw: Option<Vec<u8>> = self.link.query(redis::cmd("GET").arg(&key)).await?;
-            raw.map(|r| parse_json("session", &r)).transpose()
-        })
+        Box::pin(self.get_json("session", format!("{}sessions:{id}", self.prefix)))
     }
 
     fn update_session<'a>(
@@ -1013,11 +1019,7 @@ impl Store for RedisStore {
     }
 
     fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>> {
-        Box::pin(async move {
-            let key = format!("{}chain:{chain_id}", self.prefix);
-            let raw: Option<Vec<u8>> = self.link.query(redis::cmd("GET").arg(&key)).await?;
-            raw.map(|r| parse_json("chain", &r)).transpose()
-        })
+        Box::pin(self.get_json("chain", format!("{}chain:{chain_id}", self.prefix)))
     }
 
     fn append_events<'a>(
