@@ -36,10 +36,13 @@ out, wall = open(sys.argv[1]).read(), max(int(sys.argv[2]), 1)
 seeds = re.findall(r"^seed (\d+): (ok|VIOLATED);.*?faults \[(.*?)\]; (\d+) checks", out, re.M)
 kinds = collections.Counter(re.sub(r"\(\d+\)", "", k.strip().strip('"').split("@")[0])
                             for _, _, f, _ in seeds for k in f.split(",") if k.strip())
-ratios = [float(x) for x in re.findall(r"simulated/wall time (\d+)x", out)]
+stepped = sum(float(x) for x in re.findall(r"x stepped \((\d+) s\)", out))
+total_h = sum(float(x) for x in re.findall(r"idle stretches \(([\d.]+) h\)", out))
 failed = [s for s, v, _, _ in seeds if v != "ok"]
 print(f"{len(seeds)} seeds in {wall} s: {len(seeds) / wall * 60:.0f} seeds/min; "
-      f"simulated/wall time about {sum(ratios) / max(len(ratios), 1):.0f}x; "
+      f"simulated/wall time {stepped / wall:.0f}x stepped, "
+      f"{total_h * 3600 / wall:.0f}x with the clock jumps over idle stretches "
+      f"({total_h / max(len(seeds), 1):.1f} simulated hours per seed); "
       f"{sum(int(c) for *_, c in seeds)} invariant checks")
 print("faults injected: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
 print(f"failed seeds: {failed or 'none'}")

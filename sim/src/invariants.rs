@@ -10,13 +10,16 @@
 //! 4. No request goes unanswered past its bound, and the simulation neither panics nor runs
 //!    over its time.
 //! 5. Liveness: after the last fault healed, every instance takes a write again.
-//! 6. TTL: every session is still whole at the final read (within its TTL), and once idle
-//!    past its TTL it is gone entirely: session, events and chains together.
+//! 6. TTL, with afw's real TTLs reached by clock jumps: just under 24 h after its last
+//!    activity a session is whole (as the final read saw it); a write then refreshes all of
+//!    it, events included; past 24 h of idleness it is gone entirely (session, events and
+//!    chains together). Queues outlive 5 idle minutes minus a little, not 5 minutes plus a
+//!    little, and their session stays.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::scenario::{Record, Run};
+use crate::scenario::{Record, Run, TtlPhase};
 
 /// A session's stored events as the final read saw them: `(seq, n)`.
 type StoredEvents = Vec<(u64, Option<u64>)>;
@@ -201,20 +204,57 @@ pub fn check(run: &Run) -> Report {
                     );
                 }
             }
-            Record::Expired {
+            Record::TtlRead {
                 session,
+                phase,
                 session_status,
                 events,
                 chains_status,
             } => {
                 report.checks += 1;
-                if (*session_status, *events, *chains_status) != (404, 0, 404) {
+                let stored = finals.get(session.as_str()).map(|(e, _)| e.len() as u64);
+                let expected = match (phase, stored) {
+                    (TtlPhase::AfterTtl, _) => Some((404, 0, 404)),
+                    (TtlPhase::BeforeTtl, Some(0)) => None,
+                    (TtlPhase::BeforeTtl, Some(n)) => Some((200, n, 200)),
+                    (TtlPhase::Refreshed, Some(n)) => Some((200, n + 1, 200)),
+                    (_, None) => None,
+                };
+                if let Some(expected) = expected
+                    && (*session_status, *events, *chains_status) != expected
+                {
                     violation(
                         &mut report,
                         "6 TTL",
                         format!(
-                            "{session} after its TTL: session {session_status}, {events} events, \
-                             chains {chains_status} (all should be gone)"
+                            "{session} {phase:?}: session {session_status}, {events} events, \
+                             chains {chains_status}; expected {expected:?} \
+                             (session, events, chains)"
+                        ),
+                    );
+                }
+            }
+            Record::QueueTtl {
+                before_ttl_available,
+                after_ttl_available,
+                after_ttl_commands,
+                session_status,
+            } => {
+                report.checks += 1;
+                let seen = (
+                    *before_ttl_available,
+                    *after_ttl_available,
+                    *after_ttl_commands,
+                    *session_status,
+                );
+                if seen != (true, false, 0, 200) {
+                    violation(
+                        &mut report,
+                        "6 TTL",
+                        format!(
+                            "queues around their 5 min TTL: (input before, input after, \
+                             commands after, session after) = {seen:?}, expected \
+                             (true, false, 0, 200)"
                         ),
                     );
                 }

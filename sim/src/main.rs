@@ -5,7 +5,7 @@
 //!   afw-sim --seed 42 --trace    # with afw's logs at TRACE level
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use afw_sim::invariants::{check, digest};
 use afw_sim::scenario::{Record, run};
@@ -53,7 +53,8 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let mut failed = Vec::new();
-    let (mut sim_ms, mut checks, mut faults) = (0u64, 0usize, 0usize);
+    let (mut stepped, mut jumped) = (Duration::ZERO, Duration::ZERO);
+    let (mut checks, mut faults) = (0usize, 0usize);
     for seed in &seeds {
         let result = run(*seed);
         let report = check(&result);
@@ -62,7 +63,8 @@ fn main() -> ExitCode {
                 println!("[{at} ms] {r:?}");
             }
         }
-        sim_ms += result.history.records.last().map(|(t, _)| *t).unwrap_or(0);
+        stepped += result.stepped;
+        jumped += result.jumped;
         checks += report.checks;
         faults += result.plan.faults.len();
         let verdict = if report.violations.is_empty() {
@@ -107,11 +109,14 @@ fn main() -> ExitCode {
     }
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {:.1} s ({:.0} seeds/min), simulated/wall time {:.0}x, {} faults injected, {} invariant checks, {} failed{}",
+        "{} seeds in {:.1} s ({:.0} seeds/min), simulated/wall time {:.0}x stepped ({:.0} s), {:.0}x with the clock jumps over idle stretches ({:.1} h), {} faults injected, {} invariant checks, {} failed{}",
         seeds.len(),
         wall,
         seeds.len() as f64 / wall * 60.0,
-        sim_ms as f64 / 1000.0 / wall.max(1e-9),
+        stepped.as_secs_f64() / wall.max(1e-9),
+        stepped.as_secs_f64(),
+        (stepped + jumped).as_secs_f64() / wall.max(1e-9),
+        (stepped + jumped).as_secs_f64() / 3600.0,
         faults,
         checks,
         failed.len(),

@@ -41,12 +41,14 @@ const FAULT_WINDOW: (u64, u64) = (3_000, 25_000);
 const WORKLOAD_END_MS: u64 = 30_000;
 /// The final checks start here (every fault healed long before).
 const FINAL_CHECK_MS: u64 = 45_000;
-/// TTLs of this scenario: afw's real expiry logic, scaled so a run stays short (24 h at
-/// 5 ms a step would be 18 M steps). Every hook's last activity is before
-/// `RETRY_END_MS + REQUEST_BOUND`, so all sessions must be gone by `EXPIRY_CHECK_MS`.
-pub const SESSION_TTL_SECS: u64 = 60;
-pub const QUEUE_TTL_SECS: u64 = 10;
-const EXPIRY_CHECK_MS: u64 = RETRY_END_MS + 5_000 + SESSION_TTL_SECS * 1000 + 2_000;
+/// afw's real TTLs (24 h, 5 min). The checker reaches them by clock jumps
+/// ([`SimClock::jump`]): a day of idleness costs no simulation steps.
+const SESSION_TTL: Duration = Duration::from_secs(afw::config::DEFAULT_SESSION_TTL_SECS);
+const QUEUE_TTL: Duration = Duration::from_secs(afw::config::DEFAULT_QUEUE_TTL_SECS);
+/// Every hook session's activity (hooks, commander, input) lies within this stretch of
+/// stepped time: hooks start at 2 s, and no client writes to them after
+/// `RETRY_END_MS + REQUEST_BOUND`.
+const SESSION_ACTIVITY_MS: (u64, u64) = (2_000, RETRY_END_MS + 5_000);
 /// Frames an instance queues for one WebSocket client before disconnecting it.
 const WS_SEND_QUEUE: usize = 16;
 /// How long the slow dashboard takes per frame while the hooks are busy.
@@ -188,13 +190,34 @@ pub enum Record {
     },
     /// After every fault healed: did instance i accept a write in time?
     Live { instance: usize, ok: bool },
-    /// Long after its TTL: what was left of a session (all should be gone).
-    Expired {
+    /// A read of a whole session around its TTL, after the clock jumped (see [`TtlPhase`]).
+    TtlRead {
         session: String,
+        phase: TtlPhase,
         session_status: u16,
         events: u64,
         chains_status: u16,
     },
+    /// The probe of the queues' TTL: an input item read just before the queue TTL, and the
+    /// queues and session just after it.
+    QueueTtl {
+        before_ttl_available: bool,
+        after_ttl_available: bool,
+        after_ttl_commands: usize,
+        session_status: u16,
+    },
+}
+
+/// When a [`Record::TtlRead`] was taken, and so what it must show.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TtlPhase {
+    /// Just under 24 h after the session's last activity: whole, as the final read saw it.
+    BeforeTtl,
+    /// Past 24 h after the last activity of a session written to at `BeforeTtl`: whole,
+    /// with that one more event (its whole TTL was refreshed, events included).
+    Refreshed,
+    /// Past 24 h after the last activity: gone entirely (session, events, chains).
+    AfterTtl,
 }
 
 /// Everything recorded during one run, in the order it happened.
@@ -515,7 +538,7 @@ async fn commander(
 
 /// After every fault has healed: every instance must take a write, and the stored state is
 /// read back for the checker.
-async fn checker(plan: Plan, history: Shared) -> turmoil::Result {
+async fn checker(plan: Plan, history: Shared, clock: SimClock) -> turmoil::Result {
     tokio::time::sleep(Duration::from_millis(FINAL_CHECK_MS)).await;
     for instance in 0..plan.instances {
         let mut ok = false;
@@ -555,33 +578,152 @@ async fn checker(plan: Plan, history: Shared) -> turmoil::Result {
             );
         }
     }
-    // Once every session has been idle past its TTL, all of it must be gone.
-    tokio::time::sleep(Duration::from_millis(
-        EXPIRY_CHECK_MS.saturating_sub(now_ms()),
-    ))
-    .await;
-    for h in 0..plan.hooks {
-        let session = format!("hook-{h}");
-        let session_status = http(0, "GET", &format!("/api/sessions/{session}"), None)
-            .await
-            .map_or(0, |(s, _)| s);
-        let events = http(0, "GET", &format!("/api/events/{session}"), None)
-            .await
-            .map_or(u64::MAX, |(_, b)| b["count"].as_u64().unwrap_or(u64::MAX));
-        let chains_status = http(0, "GET", &format!("/api/sessions/{session}/chains"), None)
+    ttl_phase(&plan, &history, &clock).await;
+    Ok(())
+}
+
+/// Retries a write for a few seconds (every fault has healed by now); true once it got 2xx.
+async fn write(instance: usize, path: &str, body: &Value) -> bool {
+    for _ in 0..20 {
+        if let Ok((status, _)) = http(instance, "POST", path, Some(body)).await
+            && (200..300).contains(&status)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+/// Session, events and chains of `session` as one instance answers them.
+async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16) {
+    let session_status = http(instance, "GET", &format!("/api/sessions/{session}"), None)
+        .await
+        .map_or(0, |(s, _)| s);
+    let events = http(
+        instance,
+        "GET",
+        &format!("/api/events/{session}?limit=10000"),
+        None,
+    )
+    .await
+    .map_or(u64::MAX, |(_, b)| b["count"].as_u64().unwrap_or(u64::MAX));
+    let chains_status = http(
+        instance,
+        "GET",
+        &format!("/api/sessions/{session}/chains"),
+        None,
+    )
+    .await
+    .map_or(0, |(s, _)| s);
+    (session_status, events, chains_status)
+}
+
+/// The literal TTLs, reached by clock jumps once the workload is over: queues expire after
+/// 5 idle minutes while their session stays; sessions are whole just before 24 h of
+/// idleness and entirely gone just after; a write just before the TTL refreshes all of it.
+async fn ttl_phase(plan: &Plan, history: &Shared, clock: &SimClock) {
+    let wall = || Duration::from_millis(now_ms()) + clock.jumped();
+    let ev = |session: &str| json!({"type": "file:modified", "sessionId": session, "timestamp": EPOCH_MS, "cwd": "/w"});
+
+    // Queues: an item just under the queue TTL is still there; one just past it is gone,
+    // with the commands, while the session lives on.
+    let probe = "ttl-probe";
+    let set_up = write(0, "/api/events", &ev(probe)).await
+        && write(
+            0,
+            &format!("/api/sessions/{probe}/commands"),
+            &json!({"type": "pause"}),
+        )
+        .await
+        && write(
+            0,
+            &format!("/api/sessions/{probe}/input"),
+            &json!({"input": "a"}),
+        )
+        .await;
+    let input_path = format!("/api/sessions/{probe}/input?timeout=0");
+    let available = |r: Result<(u16, Value), String>| {
+        r.is_ok_and(|(s, b)| s == 200 && b["available"] == json!(true))
+    };
+    if set_up {
+        clock.jump(QUEUE_TTL - Duration::from_secs(10));
+        let before_ttl_available =
+            available(http(1 % plan.instances, "GET", &input_path, None).await);
+        let refreshed = write(
+            0,
+            &format!("/api/sessions/{probe}/input"),
+            &json!({"input": "b"}),
+        )
+        .await;
+        clock.jump(QUEUE_TTL + Duration::from_secs(1));
+        let after_ttl_available = available(http(0, "GET", &input_path, None).await);
+        let after_ttl_commands = http(
+            1 % plan.instances,
+            "GET",
+            &format!("/api/sessions/{probe}/commands"),
+            None,
+        )
+        .await
+        .map_or(usize::MAX, |(_, b)| {
+            b["commands"].as_array().map_or(usize::MAX, Vec::len)
+        });
+        let session_status = http(0, "GET", &format!("/api/sessions/{probe}"), None)
             .await
             .map_or(0, |(s, _)| s);
         record(
-            &history,
-            Record::Expired {
-                session,
+            history,
+            Record::QueueTtl {
+                before_ttl_available: before_ttl_available && refreshed,
+                after_ttl_available,
+                after_ttl_commands,
                 session_status,
-                events,
-                chains_status,
             },
         );
     }
-    Ok(())
+
+    // Sessions: the clock jumps to just before the earliest possible expiry of any hook
+    // session, then past the latest, then a day further.
+    let margin = Duration::from_secs(30);
+    let day_after = |ms: u64| Duration::from_millis(ms) + SESSION_TTL;
+    let sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
+    clock.jump(day_after(SESSION_ACTIVITY_MS.0).saturating_sub(margin + wall()));
+    for (i, session) in sessions.iter().enumerate() {
+        ttl_read(history, i % plan.instances, session, TtlPhase::BeforeTtl).await;
+    }
+    let refreshed = write(plan.instances - 1, "/api/events", &ev(&sessions[0])).await;
+    record(
+        history,
+        Record::Live {
+            instance: plan.instances - 1,
+            ok: refreshed,
+        },
+    );
+    clock.jump((day_after(SESSION_ACTIVITY_MS.1) + margin).saturating_sub(wall()));
+    for (i, session) in sessions.iter().enumerate() {
+        let phase = if i == 0 && refreshed {
+            TtlPhase::Refreshed
+        } else {
+            TtlPhase::AfterTtl
+        };
+        ttl_read(history, (i + 1) % plan.instances, session, phase).await;
+    }
+    clock.jump(SESSION_TTL);
+    ttl_read(history, 0, &sessions[0], TtlPhase::AfterTtl).await;
+}
+
+async fn ttl_read(history: &Shared, instance: usize, session: &str, phase: TtlPhase) {
+    let (session_status, events, chains_status) = read_whole(instance, session).await;
+    record(
+        history,
+        Record::TtlRead {
+            session: session.to_owned(),
+            phase,
+            session_status,
+            events,
+            chains_status,
+        },
+    );
 }
 
 /// The outcome of one run.
@@ -590,6 +732,10 @@ pub struct Run {
     pub history: History,
     /// Set when turmoil itself failed (a panic, or the run exceeded its duration).
     pub sim_error: Option<String>,
+    /// Simulated time covered by turmoil steps.
+    pub stepped: Duration,
+    /// Wall-clock time the clock jumps skipped (idle stretches).
+    pub jumped: Duration,
 }
 
 /// Runs the seed's plan to the end.
@@ -610,12 +756,15 @@ pub fn run(seed: u64) -> Run {
     // that loses data wipes it first.
     // TTLs on the simulation's global clock, which survives the host's restarts. It reads
     // None while turmoil holds its world borrow: keep the last value seen.
+    // Clock jumps move it as they move every instance's clock.
+    let clock = SimClock::default();
     let last_seen = Rc::new(std::cell::Cell::new(Duration::ZERO));
+    let redis_clock = clock.clone();
     let redis = RedisHost::with_clock(Rc::new(move || {
         if let Some(now) = turmoil::sim_elapsed() {
             last_seen.set(now);
         }
-        last_seen.get()
+        last_seen.get() + redis_clock.jumped()
     }));
     let redis_for_host = redis.clone();
     sim.host("redis", move || {
@@ -630,27 +779,29 @@ pub fn run(seed: u64) -> Run {
         }
     });
     for i in 0..plan.instances {
-        sim.host(instance_name(i), move || async move {
-            let ports = Ports {
-                clock: Arc::new(SimClock),
-                ids: Arc::new(IdGen::from_seed(
-                    seed.wrapping_mul(31).wrapping_add(i as u64),
-                )),
-                connector: Arc::new(SimConnector),
-            };
-            let config = Config {
-                redis_url: Some("redis://redis:6379".into()),
-                instance_id: Some(instance_name(i)),
-                session_ttl_secs: SESSION_TTL_SECS,
-                queue_ttl_secs: QUEUE_TTL_SECS,
-                // Small, so a slow dashboard overflows it and is disconnected (1013).
-                ws_send_queue: WS_SEND_QUEUE,
-                ..Config::default()
-            };
-            let app = app::build(config, ports)?;
-            let listener = SimListener(turmoil::net::TcpListener::bind("0.0.0.0:3001").await?);
-            app.serve(listener, std::future::pending()).await?;
-            Ok(())
+        let clock = clock.clone();
+        sim.host(instance_name(i), move || {
+            let clock = clock.clone();
+            async move {
+                let ports = Ports {
+                    clock: Arc::new(clock.clone()),
+                    ids: Arc::new(IdGen::from_seed(
+                        seed.wrapping_mul(31).wrapping_add(i as u64),
+                    )),
+                    connector: Arc::new(SimConnector),
+                };
+                let config = Config {
+                    redis_url: Some("redis://redis:6379".into()),
+                    instance_id: Some(instance_name(i)),
+                    // Small, so a slow dashboard overflows it and is disconnected (1013).
+                    ws_send_queue: WS_SEND_QUEUE,
+                    ..Config::default()
+                };
+                let app = app::build(config, ports)?;
+                let listener = SimListener(turmoil::net::TcpListener::bind("0.0.0.0:3001").await?);
+                app.serve(listener, std::future::pending()).await?;
+                Ok(())
+            }
         });
     }
     for h in 0..plan.hooks {
@@ -681,7 +832,10 @@ pub fn run(seed: u64) -> Run {
         "commander",
         commander(plan.clone(), seed ^ 0x3000, down.clone()),
     );
-    sim.client("checker", checker(plan.clone(), history.clone()));
+    sim.client(
+        "checker",
+        checker(plan.clone(), history.clone(), clock.clone()),
+    );
 
     let mut pending: Vec<Fault> = plan.faults.clone();
     let mut healing: Vec<(u64, FaultKind)> = Vec::new();
@@ -703,6 +857,7 @@ pub fn run(seed: u64) -> Run {
             apply(&mut sim, &redis, &down, &kind, false);
         }
     };
+    let stepped = sim.elapsed();
     drop(sim);
     let history = Rc::try_unwrap(history)
         .map(RefCell::into_inner)
@@ -713,6 +868,8 @@ pub fn run(seed: u64) -> Run {
         plan,
         history,
         sim_error,
+        stepped,
+        jumped: clock.jumped(),
     }
 }
 

@@ -337,6 +337,12 @@ impl Drop for Inner {
     }
 }
 
+/// The purge sleeps on tokio's monotonic clock but deadlines are wall-clock times: it wakes
+/// at least this often so that a wall-clock jump (a suspended VM, an NTP step) frees expired
+/// sessions within a minute rather than after the whole TTL. Reads never depend on it: they
+/// check expiry themselves.
+const MAX_PURGE_SLEEP_MS: u64 = 60_000;
+
 async fn purge_loop(inner: Weak<Inner>, changed: Arc<Notify>) {
     loop {
         let notified = changed.notified();
@@ -346,9 +352,9 @@ async fn purge_loop(inner: Weak<Inner>, changed: Arc<Notify>) {
             let Some(inner) = inner.upgrade() else { return };
             let now = inner.now();
             inner.purge_due(now);
-            lock(&inner.expiry)
-                .first()
-                .map(|(d, _)| Duration::from_millis(d.saturating_sub(now).max(1)))
+            lock(&inner.expiry).first().map(|(d, _)| {
+                Duration::from_millis(d.saturating_sub(now).clamp(1, MAX_PURGE_SLEEP_MS))
+            })
         };
         match wait {
             Some(wait) => {

@@ -102,3 +102,39 @@ async fn the_purge_task_frees_expired_sessions_without_being_asked() {
     tokio::time::sleep(Duration::from_secs(100 * 60)).await;
     assert_eq!(store.session_count(), 0);
 }
+
+/// The wall clock of a machine that was suspended or stepped by NTP: it jumps while tokio's
+/// monotonic timers stand still.
+struct JumpingClock {
+    base: TokioClock,
+    jumped_ms: std::sync::atomic::AtomicU64,
+}
+
+impl afw::ports::Clock for JumpingClock {
+    fn now_ms(&self) -> u64 {
+        self.base.now_ms() + self.jumped_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_purge_task_notices_a_wall_clock_jump_within_a_minute() {
+    let clock = Arc::new(JumpingClock {
+        base: TokioClock::starting_at(EPOCH_MS),
+        jumped_ms: 0.into(),
+    });
+    let store = MemoryStore::new(clock.clone(), StoreLimits::default(), Arc::new(Bus::new()));
+    let raw = r#"{"type":"file:created","sessionId":"s","timestamp":1}"#;
+    let ev = parse_event(raw.as_bytes().to_vec().into(), "").unwrap();
+    store
+        .append_events(&SessionId::parse("s").unwrap(), vec![ev])
+        .await
+        .unwrap();
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(store.session_count(), 1);
+    // A day passes on the wall clock only (the machine was asleep).
+    clock
+        .jumped_ms
+        .store(DAY.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(store.session_count(), 0, "the purge slept through the jump");
+}

@@ -58,7 +58,7 @@ fn run(seed: u64) -> Vec<Value> {
         .build();
     sim.host("afw", move || async move {
         let ports = Ports {
-            clock: Arc::new(SimClock),
+            clock: Arc::new(SimClock::default()),
             ids: Arc::new(IdGen::from_seed(seed)),
             connector: Arc::new(afw::ports::TcpConnector),
         };
