@@ -30,6 +30,8 @@ cargo test --workspace --locked "$@"
 # printed with its violations and the command that replays it.
 export RUSTFLAGS="--cfg tokio_unstable"
 export CARGO_TARGET_DIR="${SIM_TARGET_DIR:-target/sim}"
+echo "==> simulation: determinism tests (tokio_unstable)"
+cargo test -q -p afw-sim --locked --test determinism
 echo "==> simulation: building afw-sim (release, tokio_unstable)"
 cargo build -q -p afw-sim --release --locked
 SIM="$CARGO_TARGET_DIR/release/afw-sim"

@@ -186,9 +186,12 @@ impl Bus {
         }
     }
 
-    /// Asks every local subscriber to re-check its sessions against storage, after a
-    /// Pub/Sub outage in which messages may have been lost.
+    /// Asks every local subscriber and input long poll to re-check its sessions against
+    /// storage, after a Pub/Sub outage in which messages may have been lost.
     pub fn resync_all(&self) {
+        for waker in &self.input_wakers {
+            waker.notify_waiters();
+        }
         let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
         for (session_id, list) in subs.iter() {
             for inbox in list {

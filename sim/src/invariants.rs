@@ -6,9 +6,14 @@
 //!    confirmation, events continue at the confirmed cursor + 1 with no gap, duplicate or
 //!    reordering; `recovered: false` moves the cursor (the client reloads). At the end each
 //!    dashboard has caught up with the stored sequence.
-//! 3. Every command is claimed by at most one poll.
+//! 3. Every command is claimed by at most one poll. Every input item is popped at most
+//!    once, every acknowledged item is popped (unless lost by plan or possibly taken by an
+//!    unanswered poll), and no poll answers "empty" while an item queued before its
+//!    deadline waits.
 //! 4. No request goes unanswered past its bound, and the simulation neither panics nor runs
-//!    over its time.
+//!    over its time. Every answer is one the API allows; a request served entirely while
+//!    Redis is unreachable from its instance answers 503 (not 2xx, not 404); no false 404
+//!    for a session with acknowledged writes.
 //! 5. Liveness: after the last fault healed, every instance takes a write again.
 //! 6. TTL, with afw's real TTLs reached by clock jumps: just under 24 h after its last
 //!    activity a session is whole (as the final read saw it); a write then refreshes all of
@@ -19,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::scenario::{Record, Run, TtlPhase};
+use crate::scenario::{FaultKind, Record, Run, TtlPhase};
 
 /// A session's stored events as the final read saw them: `(seq, n)`.
 type StoredEvents = Vec<(u64, Option<u64>)>;
@@ -186,6 +191,9 @@ pub fn check(run: &Run) -> Report {
         }
     }
 
+    check_input(run, &mut report);
+    check_answers(run, &mut report);
+
     // 4 and 5.
     for r in &records {
         match r {
@@ -263,6 +271,216 @@ pub fn check(run: &Run) -> Report {
         }
     }
     report
+}
+
+/// 3, input: every item is popped at most once; every acknowledged item is popped (unless
+/// a crash that lost Redis's data healed after it was queued, or a poll of its session went
+/// unanswered and may have taken it); and no poll answers "empty" while an item
+/// acknowledged before its deadline waits.
+fn check_input(run: &Run, report: &mut Report) {
+    let records = &run.history.records;
+    let mut popped: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut unanswered: BTreeSet<&str> = BTreeSet::new();
+    for (_, r) in records {
+        if let Record::InputPolled {
+            session,
+            started,
+            status,
+            item,
+            ..
+        } = r
+        {
+            if *status == 0 {
+                unanswered.insert(session.as_str());
+            }
+            if let Some(item) = item {
+                report.checks += 1;
+                if popped.insert(item.as_str(), *started).is_some() {
+                    violation(
+                        report,
+                        "3 queue claim semantics",
+                        format!("{session}: input {item} popped twice"),
+                    );
+                }
+            }
+        }
+    }
+    let acked: Vec<(u64, &str, &str)> = records
+        .iter()
+        .filter_map(|(at, r)| match r {
+            Record::InputQueued {
+                session,
+                item,
+                status: 201,
+                ..
+            } => Some((*at, session.as_str(), item.as_str())),
+            _ => None,
+        })
+        .collect();
+    // Redis comes back empty when a crash that loses data heals.
+    let wiped_after = |t: u64| {
+        run.plan
+            .faults
+            .iter()
+            .any(|f| f.kind == FaultKind::RedisCrashLoseData && f.at_ms + f.heal_after_ms >= t)
+    };
+    for (queued, session, item) in &acked {
+        report.checks += 1;
+        if !popped.contains_key(item) && !wiped_after(*queued) && !unanswered.contains(session) {
+            violation(
+                report,
+                "3 queue claim semantics",
+                format!("{session}: input {item} was acknowledged but never popped"),
+            );
+        }
+    }
+    for (ended, r) in records {
+        let Record::InputPolled {
+            session,
+            started,
+            timeout_ms,
+            status: 200,
+            item: None,
+            ..
+        } = r
+        else {
+            continue;
+        };
+        report.checks += 1;
+        let waiting = acked.iter().find(|(queued, s, item)| {
+            s == session
+                && *queued < started + timeout_ms
+                && popped.get(item).is_some_and(|taken| taken > ended)
+        });
+        if let Some((queued, _, item)) = waiting {
+            violation(
+                report,
+                "3 queue claim semantics",
+                format!(
+                    "{session}: the poll sent at {started} ms (timeout {timeout_ms} ms) answered \
+                     empty at {ended} ms while {item}, queued at {queued} ms, waited"
+                ),
+            );
+        }
+    }
+}
+
+/// 4, answers: every answer is one the API allows for the request; while Redis is
+/// unreachable from an instance (Redis down, or that instance partitioned from it), a
+/// request it serves from start to end answers 503, never 2xx or 404; and a 404 never
+/// denies a session that has an acknowledged write (unless the plan wiped Redis first).
+fn check_answers(run: &Run, report: &mut Report) {
+    let plan = &run.plan;
+    let outages: Vec<(Vec<usize>, u64, u64)> = plan
+        .faults
+        .iter()
+        .filter_map(|f| {
+            let cut = f.kind.cuts_off(plan.instances)?;
+            Some((cut, f.at_ms, f.at_ms + f.heal_after_ms))
+        })
+        .collect();
+    let wiped_before = |t: u64| {
+        plan.faults
+            .iter()
+            .any(|f| f.kind == FaultKind::RedisCrashLoseData && f.at_ms <= t)
+    };
+    let mut first_ack: BTreeMap<&str, u64> = BTreeMap::new();
+    for (at, r) in &run.history.records {
+        if let Record::Post {
+            session,
+            status: 201,
+            ..
+        } = r
+        {
+            first_ack.entry(session.as_str()).or_insert(*at);
+        }
+    }
+    for (ended, r) in &run.history.records {
+        let (what, session, instance, started, status, allowed): (&str, &str, _, _, _, &[u16]) =
+            match r {
+                Record::Post {
+                    session,
+                    instance,
+                    started,
+                    status,
+                    ..
+                } => (
+                    "POST event",
+                    session,
+                    instance,
+                    started,
+                    status,
+                    &[201, 503],
+                ),
+                Record::Read {
+                    session,
+                    what,
+                    instance,
+                    started,
+                    status,
+                } => (what, session, instance, started, status, &[200, 404, 503]),
+                Record::InputQueued {
+                    session,
+                    instance,
+                    started,
+                    status,
+                    ..
+                } => (
+                    "POST input",
+                    session,
+                    instance,
+                    started,
+                    status,
+                    &[201, 404, 429, 503],
+                ),
+                Record::InputPolled {
+                    session,
+                    instance,
+                    started,
+                    status,
+                    ..
+                } => (
+                    "GET input",
+                    session,
+                    instance,
+                    started,
+                    status,
+                    &[200, 404, 503],
+                ),
+                _ => continue,
+            };
+        if *status == 0 {
+            continue;
+        }
+        report.checks += 1;
+        let at = format!("{what} of {session} on instance {instance} from {started} to {ended} ms");
+        if !allowed.contains(status) {
+            violation(
+                report,
+                "4 503 while Redis is unreachable",
+                format!("{at}: answered {status}, allowed {allowed:?}"),
+            );
+        } else if *status != 503
+            && outages
+                .iter()
+                .any(|(cut, from, to)| cut.contains(instance) && started >= from && ended <= to)
+        {
+            violation(
+                report,
+                "4 503 while Redis is unreachable",
+                format!("{at}: answered {status} while Redis was unreachable from it"),
+            );
+        } else if *status == 404
+            && first_ack.get(session).is_some_and(|t| t < started)
+            && !wiped_before(*started)
+        {
+            violation(
+                report,
+                "4 503 while Redis is unreachable",
+                format!("{at}: a false 404 for a session with acknowledged writes"),
+            );
+        }
+    }
 }
 
 /// A digest of everything the clients saw: equal for equal runs.

@@ -68,6 +68,37 @@ pub enum FaultKind {
     PartitionToRedis(usize),
     /// Instance i crashes and restarts.
     InstanceCrash(usize),
+    /// The link between instance i and Redis holds every packet (both ways) until it heals,
+    /// then delivers them: connections survive, requests stall (a network blip).
+    Hold(usize),
+    /// Every packet between instance i and Redis takes this many milliseconds (a latency
+    /// spike; beyond afw's Redis timeout, writes fail with 503 and may still land).
+    Latency(usize, u64),
+}
+
+impl FaultKind {
+    /// What the fault acts on: two faults on one target must not overlap (healing one
+    /// would end the other early).
+    fn target(&self) -> (u8, usize) {
+        match self {
+            Self::RedisCrashLoseData | Self::RedisCrashKeepData => (0, 0),
+            Self::Partition(i)
+            | Self::PartitionToRedis(i)
+            | Self::Hold(i)
+            | Self::Latency(i, _) => (1, *i),
+            Self::InstanceCrash(i) => (2, *i),
+        }
+    }
+
+    /// The instances this fault cuts off from Redis while it lasts (every request they
+    /// serve then needs a 503), or `None` if it cuts off none.
+    pub fn cuts_off(&self, instances: usize) -> Option<Vec<usize>> {
+        match self {
+            Self::RedisCrashLoseData | Self::RedisCrashKeepData => Some((0..instances).collect()),
+            Self::Partition(i) | Self::PartitionToRedis(i) => Some(vec![*i]),
+            Self::InstanceCrash(_) | Self::Hold(_) | Self::Latency(..) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +121,17 @@ pub struct Plan {
     /// A dashboard that reads slower than events arrive while the hooks are busy: its
     /// instance disconnects it (1013) when its send queue fills, and it resumes with `after`.
     pub slow_dashboard: Option<usize>,
+    /// Input items a dashboard queues for the hook sessions; when there are any, every hook
+    /// session has an input poller (the input-inject hook's long polls).
+    pub inputs: usize,
+    /// A hook that posts its last event while fault `usize` (an instance↔Redis partition)
+    /// lasts and then goes quiet for good: nothing later repairs what the cut-off
+    /// instance's dashboards missed, except the resync after its re-subscribe.
+    pub quiet_hook: Option<(usize, usize)>,
+    /// A long poll on the instance that fault `usize` (a partition) cuts off, waiting from
+    /// just before the fault to after it heals, for input queued through another instance
+    /// meanwhile: its Pub/Sub wake-up is lost with the link.
+    pub waiter: Option<usize>,
 }
 
 impl Plan {
@@ -131,6 +173,60 @@ impl Plan {
         let slow_dashboard = rng
             .random_bool(0.3)
             .then(|| rng.random_range(0..dashboards));
+        // Drawn after everything above, for the same reason.
+        let inputs = if rng.random_bool(0.5) {
+            rng.random_range(1..=12usize)
+        } else {
+            0
+        };
+        if rng.random_bool(0.4) {
+            for _ in 0..rng.random_range(1..=2usize) {
+                let at_ms = rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1);
+                let heal_after_ms = rng.random_range(100..2_500u64);
+                let i = rng.random_range(0..instances);
+                let kind = if rng.random_bool(0.5) {
+                    FaultKind::Hold(i)
+                } else {
+                    FaultKind::Latency(i, rng.random_range(20..1_500u64))
+                };
+                faults.push(Fault {
+                    at_ms,
+                    heal_after_ms,
+                    kind,
+                });
+            }
+        }
+        // A fault that would overlap an earlier-drawn one on the same target is dropped
+        // (the link faults were drawn last, so they give way).
+        let mut kept: Vec<Fault> = Vec::new();
+        for f in faults {
+            let clashes = kept.iter().any(|k| {
+                k.kind.target() == f.kind.target()
+                    && f.at_ms < k.at_ms + k.heal_after_ms + 200
+                    && k.at_ms < f.at_ms + f.heal_after_ms + 200
+            });
+            if !clashes {
+                kept.push(f);
+            }
+        }
+        kept.sort_by_key(|f| f.at_ms);
+        let faults = kept;
+        let partitions: Vec<usize> = (0..faults.len())
+            .filter(|&f| {
+                matches!(
+                    faults[f].kind,
+                    FaultKind::Partition(_) | FaultKind::PartitionToRedis(_)
+                )
+            })
+            .collect();
+        let quiet_hook = (!partitions.is_empty() && rng.random_bool(0.5)).then(|| {
+            (
+                rng.random_range(0..hooks),
+                partitions[rng.random_range(0..partitions.len())],
+            )
+        });
+        let waiter = (inputs > 0 && !partitions.is_empty() && rng.random_bool(0.7))
+            .then(|| partitions[rng.random_range(0..partitions.len())]);
         Self {
             seed,
             instances,
@@ -140,6 +236,9 @@ impl Plan {
             reconnects,
             faults,
             slow_dashboard,
+            inputs,
+            quiet_hook,
+            waiter,
         }
     }
 
@@ -153,12 +252,41 @@ impl Plan {
 /// What a client saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    /// A hook's POST of event `n` of `session`: the status, and the seq when stored.
+    /// A hook's POST of event `n` of `session`, sent to `instance` at `started`: the
+    /// status, and the seq when stored.
     Post {
         session: String,
         n: u64,
+        instance: usize,
+        started: u64,
         status: u16,
         seq: Option<u64>,
+    },
+    /// A hook read its session (`what`: "session") or polled its commands ("commands").
+    Read {
+        session: String,
+        what: &'static str,
+        instance: usize,
+        started: u64,
+        status: u16,
+    },
+    /// A dashboard queued input item `item` (each attempt is a new item).
+    InputQueued {
+        session: String,
+        item: String,
+        instance: usize,
+        started: u64,
+        status: u16,
+    },
+    /// A poll of a session's input queue (a long poll when `timeout_ms > 0`): status 0 when
+    /// no answer came, and the item it popped.
+    InputPolled {
+        session: String,
+        instance: usize,
+        started: u64,
+        timeout_ms: u64,
+        status: u16,
+        item: Option<String>,
     },
     /// A request that got no answer within [`REQUEST_BOUND`].
     Hang { client: String, what: String },
@@ -248,6 +376,17 @@ async fn http(
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), String> {
+    http_within(REQUEST_BOUND, instance, method, path, body).await
+}
+
+/// [`http`] with its own bound (long polls wait longer than a request may take).
+async fn http_within(
+    bound: Duration,
+    instance: usize,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
     let fut = async {
         let stream = turmoil::net::TcpStream::connect(format!("{}:3001", instance_name(instance)))
             .await
@@ -279,7 +418,7 @@ async fn http(
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status, json))
     };
-    match tokio::time::timeout(REQUEST_BOUND, fut).await {
+    match tokio::time::timeout(bound, fut).await {
         Ok(r) => r,
         Err(_) => Err("timeout".into()),
     }
@@ -297,8 +436,12 @@ async fn hook(
     let mut rng = StdRng::seed_from_u64(rng_seed);
     let session = format!("hook-{id}");
     tokio::time::sleep(Duration::from_millis(2_000 + rng.random_range(0..500))).await;
+    let quiet_at = plan
+        .quiet_hook
+        .filter(|(h, _)| *h == id)
+        .map(|(_, f)| plan.faults[f].at_ms + plan.faults[f].heal_after_ms / 2);
     for n in 0..plan.events_per_hook as u64 {
-        if now_ms() > WORKLOAD_END_MS {
+        if now_ms() > WORKLOAD_END_MS || quiet_at.is_some_and(|t| now_ms() > t) {
             break;
         }
         let kind = if n == 0 {
@@ -312,6 +455,7 @@ async fn hook(
                 break;
             }
             let instance = pick_up(&mut rng, plan.instances, &down);
+            let started = now_ms();
             match http(instance, "POST", "/api/events", Some(&ev)).await {
                 Ok((status, body)) => {
                     record(
@@ -319,6 +463,8 @@ async fn hook(
                         Record::Post {
                             session: session.clone(),
                             n,
+                            instance,
+                            started,
                             status,
                             seq: body["seq"].as_u64(),
                         },
@@ -339,16 +485,47 @@ async fn hook(
             }
             tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
         }
+        if n % 5 == 2 {
+            let instance = pick_up(&mut rng, plan.instances, &down);
+            let started = now_ms();
+            if let Ok((status, _)) =
+                http(instance, "GET", &format!("/api/sessions/{session}"), None).await
+            {
+                record(
+                    &history,
+                    Record::Read {
+                        session: session.clone(),
+                        what: "session",
+                        instance,
+                        started,
+                        status,
+                    },
+                );
+            }
+        }
         if n % 5 == 4 {
             let instance = pick_up(&mut rng, plan.instances, &down);
-            if let Ok((200, body)) = http(
+            let started = now_ms();
+            let answer = http(
                 instance,
                 "GET",
                 &format!("/api/sessions/{session}/commands"),
                 None,
             )
-            .await
-            {
+            .await;
+            if let Ok((status, _)) = &answer {
+                record(
+                    &history,
+                    Record::Read {
+                        session: session.clone(),
+                        what: "commands",
+                        instance,
+                        started,
+                        status: *status,
+                    },
+                );
+            }
+            if let Ok((200, body)) = answer {
                 let ids: Vec<String> = body["commands"]
                     .as_array()
                     .into_iter()
@@ -536,6 +713,175 @@ async fn commander(
     Ok(())
 }
 
+/// A dashboard user typing input for the hook sessions; a refused item is typed again
+/// (as a new item: a 503 may still have been stored, see [`FaultKind::Latency`]).
+async fn typist(
+    plan: Plan,
+    rng_seed: u64,
+    history: Shared,
+    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    for k in 0..plan.inputs {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..2_500))).await;
+        let session = format!("hook-{}", rng.random_range(0..plan.hooks));
+        for attempt in 0..10 {
+            if now_ms() > WORKLOAD_END_MS {
+                return Ok(());
+            }
+            let item = format!("in-{k}-{attempt}");
+            let instance = pick_up(&mut rng, plan.instances, &down);
+            let started = now_ms();
+            let answer = http(
+                instance,
+                "POST",
+                &format!("/api/sessions/{session}/input"),
+                Some(&json!({ "input": item })),
+            )
+            .await;
+            let status = answer.as_ref().map_or(0, |(s, _)| *s);
+            record(
+                &history,
+                Record::InputQueued {
+                    session: session.clone(),
+                    item,
+                    instance,
+                    started,
+                    status,
+                },
+            );
+            if status == 201 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        }
+    }
+    Ok(())
+}
+
+/// One input poll (long when `timeout_ms > 0`), recorded: its status (0: no answer) and
+/// whether it popped an item.
+async fn poll_input(
+    history: &Shared,
+    instance: usize,
+    session: &str,
+    timeout_ms: u64,
+) -> (u16, bool) {
+    let started = now_ms();
+    let answer = http_within(
+        REQUEST_BOUND + Duration::from_millis(timeout_ms),
+        instance,
+        "GET",
+        &format!("/api/sessions/{session}/input?timeout={timeout_ms}"),
+        None,
+    )
+    .await;
+    let (status, item) = match &answer {
+        Ok((status, body)) => (*status, body["input"]["input"].as_str().map(str::to_owned)),
+        Err(_) => (0, None),
+    };
+    let popped = item.is_some();
+    record(
+        history,
+        Record::InputPolled {
+            session: session.to_owned(),
+            instance,
+            started,
+            timeout_ms,
+            status,
+            item,
+        },
+    );
+    (status, popped)
+}
+
+/// The session of [`Plan::waiter`].
+const WAITING_ROOM: &str = "waiting-room";
+
+/// [`Plan::waiter`]: one long poll on the instance a partition cuts off, spanning the
+/// partition, and one input item queued through another instance while it lasts.
+async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil::Result {
+    let f = plan.faults[fault].clone();
+    let (FaultKind::Partition(cut) | FaultKind::PartitionToRedis(cut)) = f.kind else {
+        return Ok(());
+    };
+    let other = (cut + 1) % plan.instances;
+    let ev = json!({"type": "session:started", "sessionId": WAITING_ROOM, "timestamp": EPOCH_MS, "cwd": "/w"});
+    // Created just before the fault, so that no earlier fault has wiped it.
+    tokio::time::sleep(Duration::from_millis(
+        f.at_ms.saturating_sub(1_500 + now_ms()),
+    ))
+    .await;
+    if !write(other, "/api/events", &ev).await {
+        return Ok(());
+    }
+    tokio::time::sleep(Duration::from_millis(
+        f.at_ms.saturating_sub(800 + now_ms()),
+    ))
+    .await;
+    let typist = async {
+        tokio::time::sleep(Duration::from_millis(800 + f.heal_after_ms / 3)).await;
+        for attempt in 0..10 {
+            let item = format!("in-w-{attempt}");
+            let started = now_ms();
+            let status = http(
+                other,
+                "POST",
+                &format!("/api/sessions/{WAITING_ROOM}/input"),
+                Some(&json!({ "input": item })),
+            )
+            .await
+            .map_or(0, |(s, _)| s);
+            record(
+                &history,
+                Record::InputQueued {
+                    session: WAITING_ROOM.into(),
+                    item,
+                    instance: other,
+                    started,
+                    status,
+                },
+            );
+            if status == 201 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let timeout_ms = (f.heal_after_ms + 4_000).min(30_000);
+    tokio::join!(typist, poll_input(&history, cut, WAITING_ROOM, timeout_ms));
+    Ok(())
+}
+
+/// The input-inject hook of one session: long polls, one after the other.
+async fn input_poller(
+    hook: usize,
+    plan: Plan,
+    rng_seed: u64,
+    history: Shared,
+    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+) -> turmoil::Result {
+    let mut rng = StdRng::seed_from_u64(rng_seed);
+    let session = format!("hook-{hook}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    while now_ms() < RETRY_END_MS {
+        let instance = pick_up(&mut rng, plan.instances, &down);
+        // Short polls, and the hook's own long ones (30 s), ending by `RETRY_END_MS`.
+        let timeout_ms = if rng.random_bool(0.5) {
+            rng.random_range(300..4_000u64)
+        } else {
+            rng.random_range(5_000..=30_000u64)
+        }
+        .min(RETRY_END_MS.saturating_sub(now_ms()))
+        .max(300);
+        if poll_input(&history, instance, &session, timeout_ms).await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
 /// After every fault has healed: every instance must take a write, and the stored state is
 /// read back for the checker.
 async fn checker(plan: Plan, history: Shared, clock: SimClock) -> turmoil::Result {
@@ -576,6 +922,16 @@ async fn checker(plan: Plan, history: Shared, clock: SimClock) -> turmoil::Resul
                     last_seq: body["lastSeq"].as_u64().unwrap_or(0),
                 },
             );
+        }
+    }
+    // What is left in the input queues (the pollers stopped at `RETRY_END_MS`).
+    if plan.inputs > 0 {
+        let mut sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
+        if plan.waiter.is_some() {
+            sessions.push(WAITING_ROOM.into());
+        }
+        for (i, session) in sessions.iter().enumerate() {
+            while poll_input(&history, i % plan.instances, session, 0).await == (200, true) {}
         }
     }
     ttl_phase(&plan, &history, &clock).await;
@@ -738,8 +1094,27 @@ pub struct Run {
     pub jumped: Duration,
 }
 
+/// Tokio numbers tasks from one process-wide counter, and a runtime that shuts down (a
+/// crashed host) drops its tasks shard by shard, the shard chosen by task id: the order in
+/// which a crashed instance's sockets close would depend on how many tasks earlier runs in
+/// the process spawned. So every run starts its task ids at a multiple of 64, and a seed
+/// runs the same alone (`--seed N`) as within a sweep. Runs in one process must not
+/// overlap (the tests serialise them).
+fn align_task_ids() {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    for _ in 0..64 {
+        let id: u64 = rt.spawn(async {}).id().to_string().parse().unwrap_or(0);
+        if (id + 1) % 64 == 0 {
+            return;
+        }
+    }
+}
+
 /// Runs the seed's plan to the end.
 pub fn run(seed: u64) -> Run {
+    align_task_ids();
     let plan = Plan::draw(seed);
     let history: Shared = Rc::new(RefCell::new(History::default()));
     let down: Rc<RefCell<BTreeMap<usize, bool>>> = Rc::new(RefCell::new(BTreeMap::new()));
@@ -832,6 +1207,27 @@ pub fn run(seed: u64) -> Run {
         "commander",
         commander(plan.clone(), seed ^ 0x3000, down.clone()),
     );
+    if plan.inputs > 0 {
+        sim.client(
+            "typist",
+            typist(plan.clone(), seed ^ 0x4000, history.clone(), down.clone()),
+        );
+        if let Some(fault) = plan.waiter {
+            sim.client("waiter", waiter(plan.clone(), fault, history.clone()));
+        }
+        for h in 0..plan.hooks {
+            sim.client(
+                format!("input{h}"),
+                input_poller(
+                    h,
+                    plan.clone(),
+                    seed ^ (0x5000 + h as u64),
+                    history.clone(),
+                    down.clone(),
+                ),
+            );
+        }
+    }
     sim.client(
         "checker",
         checker(plan.clone(), history.clone(), clock.clone()),
@@ -903,6 +1299,20 @@ fn apply(
         (FaultKind::InstanceCrash(i), false) => {
             sim.bounce(instance_name(*i));
             down.borrow_mut().insert(*i, false);
+        }
+        (FaultKind::Hold(i), true) => sim.hold(instance_name(*i), redis_name),
+        (FaultKind::Hold(i), false) => sim.release(instance_name(*i), redis_name),
+        (FaultKind::Latency(i, ms), true) => {
+            sim.set_link_latency(instance_name(*i), redis_name, Duration::from_millis(*ms));
+        }
+        (FaultKind::Latency(i, _), false) => {
+            // Back to the default spread: 0 to 100 ms.
+            sim.set_link_latency(instance_name(*i), redis_name, Duration::ZERO);
+            sim.set_link_max_message_latency(
+                instance_name(*i),
+                redis_name,
+                Duration::from_millis(100),
+            );
         }
     }
 }

@@ -1,13 +1,33 @@
 //! Determinism is a feature: the same seed gives the same run, to the digest; and the
-//! client-visible history of a small seed is pinned by a snapshot.
+//! client-visible histories of a few seeds are pinned by snapshots.
+//!
+//! Only with `--cfg tokio_unstable`: without it tokio seeds its runtimes' RNG (the order in
+//! which `select!` polls, in the libraries afw uses) from the OS. `scripts/test.sh` runs
+//! these tests in the simulation's own build (`target/sim`).
+
+use std::sync::Mutex;
 
 use afw_sim::invariants::{check, digest};
-use afw_sim::scenario::run;
+use afw_sim::scenario::{self, Run};
+
+/// One simulation at a time in this process: tokio's task ids are process-wide (see
+/// `scenario::run`).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn run(seed: u64) -> Run {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    scenario::run(seed)
+}
 
 #[test]
+#[cfg_attr(
+    not(tokio_unstable),
+    ignore = "deterministic only with --cfg tokio_unstable"
+)]
 fn the_same_seed_gives_the_same_run_and_different_seeds_differ() {
     let mut digests = Vec::new();
-    for seed in [3u64, 7] {
+    // 22 crashes an instance: its shutdown order once depended on earlier runs.
+    for seed in [3u64, 7, 22] {
         let first = run(seed);
         let second = run(seed);
         assert_eq!(
@@ -27,19 +47,31 @@ fn the_same_seed_gives_the_same_run_and_different_seeds_differ() {
     assert_ne!(digests[0], digests[1]);
 }
 
+/// Seeds whose client-visible histories are pinned: 3 (one partition to Redis), 22
+/// (partition, instance crash, held link, latency spike), 23 (Redis crashes losing data,
+/// partitions, input traffic).
 #[test]
-fn the_client_visible_history_of_seed_3_is_pinned() {
-    let result = run(3);
-    let lines: Vec<String> = result
-        .history
-        .records
-        .iter()
-        .map(|(at, r)| format!("[{at} ms] {r:?}"))
-        .collect();
-    insta::with_settings!({
-        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
-        prepend_module_to_snapshot => false,
-    }, {
-        insta::assert_debug_snapshot!("sim_seed_3_history", (format!("{:?}", result.plan), lines));
-    });
+#[cfg_attr(
+    not(tokio_unstable),
+    ignore = "deterministic only with --cfg tokio_unstable"
+)]
+fn the_client_visible_histories_of_a_few_seeds_are_pinned() {
+    for seed in [3, 22, 23] {
+        let result = run(seed);
+        let lines: Vec<String> = result
+            .history
+            .records
+            .iter()
+            .map(|(at, r)| format!("[{at} ms] {r:?}"))
+            .collect();
+        insta::with_settings!({
+            snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots"),
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_debug_snapshot!(
+                format!("sim_seed_{seed}_history"),
+                (format!("{:?}", result.plan), lines)
+            );
+        });
+    }
 }

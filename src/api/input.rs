@@ -2,7 +2,10 @@
 //!
 //! `GET` with `timeout` is a long poll that wakes as soon as input is queued. It pops only
 //! when it is about to answer, and a poll whose client has gone away is dropped by the
-//! server before it pops, so no item is consumed for nobody.
+//! server before it pops, so no item is consumed for nobody. Wake-ups from other instances
+//! travel over Pub/Sub, which can lose them; so the poll looks at the queue once more
+//! before it answers "timed out" (never a false empty answer, and 503 if storage is down),
+//! and the bridge wakes every poll after it re-subscribes.
 
 use std::time::Duration;
 
@@ -93,6 +96,7 @@ async fn pop(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.timeout.unwrap_or(0));
     let bus = &state.shared().bus;
+    let mut last_look = false;
     loop {
         // Register for the wake-up before looking, so an arrival in between is not missed.
         let notified = bus.input_waker(&sid).notified();
@@ -110,15 +114,16 @@ async fn pop(
                 &json!({ "available": false, "sessionId": sid }),
             ));
         }
+        if last_look {
+            return Ok(json(
+                StatusCode::OK,
+                &json!({ "available": false, "sessionId": sid, "timedOut": true }),
+            ));
+        }
         tokio::select! {
             biased;
-            _ = &mut notified => continue,
-            _ = tokio::time::sleep_until(deadline) => {
-                return Ok(json(
-                    StatusCode::OK,
-                    &json!({ "available": false, "sessionId": sid, "timedOut": true }),
-                ));
-            }
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => last_look = true,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::event;
+use crate::helpers::{TestApp, event};
 use crate::server::RedisServer;
 use crate::shared::{redis_instance, wait_healthy};
 
@@ -228,5 +228,61 @@ async fn a_crash_mid_load_never_acknowledges_a_write_it_did_not_store() {
         acked.len() > 100,
         "the writers made progress before and after ({})",
         acked.len()
+    );
+}
+
+/// An input item for `s` as afw stores it, taken back out of the queue: pushing it with
+/// `RPUSH` later queues it without a Pub/Sub wake-up (as when the notice is lost in a
+/// Pub/Sub outage).
+async fn stored_input_item(redis: &RedisServer, app: &TestApp, input: &str) -> String {
+    app.post("/api/sessions/s/input", json!({"input": input}))
+        .await;
+    let raw = redis.cli(&["LPOP", "afw:input:s"]).trim().to_owned();
+    assert!(raw.contains(input), "{raw}");
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_looks_at_the_queue_again_before_it_times_out() {
+    let redis = RedisServer::start();
+    let app = Arc::new(redis_instance(&redis).await);
+    app.start_session("s").await;
+    let item = stored_input_item(&redis, &app, "no wake-up").await;
+    let poll = {
+        let app = app.clone();
+        tokio::spawn(async move { app.get("/api/sessions/s/input?timeout=1500").await.body })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.cli(&["RPUSH", "afw:input:s", &item]);
+    let got = poll.await.unwrap();
+    assert_eq!(
+        got["available"], true,
+        "a false empty answer while input was queued: {got}"
+    );
+    assert_eq!(got["input"]["input"], "no wake-up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_look_again_after_the_pubsub_link_comes_back() {
+    let redis = RedisServer::start();
+    let app = Arc::new(redis_instance(&redis).await);
+    app.start_session("s").await;
+    let item = stored_input_item(&redis, &app, "lost notice").await;
+    let poll = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let body = app.get("/api/sessions/s/input?timeout=30000").await.body;
+            (body, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.cli(&["RPUSH", "afw:input:s", &item]);
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let (got, waited) = poll.await.unwrap();
+    assert_eq!(got["input"]["input"], "lost notice");
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken by the re-subscribe, not the 30 s timeout: {waited:?}"
     );
 }
