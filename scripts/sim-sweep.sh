@@ -34,8 +34,8 @@ python3 - "$OUT" "$wall" <<'PY'
 import re, sys, collections
 out, wall = open(sys.argv[1]).read(), max(int(sys.argv[2]), 1)
 seeds = re.findall(r"^seed (\d+): (ok|VIOLATED);.*?faults \[(.*?)\]; (\d+) checks", out, re.M)
-kinds = collections.Counter(re.sub(r"\(\d+\)", "", k.strip().strip('"').split("@")[0])
-                            for _, _, f, _ in seeds for k in f.split(",") if k.strip())
+kinds = collections.Counter(k for _, _, f, _ in seeds
+                            for k in re.findall(r'"([A-Za-z]+)(?:\([^)]*\))?@', f))
 stepped = sum(float(x) for x in re.findall(r"x stepped \((\d+) s\)", out))
 total_h = sum(float(x) for x in re.findall(r"idle stretches \(([\d.]+) h\)", out))
 failed = [s for s, v, _, _ in seeds if v != "ok"]

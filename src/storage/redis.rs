@@ -1212,7 +1212,10 @@ impl Store for RedisStore {
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            commands.sort_by(|a, b| (a.issued_at, &a.id).cmp(&(b.issued_at, &b.id)));
+            // Re-leased commands come first from the script: order all by issue time, and
+            // keep the queue's order (FIFO) within one millisecond (a stable sort; ids carry
+            // a random suffix and must not decide).
+            commands.sort_by_key(|c| c.issued_at);
             Ok(commands)
         })
     }
