@@ -39,12 +39,16 @@ kinds = collections.Counter(k for _, _, f, _ in seeds
 stepped = sum(float(x) for x in re.findall(r"x stepped \((\d+) s\)", out))
 total_h = sum(float(x) for x in re.findall(r"idle stretches \(([\d.]+) h\)", out))
 failed = [s for s, v, _, _ in seeds if v != "ok"]
+lost = sum(int(x) for x in re.findall(r"(\d+) lost by plan", out))
+doubt = sum(int(x) for x in re.findall(r"(\d+) input in doubt", out))
 print(f"{len(seeds)} seeds in {wall} s: {len(seeds) / wall * 60:.0f} seeds/min; "
       f"simulated/wall time {stepped / wall:.0f}x stepped, "
       f"{total_h * 3600 / wall:.0f}x with the clock jumps over idle stretches "
       f"({total_h / max(len(seeds), 1):.1f} simulated hours per seed); "
       f"{sum(int(c) for *_, c in seeds)} invariant checks")
 print("faults injected: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
+print(f"acknowledged events lost by plan (Redis crashes without data): {lost}; "
+      f"input items in doubt (a poll failed after they were queued): {doubt}")
 print(f"failed seeds: {failed or 'none'}")
 sys.exit(1 if failed else 0)
 PY

@@ -73,7 +73,7 @@ fn main() -> ExitCode {
             "VIOLATED"
         };
         println!(
-            "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan; digest {}",
+            "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt; digest {}",
             result.plan.instances,
             result.plan.hooks,
             result.plan.dashboards,
@@ -90,6 +90,7 @@ fn main() -> ExitCode {
                 .collect::<Vec<_>>(),
             report.checks,
             report.lost_by_plan,
+            report.input_in_doubt,
             digest(&result),
         );
         if !report.violations.is_empty() {

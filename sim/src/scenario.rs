@@ -53,6 +53,13 @@ const SESSION_ACTIVITY_MS: (u64, u64) = (2_000, RETRY_END_MS + 5_000);
 const WS_SEND_QUEUE: usize = 16;
 /// How long the slow dashboard takes per frame while the hooks are busy.
 const SLOW_READ_MS: u64 = 400;
+/// afw's WebSocket heartbeat in this scenario, and the silence after which a dashboard
+/// gives a connection up for dead and reconnects: the real dashboard closes the socket when
+/// nothing arrives for 30 s against afw's default 20 s heartbeat; scaled so a run stays
+/// short. A crashed instance may never send its FIN (a machine that loses power does not),
+/// and this is how a client notices.
+const WS_HEARTBEAT_SECS: u64 = 5;
+const DASHBOARD_SILENCE: Duration = Duration::from_millis(WS_HEARTBEAT_SECS * 1_500);
 /// Hooks give up retrying a write after this.
 const RETRY_END_MS: u64 = WORKLOAD_END_MS + 5_000;
 
@@ -626,8 +633,9 @@ async fn dashboard(
             let deadline = leave_at
                 .unwrap_or(FINAL_CHECK_MS + 8_000)
                 .saturating_sub(now_ms());
-            let frame = match tokio::time::timeout(Duration::from_millis(deadline), ws.next()).await
-            {
+            // Any frame, heartbeats included, starts the silence bound again.
+            let wait = Duration::from_millis(deadline).min(DASHBOARD_SILENCE);
+            let frame = match tokio::time::timeout(wait, ws.next()).await {
                 Err(_) => break,
                 Ok(Some(Ok(Message::Text(t)))) => {
                     serde_json::from_str::<Value>(t.as_str()).unwrap_or(Value::Null)
@@ -1170,6 +1178,7 @@ pub fn run(seed: u64) -> Run {
                     instance_id: Some(instance_name(i)),
                     // Small, so a slow dashboard overflows it and is disconnected (1013).
                     ws_send_queue: WS_SEND_QUEUE,
+                    ws_heartbeat_secs: WS_HEARTBEAT_SECS,
                     ..Config::default()
                 };
                 let app = app::build(config, ports)?;
