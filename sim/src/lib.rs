@@ -10,3 +10,4 @@ pub mod invariants;
 pub mod ports;
 pub mod redis_host;
 pub mod scenario;
+pub mod trace_digest;

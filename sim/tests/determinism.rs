@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use afw_sim::invariants::{check, digest};
 use afw_sim::scenario::{self, Run};
+use afw_sim::trace_digest::run_traced;
 
 /// One simulation at a time in this process: tokio's task ids are process-wide (see
 /// `scenario::run`).
@@ -74,4 +75,29 @@ fn the_client_visible_histories_of_a_few_seeds_are_pinned() {
             );
         });
     }
+}
+
+/// Stricter than the record digest: every tracing event of the run, turmoil's packet trace
+/// included, hashed in order.
+#[test]
+#[cfg_attr(
+    not(tokio_unstable),
+    ignore = "deterministic only with --cfg tokio_unstable"
+)]
+fn the_same_seed_gives_the_same_packet_trace() {
+    let mut digests = Vec::new();
+    for seed in [3u64, 22] {
+        let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, first) = run_traced(seed);
+        let (_, second) = run_traced(seed);
+        let (first, events) = first.finish();
+        assert!(events > 10_000, "seed {seed}: only {events} trace events");
+        assert_eq!(
+            first,
+            second.finish().0,
+            "seed {seed}: the packet trace differs"
+        );
+        digests.push(first);
+    }
+    assert_ne!(digests[0], digests[1]);
 }
