@@ -6,6 +6,7 @@
 //! plan and a fault schedule ([`scenario`]); clients record what they see and
 //! [`invariants`] judges it. `cargo run -p afw-sim --release -- --seed N` replays a seed.
 
+pub mod client;
 pub mod invariants;
 pub mod ports;
 pub mod redis_host;

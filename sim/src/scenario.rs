@@ -18,14 +18,12 @@ use afw::app::{self, Ports};
 use afw::config::Config;
 use afw::ports::IdGen;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client::{self, WsClient};
 use crate::ports::{SimClock, SimConnector, SimListener};
 use crate::redis_host::RedisHost;
 
@@ -363,6 +361,9 @@ pub struct History {
 
 type Shared = Rc<RefCell<History>>;
 
+/// Which instances are crashed right now (the load balancer's view), by index.
+type Down = Rc<RefCell<BTreeMap<usize, bool>>>;
+
 fn now_ms() -> u64 {
     turmoil::sim_elapsed()
         .map(|d| d.as_millis() as u64)
@@ -394,37 +395,8 @@ async fn http_within(
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), String> {
-    let fut = async {
-        let stream = turmoil::net::TcpStream::connect(format!("{}:3001", instance_name(instance)))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "afw")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            )))
-            .map_err(|e| e.to_string())?;
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = res.status().as_u16();
-        let bytes = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, json))
-    };
+    let addr = format!("{}:3001", instance_name(instance));
+    let fut = client::http(&addr, method, path, body);
     match tokio::time::timeout(bound, fut).await {
         Ok(r) => r,
         Err(_) => Err("timeout".into()),
@@ -438,7 +410,7 @@ async fn hook(
     plan: Plan,
     rng_seed: u64,
     history: Shared,
-    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+    down: Down,
 ) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(rng_seed);
     let session = format!("hook-{id}");
@@ -556,7 +528,7 @@ async fn hook(
 }
 
 /// An instance that is not crashed right now (the load balancer's health check).
-fn pick_up(rng: &mut StdRng, instances: usize, down: &Rc<RefCell<BTreeMap<usize, bool>>>) -> usize {
+fn pick_up(rng: &mut StdRng, instances: usize, down: &Down) -> usize {
     for _ in 0..16 {
         let i = rng.random_range(0..instances);
         if !down.borrow().get(&i).copied().unwrap_or(false) {
@@ -566,26 +538,8 @@ fn pick_up(rng: &mut StdRng, instances: usize, down: &Rc<RefCell<BTreeMap<usize,
     rng.random_range(0..instances)
 }
 
-type WsClient = tokio_tungstenite::WebSocketStream<turmoil::net::TcpStream>;
-
 async fn ws_connect(instance: usize) -> Result<WsClient, String> {
-    let stream = turmoil::net::TcpStream::connect(format!("{}:3001", instance_name(instance)))
-        .await
-        .map_err(|e| e.to_string())?;
-    // A fixed key: tungstenite's generator would use OS randomness.
-    let req = hyper::Request::builder()
-        .uri(format!("ws://{}:3001/ws", instance_name(instance)))
-        .header("host", "afw")
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .body(())
-        .map_err(|e| e.to_string())?;
-    let (ws, _) = tokio_tungstenite::client_async(req, stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(ws)
+    client::ws_connect(&format!("{}:3001", instance_name(instance))).await
 }
 
 /// A dashboard: follows every hook session over the WebSocket of a random instance,
@@ -595,7 +549,7 @@ async fn dashboard(
     plan: Plan,
     rng_seed: u64,
     history: Shared,
-    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+    down: Down,
 ) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(rng_seed);
     let sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
@@ -699,11 +653,7 @@ async fn dashboard(
 }
 
 /// Queues a pause for every hook session now and then (the dashboard's commands).
-async fn commander(
-    plan: Plan,
-    rng_seed: u64,
-    down: Rc<RefCell<BTreeMap<usize, bool>>>,
-) -> turmoil::Result {
+async fn commander(plan: Plan, rng_seed: u64, down: Down) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(rng_seed);
     tokio::time::sleep(Duration::from_millis(4_000)).await;
     while now_ms() < WORKLOAD_END_MS {
@@ -723,12 +673,7 @@ async fn commander(
 
 /// A dashboard user typing input for the hook sessions; a refused item is typed again
 /// (as a new item: a 503 may still have been stored, see [`FaultKind::Latency`]).
-async fn typist(
-    plan: Plan,
-    rng_seed: u64,
-    history: Shared,
-    down: Rc<RefCell<BTreeMap<usize, bool>>>,
-) -> turmoil::Result {
+async fn typist(plan: Plan, rng_seed: u64, history: Shared, down: Down) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(rng_seed);
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     for k in 0..plan.inputs {
@@ -738,34 +683,39 @@ async fn typist(
             if now_ms() > WORKLOAD_END_MS {
                 return Ok(());
             }
-            let item = format!("in-{k}-{attempt}");
             let instance = pick_up(&mut rng, plan.instances, &down);
-            let started = now_ms();
-            let answer = http(
-                instance,
-                "POST",
-                &format!("/api/sessions/{session}/input"),
-                Some(&json!({ "input": item })),
-            )
-            .await;
-            let status = answer.as_ref().map_or(0, |(s, _)| *s);
-            record(
-                &history,
-                Record::InputQueued {
-                    session: session.clone(),
-                    item,
-                    instance,
-                    started,
-                    status,
-                },
-            );
-            if status == 201 {
+            let item = format!("in-{k}-{attempt}");
+            if queue_input(&history, instance, &session, item).await == 201 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
         }
     }
     Ok(())
+}
+
+/// Queues one input item, recorded: its status (0: no answer).
+async fn queue_input(history: &Shared, instance: usize, session: &str, item: String) -> u16 {
+    let started = now_ms();
+    let status = http(
+        instance,
+        "POST",
+        &format!("/api/sessions/{session}/input"),
+        Some(&json!({ "input": item })),
+    )
+    .await
+    .map_or(0, |(s, _)| s);
+    record(
+        history,
+        Record::InputQueued {
+            session: session.to_owned(),
+            item,
+            instance,
+            started,
+            status,
+        },
+    );
+    status
 }
 
 /// One input poll (long when `timeout_ms > 0`), recorded: its status (0: no answer) and
@@ -832,26 +782,7 @@ async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil::Result {
         tokio::time::sleep(Duration::from_millis(800 + f.heal_after_ms / 3)).await;
         for attempt in 0..10 {
             let item = format!("in-w-{attempt}");
-            let started = now_ms();
-            let status = http(
-                other,
-                "POST",
-                &format!("/api/sessions/{WAITING_ROOM}/input"),
-                Some(&json!({ "input": item })),
-            )
-            .await
-            .map_or(0, |(s, _)| s);
-            record(
-                &history,
-                Record::InputQueued {
-                    session: WAITING_ROOM.into(),
-                    item,
-                    instance: other,
-                    started,
-                    status,
-                },
-            );
-            if status == 201 {
+            if queue_input(&history, other, WAITING_ROOM, item).await == 201 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -868,7 +799,7 @@ async fn input_poller(
     plan: Plan,
     rng_seed: u64,
     history: Shared,
-    down: Rc<RefCell<BTreeMap<usize, bool>>>,
+    down: Down,
 ) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(rng_seed);
     let session = format!("hook-{hook}");
@@ -1125,7 +1056,7 @@ pub fn run(seed: u64) -> Run {
     align_task_ids();
     let plan = Plan::draw(seed);
     let history: Shared = Rc::new(RefCell::new(History::default()));
-    let down: Rc<RefCell<BTreeMap<usize, bool>>> = Rc::new(RefCell::new(BTreeMap::new()));
+    let down: Down = Rc::new(RefCell::new(BTreeMap::new()));
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
@@ -1281,7 +1212,7 @@ pub fn run(seed: u64) -> Run {
 fn apply(
     sim: &mut turmoil::Sim<'_>,
     redis: &RedisHost,
-    down: &Rc<RefCell<BTreeMap<usize, bool>>>,
+    down: &Down,
     kind: &FaultKind,
     start: bool,
 ) {

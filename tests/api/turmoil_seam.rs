@@ -7,11 +7,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use afw::app::{self, Ports};
 use afw::config::Config;
 use afw::ports::IdGen;
+use afw_sim::client::{self, WsClient};
 use afw_sim::ports::{SimClock, SimListener};
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -22,24 +20,8 @@ async fn http(
     path: &str,
     body: Option<Value>,
 ) -> Result<(u16, Value), Box<dyn std::error::Error>> {
-    let io = TokioIo::new(turmoil::net::TcpStream::connect("afw:3001").await?);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "afw")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))?;
-    let res = sender.send_request(req).await?;
-    let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&bytes)?))
+    Ok(client::http("afw:3001", method, path, body.as_ref()).await?)
 }
-
-type WsClient = tokio_tungstenite::WebSocketStream<turmoil::net::TcpStream>;
 
 /// The next text frame as JSON.
 async fn next_text(ws: &mut WsClient) -> Result<Value, Box<dyn std::error::Error>> {
@@ -70,17 +52,7 @@ fn run(seed: u64) -> Vec<Value> {
     let frames = Arc::new(std::sync::Mutex::new(Vec::new()));
     let out = frames.clone();
     sim.client("dashboard", async move {
-        let stream = turmoil::net::TcpStream::connect("afw:3001").await?;
-        // A fixed key: tungstenite's own key generator would use OS randomness.
-        let req = hyper::Request::builder()
-            .uri("ws://afw:3001/ws")
-            .header("host", "afw")
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-            .body(())?;
-        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await?;
+        let mut ws = client::ws_connect("afw:3001").await?;
         let hello = next_text(&mut ws).await?;
         assert_eq!(hello["type"], "subscription_confirmed");
         ws.send(Message::Text(json!({"type": "subscribe", "sessionId": "sim-1"}).to_string().into())).await?;
