@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::bus::Bus;
@@ -51,9 +51,11 @@ struct Message<'a> {
     timestamp: Option<&'a str>,
     #[serde(borrow)]
     event: Option<&'a RawValue>,
-    notice: Option<&'a str>,
+    /// The session after the event, for `session:*` events.
     #[serde(borrow)]
-    payload: Option<&'a RawValue>,
+    data: Option<&'a RawValue>,
+    notice: Option<&'a str>,
+    payload: Option<Map<String, Value>>,
 }
 
 /// Hands one Pub/Sub message to the local bus. Malformed messages are logged and dropped.
@@ -78,17 +80,16 @@ pub fn dispatch(bus: &Bus, payload: &[u8]) {
             timestamp: ts,
             json: bytes::Bytes::copy_from_slice(event.get().as_bytes()),
         };
-        bus.publish_event(&msg.session_id, &stored);
+        let data = msg.data.map(|d| d.get().to_owned());
+        bus.publish_event(&msg.session_id, &stored, || data);
     } else if let Some(notice) = msg.notice {
-        let frame = format!(
-            r#"{{"type":{},"sessionId":{},"timestamp":"{}","payload":{}}}"#,
-            serde_json::to_string(notice).unwrap_or_default(),
-            serde_json::to_string(&msg.session_id).unwrap_or_default(),
-            timestamp.unwrap_or_default().to_rfc3339(),
-            msg.payload.map_or("null", |p| p.get()),
+        let fields = msg.payload.unwrap_or_default();
+        bus.publish_notice(
+            &msg.session_id,
+            notice,
+            &fields,
+            timestamp.unwrap_or_default(),
         );
-        let resets = notice == crate::bus::SESSION_DELETED;
-        bus.publish_notice_frame(&msg.session_id, Utf8Bytes::from(frame), resets);
         if notice == "input:queued" {
             bus.input_queued(&msg.session_id);
         }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
+use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
 use crate::model::{SessionId, StoredEvent, Timestamp};
@@ -142,7 +142,15 @@ impl Bus {
     }
 
     /// Delivers a stored event to every local subscriber of its session.
-    pub fn publish_event(&self, session_id: &SessionId, event: &StoredEvent) {
+    ///
+    /// `session` gives the session as stored after the event, as JSON; it is only asked
+    /// for (`session:*` events with local subscribers) when a frame carries it.
+    pub fn publish_event(
+        &self,
+        session_id: &SessionId,
+        event: &StoredEvent,
+        session: impl FnOnce() -> Option<String>,
+    ) {
         if self.subscriptions.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -150,7 +158,8 @@ impl Bus {
         let Some(list) = subs.get(session_id) else {
             return;
         };
-        let frame = event_frame(session_id, event);
+        let data = event.kind.carries_session().then(session).flatten();
+        let frame = event_frame(event, data.as_deref());
         for inbox in list {
             inbox.deliver(Outbound::Event {
                 session_id: session_id.clone(),
@@ -162,11 +171,11 @@ impl Bus {
 
     /// Delivers a notification (`session:updated`, `command:queued`, `input:queued`,
     /// `awaiting`) to the session's local subscribers.
-    pub fn publish_notice<P: Serialize>(
+    pub fn publish_notice(
         &self,
         session_id: &SessionId,
         kind: &str,
-        payload: &P,
+        fields: &Map<String, Value>,
         now: Timestamp,
     ) {
         if self.subscriptions.load(Ordering::Relaxed) == 0 {
@@ -176,7 +185,7 @@ impl Bus {
         let Some(list) = subs.get(session_id) else {
             return;
         };
-        let frame = notice_frame(session_id, kind, payload, now);
+        let frame = notice_frame(session_id, kind, fields, now);
         for inbox in list {
             inbox.deliver(Outbound::Notice {
                 session_id: session_id.clone(),
@@ -202,23 +211,6 @@ impl Bus {
         }
     }
 
-    /// Delivers an already-built notice frame (one that came from another instance).
-    pub fn publish_notice_frame(&self, session_id: &SessionId, frame: Utf8Bytes, resets: bool) {
-        if self.subscriptions.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = subs.get(session_id) {
-            for inbox in list {
-                inbox.deliver(Outbound::Notice {
-                    session_id: session_id.clone(),
-                    frame: frame.clone(),
-                    resets,
-                });
-            }
-        }
-    }
-
     /// Wakes the long polls waiting for input on this session.
     pub fn input_queued(&self, session_id: &SessionId) {
         self.input_waker(session_id).notify_waiters();
@@ -234,45 +226,45 @@ impl Bus {
     }
 }
 
-/// `{"type":"event","sessionId":..,"seq":N,"timestamp":..,"payload":<event>}`, built once.
-pub fn event_frame(session_id: &SessionId, event: &StoredEvent) -> Utf8Bytes {
-    let payload = std::str::from_utf8(&event.json).unwrap_or("null");
-    let frame = format!(
-        r#"{{"type":"event","sessionId":{},"seq":{},"timestamp":"{}","payload":{}}}"#,
-        json_string(session_id.as_str()),
-        event.seq,
-        event.timestamp.to_rfc3339(),
-        payload
-    );
-    Utf8Bytes::from(frame)
+/// The frame of a stored event: the event itself, as stored (every field verbatim, `seq`
+/// included), so the dashboard's views read `type`, `sessionId`, `timestamp` and the
+/// event's own fields at the top level. Without a session the stored bytes are the frame
+/// (no copy, no re-serialisation). `session` is the session as stored after the event (JSON):
+/// `session:*` frames carry it as `data`, which the dashboard's session lists read.
+pub fn event_frame(event: &StoredEvent, session: Option<&str>) -> Utf8Bytes {
+    match session {
+        Some(data) if event.kind.carries_session() => with_data(&event.json, data),
+        _ => Utf8Bytes::try_from(event.json.clone()).unwrap_or_else(|_| Utf8Bytes::from("{}")),
+    }
 }
 
-pub fn notice_frame<P: Serialize>(
+/// The event with `data` set (replacing a client-sent `data`, which would be ambiguous).
+fn with_data(event: &[u8], data: &str) -> Utf8Bytes {
+    let mut fields: Map<String, Value> = serde_json::from_slice(event).unwrap_or_default();
+    let data = serde_json::from_str(data).unwrap_or(Value::Null);
+    fields.insert("data".into(), data);
+    Utf8Bytes::from(Value::Object(fields).to_string())
+}
+
+/// The frame of a notification that is not a stored event: flat, `{type, sessionId,
+/// timestamp, ...fields}`, without `seq` (notices are not history). The three envelope
+/// fields win over a field of the same name.
+pub fn notice_frame(
     session_id: &SessionId,
     kind: &str,
-    payload: &P,
+    fields: &Map<String, Value>,
     now: Timestamp,
 ) -> Utf8Bytes {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Envelope<'a, P> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        session_id: &'a SessionId,
-        timestamp: Timestamp,
-        payload: &'a P,
+    let mut frame = Map::with_capacity(fields.len() + 3);
+    frame.insert("type".into(), Value::from(kind));
+    frame.insert("sessionId".into(), Value::from(session_id.as_str()));
+    frame.insert("timestamp".into(), Value::from(now.to_rfc3339()));
+    for (k, v) in fields {
+        if !frame.contains_key(k) {
+            frame.insert(k.clone(), v.clone());
+        }
     }
-    let env = Envelope {
-        kind,
-        session_id,
-        timestamp: now,
-        payload,
-    };
-    Utf8Bytes::from(serde_json::to_string(&env).unwrap_or_default())
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+    Utf8Bytes::from(Value::Object(frame).to_string())
 }
 
 #[cfg(test)]
@@ -291,15 +283,46 @@ mod tests {
     }
 
     #[test]
-    fn event_frame_is_valid_json_with_the_spec_envelope() {
+    fn an_event_frame_is_the_stored_event_itself() {
+        let ev = event(4);
+        let frame = event_frame(&ev, Some(r#"{"id":"s1"}"#));
+        assert_eq!(frame.as_str().as_bytes(), &ev.json[..], "verbatim, no data");
+        let shared = Bytes::from(frame);
+        assert_eq!(shared.as_ptr(), ev.json.as_ptr(), "the stored bytes, not a copy");
+    }
+
+    #[test]
+    fn a_session_frame_carries_the_session_as_data() {
+        let ev = StoredEvent {
+            seq: 2,
+            kind: EventType::SessionEnded,
+            timestamp: Timestamp(0),
+            json: Bytes::from_static(
+                br#"{"type":"session:ended","sessionId":"s1","timestamp":"t","data":"mine","seq":2}"#,
+            ),
+        };
+        let frame = event_frame(&ev, Some(r#"{"id":"s1","status":"completed"}"#));
+        let v: Value = serde_json::from_str(frame.as_str()).unwrap();
+        assert_eq!(v["type"], "session:ended");
+        assert_eq!(v["seq"], 2);
+        assert_eq!(v["timestamp"], "t");
+        assert_eq!(v["data"]["id"], "s1");
+        assert_eq!(v["data"]["status"], "completed");
+    }
+
+    #[test]
+    fn a_notice_frame_is_flat_and_keeps_its_envelope() {
         let sid = SessionId::parse("s1").unwrap();
-        let frame = event_frame(&sid, &event(4));
-        let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
-        assert_eq!(v["type"], "event");
+        let mut fields = Map::new();
+        fields.insert("queueLength".into(), Value::from(3));
+        fields.insert("type".into(), Value::from("spoofed"));
+        let frame = notice_frame(&sid, "input:queued", &fields, Timestamp(0));
+        let v: Value = serde_json::from_str(frame.as_str()).unwrap();
+        assert_eq!(v["type"], "input:queued");
         assert_eq!(v["sessionId"], "s1");
-        assert_eq!(v["seq"], 4);
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
-        assert_eq!(v["payload"]["type"], "file:created");
+        assert_eq!(v["queueLength"], 3);
+        assert!(v.get("seq").is_none() && v.get("payload").is_none());
     }
 
     #[tokio::test]
@@ -309,7 +332,7 @@ mod tests {
         let (inbox, mut rx) = Inbox::new(1, 2);
         bus.subscribe(&sid, &inbox);
         for seq in 1..=3 {
-            bus.publish_event(&sid, &event(seq));
+            bus.publish_event(&sid, &event(seq), || None);
         }
         assert!(inbox.is_kicked());
         assert!(matches!(

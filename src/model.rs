@@ -371,6 +371,14 @@ event_types! {
     WarningOccurred => "warning:occurred",
 }
 
+impl EventType {
+    /// Whether this event's WebSocket frame carries the session as `data` (spec §3): the
+    /// dashboard's session lists read it from `session:started` and `session:ended`.
+    pub fn carries_session(self) -> bool {
+        matches!(self, Self::SessionStarted | Self::SessionEnded)
+    }
+}
+
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

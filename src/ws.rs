@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::bus::{Inbox, Outbound, event_frame};
 use crate::error::ApiError;
-use crate::model::SessionId;
+use crate::model::{SessionId, StoredEvent};
 use crate::storage::{EventPage, EventQuery};
 
 /// How often a subscription whose catch-up failed is retried.
@@ -338,11 +338,26 @@ impl Conn<'_> {
             self.confirm(sid, page.last_seq, Some(false)).await?;
             return Ok(true);
         }
-        for ev in page.events.iter().filter(|e| e.seq <= up_to) {
-            self.send(Message::Text(event_frame(sid, ev))).await?;
+        let events: Vec<&StoredEvent> = page.events.iter().filter(|e| e.seq <= up_to).collect();
+        self.replay(sid, &events).await?;
+        Ok(true)
+    }
+
+    /// Sends stored events read back from storage, moving the cursor with each. A
+    /// `session:*` frame carries the session as it is stored now (read once per replay;
+    /// omitted if that read fails): the state after the event itself is not kept.
+    async fn replay(&mut self, sid: &SessionId, events: &[&StoredEvent]) -> Result<(), End> {
+        let mut session: Option<Option<String>> = None;
+        for ev in events {
+            if ev.kind.carries_session() && session.is_none() {
+                let current = self.state.store().get_session(sid).await.ok().flatten();
+                session = Some(current.and_then(|s| serde_json::to_string(&s).ok()));
+            }
+            let frame = event_frame(ev, session.as_ref().and_then(|s| s.as_deref()));
+            self.send(Message::Text(frame)).await?;
             self.subscriptions.insert(sid.clone(), ev.seq);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Brings a subscription up to what storage holds: fills a gap, or says
@@ -554,9 +569,8 @@ impl Conn<'_> {
                 self.subscriptions.insert(sid.clone(), page.last_seq);
                 self.confirm(&sid, page.last_seq, Some(recovered)).await?;
                 if recovered {
-                    for ev in &page.events {
-                        self.send(Message::Text(event_frame(&sid, ev))).await?;
-                    }
+                    let events: Vec<&StoredEvent> = page.events.iter().collect();
+                    self.replay(&sid, &events).await?;
                 }
                 Ok(())
             }

@@ -70,3 +70,16 @@ pub async fn ws_connect(addr: &str) -> Result<WsClient, String> {
         .map_err(|e| e.to_string())?;
     Ok(ws)
 }
+
+/// The `seq` of a stored event's frame, read as the real dashboard reads frames: the frame
+/// is the event itself, with a top-level event `type`, `sessionId` and `timestamp` (frames
+/// without them are dropped), and the server's `seq`. `None` for the protocol's own frames
+/// and for notices, which are not history.
+pub fn event_seq(frame: &Value) -> Option<u64> {
+    let kind = frame["type"].as_str()?;
+    afw::model::EventType::parse(kind)?;
+    if !frame["sessionId"].is_string() || frame.get("timestamp").is_none_or(Value::is_null) {
+        return None;
+    }
+    frame["seq"].as_u64()
+}

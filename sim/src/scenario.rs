@@ -23,7 +23,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, WsClient};
+use crate::client::{self, WsClient, event_seq};
 use crate::ports::{SimClock, SimConnector, SimListener};
 use crate::redis_host::RedisHost;
 
@@ -621,18 +621,18 @@ async fn dashboard(
                         last.insert(session, last_seq);
                     }
                 }
-                Some("event") => {
+                _ if event_seq(&frame).is_some() => {
                     if plan.slow_dashboard == Some(id) && now_ms() < WORKLOAD_END_MS {
                         tokio::time::sleep(Duration::from_millis(SLOW_READ_MS)).await;
                     }
-                    let seq = frame["seq"].as_u64().unwrap_or(0);
+                    let seq = event_seq(&frame).unwrap_or(0);
                     record(
                         &history,
                         Record::Event {
                             dashboard: id,
                             session: session.clone(),
                             seq,
-                            n: frame["payload"]["n"].as_u64(),
+                            n: frame["n"].as_u64(),
                         },
                     );
                     last.insert(session, seq);

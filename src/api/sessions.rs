@@ -275,9 +275,10 @@ async fn update(
         .update_session(&id, update)
         .await?
         .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
+    // `data`, as on session:started/ended frames: the dashboard's session lists read it.
     let mut payload = Map::new();
     payload.insert(
-        "session".into(),
+        "data".into(),
         serde_json::to_value(&session).unwrap_or(Value::Null),
     );
     store

@@ -533,7 +533,9 @@ impl Store for MemoryStore {
                         json: ev.json_with_seq(seq),
                     };
                     // Inside the slot lock: subscribers see events in seq order.
-                    inner.bus.publish_event(session, &stored);
+                    inner.bus.publish_event(session, &stored, || {
+                        serde_json::to_string(&slot.session).ok()
+                    });
                     slot.events.push_back(stored);
                     while slot.events.len() > inner.limits.max_events_per_session {
                         slot.events.pop_front();

@@ -525,10 +525,20 @@ fn command_from_hash(fields: &BTreeMap<String, Vec<u8>>) -> Result<Command, Stor
     })
 }
 
-/// The Pub/Sub message of a stored event (spec §4), carrying the event verbatim.
-pub fn event_message(sid: &SessionId, ev: &StoredEvent, instance: &str) -> String {
+/// The Pub/Sub message of a stored event (spec §4), carrying the event verbatim, and for
+/// the event types whose frames carry it, the session after the event as `data`.
+pub fn event_message(
+    sid: &SessionId,
+    ev: &StoredEvent,
+    instance: &str,
+    session: Option<&Session>,
+) -> String {
+    let data = match session {
+        Some(s) if ev.kind.carries_session() => format!(r#","data":{}"#, to_json(s)),
+        _ => String::new(),
+    };
     format!(
-        r#"{{"sessionId":{},"seq":{},"type":"{}","timestamp":"{}","instanceId":{},"event":{}}}"#,
+        r#"{{"sessionId":{},"seq":{},"type":"{}","timestamp":"{}","instanceId":{}{data},"event":{}}}"#,
         to_json(sid),
         ev.seq,
         ev.kind.as_str(),
@@ -873,7 +883,7 @@ impl RedisCore {
                     };
                     effects
                         .publish
-                        .push(event_message(session, &stored, &self.instance_id));
+                        .push(event_message(session, &stored, &self.instance_id, Some(&s)));
                     effects.events.push(stored.json);
                     seqs.push(seq);
                 }

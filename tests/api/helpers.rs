@@ -244,11 +244,17 @@ impl Ws {
         let mut seqs = Vec::new();
         while seqs.len() < n {
             let frame = self.next_json().await;
-            if frame["type"] == "event" {
-                assert_eq!(frame["seq"], frame["payload"]["seq"]);
-                seqs.push(frame["seq"].as_u64().unwrap());
+            if let Some(seq) = event_seq(&frame) {
+                seqs.push(seq);
             }
         }
         seqs
     }
+}
+
+/// The `seq` of an event frame (a stored event, sent as itself); `None` for the protocol's
+/// own frames and for notices, which carry no `seq`.
+pub fn event_seq(frame: &Value) -> Option<u64> {
+    let kind = frame["type"].as_str()?;
+    (afw::model::EventType::parse(kind).is_some()).then(|| frame["seq"].as_u64())?
 }

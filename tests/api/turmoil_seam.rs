@@ -89,7 +89,8 @@ fn the_production_router_serves_http_and_websocket_inside_turmoil() {
         .map(|f| f["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
-    assert_eq!(got[0]["payload"]["type"], "session:started");
+    assert_eq!(got[0]["type"], "session:started");
+    assert_eq!(got[0]["data"]["id"], got[0]["sessionId"]);
     // The server's clock is turmoil's virtual clock on the fixed epoch: 5 s in, plus the
     // simulated network latency of the requests.
     let health_ts = got[3]["timestamp"].as_str().unwrap();

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::helpers::{TestApp, event};
 
 #[tokio::test]
-async fn subscribers_receive_events_in_order_with_the_spec_envelope() {
+async fn subscribers_receive_each_event_as_itself_in_order() {
     let app = TestApp::serve(Config::default()).await;
     let mut ws = app.ws().await;
     // Subscribing to a session that does not exist yet is allowed.
@@ -22,12 +22,16 @@ async fn subscribers_receive_events_in_order_with_the_spec_envelope() {
         .await;
     app.event(event("file:created", "other", json!({}))).await;
     let first = ws.next_json().await;
-    assert_eq!(first["type"], "event");
+    // The frame is the stored event itself (spec §3), plus the session as `data`.
+    assert_eq!(first["type"], "session:started");
     assert_eq!(first["sessionId"], "s");
     assert_eq!(first["seq"], 1);
     assert_eq!(first["timestamp"], "2026-11-20T14:00:00.000Z");
-    assert_eq!(first["payload"]["type"], "session:started");
-    assert_eq!(first["payload"]["cwd"], "/w");
+    assert_eq!(first["cwd"], "/w");
+    assert!(first.get("payload").is_none(), "{first}");
+    assert_eq!(first["data"]["id"], "s");
+    assert_eq!(first["data"]["cwd"], "/w");
+    assert_eq!(first["data"]["status"], "in_progress");
     assert_eq!(ws.event_seqs(1).await, [2]);
     ws.expect_silence(Duration::from_millis(200)).await;
 }
@@ -132,7 +136,8 @@ async fn notices_reach_subscribers() {
     let n = ws.next_json().await;
     assert_eq!(n["type"], "command:queued");
     assert_eq!(n["sessionId"], "s");
-    assert_eq!(n["payload"]["command"]["type"], "pause");
+    assert_eq!(n["command"]["type"], "pause");
+    assert!(n["timestamp"].is_string() && n.get("seq").is_none(), "{n}");
     app.post("/api/sessions/s/awaiting", json!({"promptText": "?"}))
         .await;
     assert_eq!(ws.next_json().await["type"], "awaiting");
@@ -140,7 +145,7 @@ async fn notices_reach_subscribers() {
         .await;
     let n = ws.next_json().await;
     assert_eq!(n["type"], "input:queued");
-    assert_eq!(n["payload"]["queueLength"], 1);
+    assert_eq!(n["queueLength"], 1);
     app.request(
         axum::http::Method::PUT,
         "/api/sessions/s",
@@ -149,7 +154,8 @@ async fn notices_reach_subscribers() {
     .await;
     let n = ws.next_json().await;
     assert_eq!(n["type"], "session:updated");
-    assert_eq!(n["payload"]["session"]["summary"], "s");
+    assert_eq!(n["data"]["summary"], "s");
+    assert_eq!(n["data"]["id"], "s");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, event};
+use crate::helpers::{TestApp, event, event_seq};
 use crate::server::RedisServer;
 use crate::shared::{redis_instance, wait_healthy};
 
@@ -94,8 +94,8 @@ async fn while_redis_is_down_writes_fail_fast_and_everything_recovers_by_itself(
     let mut seen = Vec::new();
     while seen.last() != Some(&seq) {
         let f = ws.next_json().await;
-        if f["type"] == "event" {
-            seen.push(f["seq"].as_u64().unwrap());
+        if let Some(seq) = event_seq(&f) {
+            seen.push(seq);
         }
     }
     assert_eq!(seen, (cursor + 1..=seq).collect::<Vec<_>>());
