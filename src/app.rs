@@ -17,11 +17,13 @@ use crate::bridge::BridgeStatus;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::cors::BrowserCorsLayer;
+use crate::guard::Guard;
 use crate::model::Timestamp;
 use crate::ports::{Clock, Connector, IdGen};
 use crate::storage::Store;
 use crate::storage::memory::MemoryStore;
 use crate::storage::redis::{LinkTimeouts, RedisLink, RedisStore, RedisTarget, RedisUrlError};
+use axum::middleware::from_fn_with_state;
 
 /// What differs between production, tests and simulation.
 #[derive(Clone)]
@@ -50,6 +52,8 @@ pub enum BuildError {
     RedisUrl(#[from] RedisUrlError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Proxy(#[from] crate::guard::BadProxy),
 }
 
 /// Shared by every handler and connection task of one instance.
@@ -67,6 +71,8 @@ pub struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// The Pub/Sub bridge, in Redis mode.
     pub bridge: Option<Arc<BridgeStatus>>,
+    /// Origins, hosts, keys and rate limits.
+    pub guard: Guard,
 }
 
 #[derive(Clone)]
@@ -99,6 +105,7 @@ pub struct App {
 /// Builds an instance from its configuration and ports. Must run inside a tokio runtime
 /// (the memory store spawns its purge task).
 pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
+    let guard = Guard::from_config(&config)?;
     let bus = Arc::new(Bus::new());
     let instance_id = config
         .instance_id
@@ -165,6 +172,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         next_client_id: AtomicU64::new(1),
         shutdown,
         bridge,
+        guard,
         config,
     };
     let state = AppState(Arc::new(shared));
@@ -174,8 +182,10 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
-        // The dashboard runs on its own origin; the predecessor allowed any.
-        .layer(BrowserCorsLayer::permissive())
+        // Outermost last: screen (host, origin) → CORS → admit (key, rate, size).
+        .layer(from_fn_with_state(state.clone(), crate::guard::admit))
+        .layer(BrowserCorsLayer::allowed_origins())
+        .layer(from_fn_with_state(state.clone(), crate::guard::screen))
         .with_state(state.clone());
     Ok(App { state, router })
 }
@@ -193,17 +203,16 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()>
     where
-        L: axum::serve::Listener,
-        L::Addr: std::fmt::Debug,
+        L: axum::serve::Listener<Addr = std::net::SocketAddr>,
     {
         let state = self.state.clone();
-        let signal = async move {
+        let stop = state.shared().shutdown.subscribe();
+        tokio::spawn(async move {
             shutdown.await;
             state.shared().shutdown.send_replace(true);
-        };
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await?;
+        });
+        let limits = crate::server::Limits::from_config(self.state.config());
+        crate::server::serve(listener, self.router, limits, stop).await;
         self.state.shared().shutdown.send_replace(true);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while self.state.shared().ws_clients.load(Ordering::Relaxed) > 0

@@ -288,7 +288,11 @@ mod tests {
         let frame = event_frame(&ev, Some(r#"{"id":"s1"}"#));
         assert_eq!(frame.as_str().as_bytes(), &ev.json[..], "verbatim, no data");
         let shared = Bytes::from(frame);
-        assert_eq!(shared.as_ptr(), ev.json.as_ptr(), "the stored bytes, not a copy");
+        assert_eq!(
+            shared.as_ptr(),
+            ev.json.as_ptr(),
+            "the stored bytes, not a copy"
+        );
     }
 
     #[test]

@@ -25,6 +25,40 @@ pub const DEFAULT_WS_RATE_LIMIT: u32 = 50;
 pub const DEFAULT_WS_SEND_QUEUE: usize = 1024;
 pub const DEFAULT_WS_HEARTBEAT_SECS: u64 = 20;
 pub const DEFAULT_WS_SEND_TIMEOUT_SECS: u64 = 10;
+/// The real dashboard's development servers (Vite).
+pub const DEFAULT_CORS_ORIGINS: &str = "http://localhost:5173,http://127.0.0.1:5173";
+pub const DEFAULT_RATE_EVENTS: u32 = 500;
+pub const DEFAULT_RATE_READS: u32 = 200;
+pub const DEFAULT_RATE_WRITES: u32 = 100;
+pub const DEFAULT_RATE_WS: u32 = 5;
+pub const DEFAULT_RATE_BURST_SECS: u32 = 10;
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 12_000;
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 + 64 * 1024;
+pub const DEFAULT_SESSION_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A secret from the command line or the environment: never shown by `Debug`, so it cannot
+/// reach a log line through a `{:?}` of the configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
 
 /// afw — the ActionFlows backend.
 ///
@@ -43,7 +77,7 @@ pub struct Config {
 
     /// Redis URL, redis://[user:password@]host:port/db. When set, everything is kept in
     /// Redis and any number of instances share it; unset, memory storage.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// PEM file of extra CA certificates to trust for rediss:// (besides the public roots),
@@ -108,6 +142,108 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub ws_send_timeout_secs: u64,
 
+    /// Browser origins allowed to call the API and open the WebSocket, comma-separated
+    /// (exact scheme://host[:port]); afw's own origin is always allowed. "*" allows any
+    /// origin (logged as a warning at start).
+    #[arg(long, env = "AFW_CORS_ORIGINS", default_value = DEFAULT_CORS_ORIGINS)]
+    pub cors_origins: String,
+
+    /// Extra Host names accepted while listening on loopback (comma-separated, without
+    /// port); localhost, 127.0.0.1 and [::1] always are. Any other Host is refused (DNS
+    /// rebinding). Beyond loopback, when set, only these are accepted.
+    #[arg(long, env = "AFW_ALLOWED_HOSTS", default_value = "")]
+    pub allowed_hosts: String,
+
+    /// API key required on every request but /health and /ready (Authorization: Bearer
+    /// or x-api-key; ?apiKey= on the WebSocket upgrade). Unset: no key is required.
+    #[arg(long, env = "AFW_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+
+    /// More accepted API keys, comma-separated: list the old and the new key to rotate
+    /// without downtime.
+    #[arg(long, env = "AFW_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<Secret>,
+
+    /// Proxies whose X-Forwarded-For names the client for rate limiting (comma-separated
+    /// IP addresses or CIDR blocks). Others' X-Forwarded-For is ignored.
+    #[arg(long, env = "AFW_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
+    /// Turn the per-client rate limits off.
+    #[arg(long, env = "AFW_RATE_LIMIT_OFF")]
+    pub rate_limit_off: bool,
+
+    /// Events per second per client (POST /api/events, /api/events/batch counts each
+    /// event once per request, terminal output).
+    #[arg(long, env = "AFW_RATE_LIMIT_EVENTS", default_value_t = DEFAULT_RATE_EVENTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_events: u32,
+
+    /// Reads (GET) per second per client.
+    #[arg(long, env = "AFW_RATE_LIMIT_READS", default_value_t = DEFAULT_RATE_READS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_reads: u32,
+
+    /// Other writes (sessions, commands, input, acks) per second per client.
+    #[arg(long, env = "AFW_RATE_LIMIT_WRITES", default_value_t = DEFAULT_RATE_WRITES,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_writes: u32,
+
+    /// WebSocket connections opened per second per client.
+    #[arg(long, env = "AFW_RATE_LIMIT_WS", default_value_t = DEFAULT_RATE_WS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_ws: u32,
+
+    /// Bursts: a client may use this many seconds' worth of its rate at once.
+    #[arg(long, env = "AFW_RATE_LIMIT_BURST_SECS", default_value_t = DEFAULT_RATE_BURST_SECS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst_secs: u32,
+
+    /// Seconds a client has to send a request's headers once it started them.
+    #[arg(long, env = "AFW_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's whole body.
+    #[arg(long, env = "AFW_BODY_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+
+    /// Seconds a connection may sit idle (no request in flight, nothing sent) before it is
+    /// closed; also the longest wait for a new connection's first byte.
+    #[arg(long, env = "AFW_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+
+    /// Most open connections (HTTP and WebSocket). Beyond it new connections get 503
+    /// (/health and /ready still answer). Lowered at start to fit the open-file limit.
+    #[arg(long, env = "AFW_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+
+    /// Most sessions kept in memory storage; at the cap the least recently active one is
+    /// evicted. Redis mode is bounded by Redis's maxmemory instead.
+    #[arg(long, env = "AFW_MAX_SESSIONS", default_value_t = DEFAULT_MAX_SESSIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_sessions: usize,
+
+    /// Largest stored event, in bytes (larger ones are a 413).
+    #[arg(long, env = "AFW_MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+
+    /// Bytes of events a session keeps; the oldest are trimmed beyond it.
+    #[arg(long, env = "AFW_SESSION_BUDGET_BYTES", default_value_t = DEFAULT_SESSION_BUDGET_BYTES)]
+    pub session_budget_bytes: usize,
+
+    /// Largest listing response (events, sessions, users, terminal buffer), in bytes: a
+    /// page stops early past it and says where to continue.
+    #[arg(long, env = "AFW_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
+
+    /// Sessions one WebSocket client may subscribe to.
+    #[arg(long, env = "AFW_WS_MAX_SUBSCRIPTIONS", default_value_t = DEFAULT_WS_MAX_SUBSCRIPTIONS)]
+    pub ws_max_subscriptions: usize,
+
     /// This instance's name in /health (default: generated at start).
     #[arg(long, env = "AFW_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -141,6 +277,26 @@ impl Default for Config {
             ws_send_queue: DEFAULT_WS_SEND_QUEUE,
             ws_heartbeat_secs: DEFAULT_WS_HEARTBEAT_SECS,
             ws_send_timeout_secs: DEFAULT_WS_SEND_TIMEOUT_SECS,
+            cors_origins: DEFAULT_CORS_ORIGINS.to_owned(),
+            allowed_hosts: String::new(),
+            api_key: None,
+            api_keys: None,
+            trusted_proxies: String::new(),
+            rate_limit_off: false,
+            rate_limit_events: DEFAULT_RATE_EVENTS,
+            rate_limit_reads: DEFAULT_RATE_READS,
+            rate_limit_writes: DEFAULT_RATE_WRITES,
+            rate_limit_ws: DEFAULT_RATE_WS,
+            rate_limit_burst_secs: DEFAULT_RATE_BURST_SECS,
+            header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
+            body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            session_budget_bytes: DEFAULT_SESSION_BUDGET_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            ws_max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
             instance_id: None,
             log: "info".to_owned(),
             log_json: false,
@@ -187,6 +343,8 @@ mod tests {
             redis_url: parsed.redis_url.clone(),
             redis_ca_file: parsed.redis_ca_file.clone(),
             instance_id: parsed.instance_id.clone(),
+            api_key: parsed.api_key.clone(),
+            api_keys: parsed.api_keys.clone(),
             log_json: parsed.log_json,
             ..Config::default()
         };

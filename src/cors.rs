@@ -1,9 +1,11 @@
-//! CORS for browsers only.
+//! CORS response headers for browsers only.
 //!
 //! The dashboard runs on its own origin and needs CORS; the hooks and the MCP server never
 //! send `Origin` and gain nothing from the extra response headers, which cost about 5 % of
 //! the event write path's throughput. Requests with an `Origin` header go through
-//! tower-http's permissive CORS (as the predecessor allowed any origin); others skip it.
+//! tower-http's CORS, which answers preflights and mirrors the origin; others skip it.
+//! This layer must sit inside [`crate::guard::screen`]: only origins on the allow-list
+//! reach it, so mirroring never grants a foreign page anything.
 //! API responses say `Cache-Control: no-store`, so no cache can serve a response made
 //! without CORS headers to a browser.
 
@@ -21,9 +23,36 @@ pub struct BrowserCorsLayer {
 }
 
 impl BrowserCorsLayer {
-    pub fn permissive() -> Self {
+    /// For origins already checked against the allow-list.
+    pub fn allowed_origins() -> Self {
+        use axum::http::{HeaderName, Method};
+        use std::time::Duration;
+        use tower_http::cors::AllowOrigin;
+        let headers = [
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ];
+        let exposed = [
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("ratelimit-policy"),
+        ];
         Self {
-            cors: CorsLayer::permissive(),
+            cors: CorsLayer::new()
+                .allow_origin(AllowOrigin::mirror_request())
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::DELETE,
+                    Method::OPTIONS,
+                ])
+                .allow_headers(headers)
+                .expose_headers(exposed)
+                .max_age(Duration::from_secs(600)),
         }
     }
 }

@@ -36,6 +36,9 @@ pub enum ApiError {
         details: Vec<FieldError>,
         extra: Map<String, Value>,
     },
+    /// 401, with `WWW-Authenticate: Bearer`: no API key, or not a valid one.
+    #[error("{0}")]
+    Unauthorized(String),
     /// 403: the request is understood and refused (e.g. a denied system path).
     #[error("{0}")]
     Forbidden(String),
@@ -48,6 +51,9 @@ pub enum ApiError {
     /// 405.
     #[error("Method not allowed")]
     MethodNotAllowed,
+    /// 408: the request body did not arrive in time; the connection is closed.
+    #[error("The request body did not arrive within {secs} s")]
+    RequestTimeout { secs: u64 },
     /// 409: e.g. a session id that is already taken.
     #[error("{0}")]
     Conflict(String),
@@ -60,9 +66,18 @@ pub enum ApiError {
     /// 429, with `Retry-After`.
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
+    /// 429 from the rate limiter, with `Retry-After` and `RateLimit-*`.
+    #[error(
+        "Too many {} requests: the limit is {} per second (bursts of {}); retry after {} ms",
+        .0.class.as_str(), .0.rate, .0.limit, .0.retry_after.as_millis()
+    )]
+    RateLimited(crate::guard::rate::Refused),
     /// 503, with `Retry-After`: storage is unreachable; nothing was stored.
     #[error("Storage is unavailable; retry shortly")]
     Unavailable { retry_after: u64 },
+    /// 503, with `Retry-After`: the server is at its connection cap.
+    #[error("The server is at its connection limit; retry shortly")]
+    Overloaded,
     /// 500: a bug or an unexpected storage failure. The cause is logged, never sent.
     #[error("Internal server error")]
     Internal(String),
@@ -112,14 +127,16 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -172,13 +189,36 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests { retry_after, .. } | Self::Unavailable { retry_after } => {
                 Some(*retry_after)
             }
+            Self::RateLimited(r) => Some(r.retry_after.as_millis().div_ceil(1000).max(1) as u64),
+            Self::Overloaded => Some(1),
             _ => None,
         };
         let mut response = (status, axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
         if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        match &self {
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"afw\""),
+                );
+            }
+            Self::RateLimited(r) => {
+                let reset = retry_after.unwrap_or(1);
+                headers.insert("ratelimit-limit", HeaderValue::from(r.limit));
+                headers.insert("ratelimit-remaining", HeaderValue::from(0));
+                headers.insert("ratelimit-reset", HeaderValue::from(reset));
+                let policy = format!("{};w=1;burst={}", r.rate, r.limit);
+                if let Ok(v) = HeaderValue::from_str(&policy) {
+                    headers.insert("ratelimit-policy", v);
+                }
+            }
+            Self::RequestTimeout { .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use afw::app::{self, Ports};
 use afw::config::Config;
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -55,10 +55,47 @@ async fn shutdown_signal() {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Raises the soft open-file limit to the hard one, and keeps the connection cap (plus
+/// WebSocket clients, which hold a connection each) below it with room for Redis
+/// connections, logs and the listener.
+fn fit_open_files(config: &mut Config) {
+    const RESERVED: u64 = 128;
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            return;
+        }
+    };
+    let room = soft.saturating_sub(RESERVED).max(16) as usize;
+    if config.max_connections > room {
+        tracing::warn!(
+            open_files = soft,
+            requested = config.max_connections,
+            max_connections = room,
+            "connection cap lowered to fit the open-file limit (raise it with ulimit -n)"
+        );
+        config.max_connections = room;
+    }
+}
+
+fn warn_about_exposure(config: &Config, auth: bool) {
+    if config.cors_origins.split(',').any(|o| o.trim() == "*") {
+        tracing::warn!("AFW_CORS_ORIGINS=*: every web page the user opens may call afw");
+    }
+    if !config.host.is_loopback() && !auth {
+        tracing::warn!(
+            host = %config.host,
+            "listening beyond loopback without an API key: anyone who can reach this port can read sessions and steer agents (set AFW_API_KEY)"
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let mut config = Config::parse();
     init_logging(&config);
+    fit_open_files(&mut config);
     let addr = SocketAddr::new(config.host, config.port);
     let ports = Ports::production();
     let app = match app::build(config, ports) {
@@ -83,12 +120,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let auth = app.state.shared().guard.keys.enabled();
+    warn_about_exposure(app.state.config(), auth);
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(
         %addr,
         storage = app.backend(),
         instance = %app.state.shared().instance_id,
-        "afw listening with {} storage",
-        app.backend()
+        auth = if auth { "on" } else { "off" },
+        "afw listening on {addr} with {} storage, API keys {}",
+        app.backend(),
+        if auth { "required" } else { "not required" }
     );
     match app.serve(listener, shutdown_signal()).await {
         Ok(()) => {

@@ -27,7 +27,7 @@ pub async fn http(
     let req = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "afw")
+        .header("host", "localhost:3001")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(
             body.map(|b| b.to_string()).unwrap_or_default(),
@@ -58,7 +58,7 @@ pub async fn ws_connect(addr: &str) -> Result<WsClient, String> {
     // A fixed key: tungstenite's generator would use OS randomness.
     let req = hyper::Request::builder()
         .uri(format!("ws://{addr}/ws"))
-        .header("host", "afw")
+        .header("host", "localhost:3001")
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")

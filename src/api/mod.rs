@@ -64,9 +64,14 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+fn body_error(rejection: BytesRejection, state: &AppState) -> ApiError {
+    let limit = state.config().max_body_bytes;
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit }
+    } else if crate::guard::is_body_timeout(&rejection) {
+        ApiError::RequestTimeout {
+            secs: state.config().body_timeout_secs,
+        }
     } else {
         ApiError::bad_request(format!("Could not read the request body: {rejection}"))
     }
@@ -81,11 +86,10 @@ impl FromRequest<AppState> for JsonText {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.config().max_body_bytes;
         let has_json_type = is_json_content_type(req.headers());
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|r| body_error(r, limit))?;
+            .map_err(|r| body_error(r, state))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }

@@ -881,9 +881,12 @@ impl RedisCore {
                         timestamp: ev.timestamp,
                         json: ev.json_with_seq(seq),
                     };
-                    effects
-                        .publish
-                        .push(event_message(session, &stored, &self.instance_id, Some(&s)));
+                    effects.publish.push(event_message(
+                        session,
+                        &stored,
+                        &self.instance_id,
+                        Some(&s),
+                    ));
                     effects.events.push(stored.json);
                     seqs.push(seq);
                 }

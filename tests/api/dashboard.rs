@@ -47,7 +47,9 @@ impl Dashboard {
         self.seen.push(kind.to_owned());
         match kind {
             "session:started" | "session:ended" | "session:updated" => {
-                let id = frame["data"]["id"].as_str().expect("session frames carry data.id");
+                let id = frame["data"]["id"]
+                    .as_str()
+                    .expect("session frames carry data.id");
                 let status = frame["data"]["status"].as_str().unwrap_or("?");
                 self.sessions.push(format!("{id}:{status}"));
             }
@@ -60,8 +62,11 @@ impl Dashboard {
                     .push(format!("[#{step:?} {action}] {output} ({stream})"));
             }
             k if k.starts_with("step:") => {
-                self.steps
-                    .push(frame["stepNumber"].as_u64().expect("stepNumber at the top level"));
+                self.steps.push(
+                    frame["stepNumber"]
+                        .as_u64()
+                        .expect("stepNumber at the top level"),
+                );
             }
             _ => {}
         }
@@ -127,8 +132,12 @@ async fn the_dashboard_model_sees_every_live_event_and_notice() {
     let mut ws = app.ws().await;
     ws.subscribe("s", None).await;
     hook_session(&app).await;
-    app.request(Method::PUT, "/api/sessions/s", Some(json!({"summary": "ok"})))
-        .await;
+    app.request(
+        Method::PUT,
+        "/api/sessions/s",
+        Some(json!({"summary": "ok"})),
+    )
+    .await;
     app.post("/api/sessions/s/input", json!({"input": "yes"}))
         .await;
 
@@ -143,10 +152,7 @@ async fn the_dashboard_model_sees_every_live_event_and_notice() {
         dashboard.sessions,
         ["s:in_progress", "s:completed", "s:completed"]
     );
-    assert_eq!(
-        dashboard.terminal,
-        ["[#Some(1) code] cargo build (stderr)"]
-    );
+    assert_eq!(dashboard.terminal, ["[#Some(1) code] cargo build (stderr)"]);
     assert_eq!(dashboard.steps, [1, 1]);
 }
 

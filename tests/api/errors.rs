@@ -179,7 +179,10 @@ async fn browsers_get_cors_headers_and_hooks_do_not_need_them() {
         .body(Body::empty())
         .unwrap();
     let res = app.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
     let preflight = Request::builder()
         .method(Method::OPTIONS)
         .uri("/api/sessions/s/commands")

@@ -96,7 +96,11 @@ impl TestApp {
         content_type: Option<&str>,
         body: Option<String>,
     ) -> Response {
-        let mut req = Request::builder().method(method).uri(path);
+        // As the real clients send it (AFW_BACKEND_URL defaults to http://localhost:3001).
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "localhost:3001");
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }

@@ -7,6 +7,7 @@ mod events;
 mod helpers;
 mod input;
 mod real_clients;
+mod security;
 mod sessions;
 mod snapshots;
 mod ttl;
