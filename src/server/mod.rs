@@ -98,7 +98,7 @@ fn http1() -> hyper::server::conn::http1::Builder {
     b.timer(TokioTimer::new())
         // The watchdog times heads (hyper's own timer would also count the idle time).
         .header_read_timeout(None)
-        .max_buf_size(MAX_HEAD_BYTES.max(8192));
+        .max_header_size(MAX_HEAD_BYTES);
     b
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of the afw service. One binary (linked once) with a module per area.
 
 mod commands;
+mod connections;
 mod dashboard;
 mod errors;
 mod events;
