@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
@@ -22,7 +22,7 @@ async fn health(State(state): State<AppState>) -> Response {
     let shared = state.shared();
     let subscribed = shared.bridge.as_ref().is_none_or(|b| b.is_subscribed());
     let mut body = json!({
-        "status": if health.connected && subscribed { "ok" } else { "degraded" },
+        "status": if health.is_ok() && subscribed { "ok" } else { "degraded" },
         "storage": store.backend(),
         "instanceId": shared.instance_id,
         "uptime": shared.started.elapsed().as_secs_f64(),
@@ -35,6 +35,7 @@ async fn health(State(state): State<AppState>) -> Response {
     if let Some(bridge) = &shared.bridge {
         body["redis"] = json!({
             "connected": health.connected,
+            "writable": health.writable,
             "latencyMs": health.latency_ms,
             "pubsub": if bridge.is_subscribed() { "subscribed" } else { "reconnecting" },
         });
@@ -43,19 +44,24 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    let connected = state
-        .store()
-        .health()
-        .await
-        .map(|h| h.connected)
-        .unwrap_or(false);
-    let status = if connected {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    json(
-        status,
-        &json!({ "ready": connected, "storage": state.store().backend() }),
-    )
+    let health = state.store().health().await.unwrap_or_default();
+    let backend = state.store().backend();
+    if health.is_ok() {
+        return json(
+            StatusCode::OK,
+            &json!({ "ready": true, "storage": backend }),
+        );
+    }
+    let why = health.error.as_deref().unwrap_or("storage unreachable");
+    let mut res = json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({
+            "ready": false,
+            "storage": backend,
+            "error": format!("Not ready: {why}"),
+        }),
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
 }

@@ -403,7 +403,8 @@ impl Store for MemoryStore {
     fn health(&self) -> StoreFuture<'_, StoreHealth> {
         ready(Ok(StoreHealth {
             connected: true,
-            latency_ms: None,
+            writable: true,
+            ..StoreHealth::default()
         }))
     }
 

@@ -228,7 +228,17 @@ impl EventPage {
 #[derive(Debug, Clone, Default)]
 pub struct StoreHealth {
     pub connected: bool,
+    /// Writes are accepted (Redis may answer PING but refuse writes).
+    pub writable: bool,
     pub latency_ms: Option<f64>,
+    /// Why not, when not connected or not writable (no secrets: no URL).
+    pub error: Option<String>,
+}
+
+impl StoreHealth {
+    pub fn is_ok(&self) -> bool {
+        self.connected && self.writable
+    }
 }
 
 /// Everything the service stores. Every method is atomic; see the module docs.

@@ -168,6 +168,30 @@ fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
+/// Why Redis is not usable, in words fit for a response body (no Redis error text).
+fn public_reason(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(why) if why.starts_with("redis refuses") => why.clone(),
+        StoreError::Unavailable(_) => "redis is unreachable".to_owned(),
+        _ => "redis answered with an error".to_owned(),
+    }
+}
+
+/// Redis answers, but refuses to do the work for now: out of memory under `noeviction`, a
+/// script running too long, a read-only replica, a data set still loading after a restart.
+/// Transient from the client's point of view: 503 with `Retry-After`, never 500.
+fn refusal(e: &redis::RedisError) -> Option<&'static str> {
+    match e.code()? {
+        "OOM" => Some("OOM"),
+        "BUSY" => Some("BUSY"),
+        "READONLY" => Some("READONLY"),
+        "LOADING" => Some("LOADING"),
+        "MASTERDOWN" => Some("MASTERDOWN"),
+        "NOREPLICAS" => Some("NOREPLICAS"),
+        _ => None,
+    }
+}
+
 impl RedisLink {
     pub fn new(
         connector: Arc<dyn Connector>,
@@ -313,7 +337,15 @@ impl RedisLink {
                 self.failed(&e.to_string());
                 Err(StoreError::Unavailable(e.to_string()))
             }
-            Ok(Err(e)) => Err(StoreError::Corrupt(format!("redis: {e}"))),
+            Ok(Err(e)) => match refusal(&e) {
+                Some(code) => {
+                    tracing::warn!(code, error = %e, "redis refuses commands");
+                    Err(StoreError::Unavailable(format!(
+                        "redis refuses commands ({code})"
+                    )))
+                }
+                None => Err(StoreError::Corrupt(format!("redis: {e}"))),
+            },
             Err(_) => {
                 self.failed("command timed out");
                 Err(StoreError::Unavailable("redis command timed out".into()))
@@ -404,6 +436,9 @@ pub struct RedisCore {
     link: Arc<RedisLink>,
     prefix: String,
     channel: String,
+    /// Written (with a short TTL) by each health check: PING alone answers while Redis
+    /// refuses writes.
+    health_key: String,
     instance_id: String,
     limits: StoreLimits,
     clock: Arc<dyn Clock>,
@@ -578,6 +613,7 @@ impl RedisCore {
             link,
             prefix: prefix.to_owned(),
             channel: format!("{prefix}events"),
+            health_key: format!("{prefix}health:{instance_id}"),
             instance_id: instance_id.to_owned(),
             limits,
             clock,
@@ -919,16 +955,29 @@ impl Store for RedisStore {
     fn health(&self) -> StoreFuture<'_, StoreHealth> {
         Box::pin(async move {
             let started = tokio::time::Instant::now();
-            match self.link.query::<String>(&redis::cmd("PING")).await {
-                Ok(_) => Ok(StoreHealth {
-                    connected: true,
-                    latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
-                }),
-                Err(_) => Ok(StoreHealth {
-                    connected: false,
-                    latency_ms: None,
-                }),
+            if let Err(e) = self.link.query::<String>(&redis::cmd("PING")).await {
+                return Ok(StoreHealth {
+                    error: Some(public_reason(&e)),
+                    ..StoreHealth::default()
+                });
             }
+            let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+            // PING answers while Redis refuses writes (OOM under noeviction, a read-only
+            // replica): a small expiring write tells.
+            let probe = redis::cmd("SET")
+                .arg(&self.health_key)
+                .arg(1)
+                .arg("PX")
+                .arg(10_000)
+                .clone();
+            let error = self.link.query::<()>(&probe).await.err();
+            let error = error.as_ref().map(public_reason);
+            Ok(StoreHealth {
+                connected: true,
+                writable: error.is_none(),
+                latency_ms,
+                error,
+            })
         })
     }
 

@@ -286,3 +286,59 @@ async fn long_polls_look_again_after_the_pubsub_link_comes_back() {
         "woken by the re-subscribe, not the 30 s timeout: {waited:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_is_a_503_with_retry_after_and_degrades_health() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    app.event(event("session:started", "s", json!({"cwd": "/w"})))
+        .await;
+    // The README's policy: a full Redis refuses writes (OOM) instead of evicting.
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    for (path, body) in [
+        ("/api/events", event("file:created", "s", json!({}))),
+        ("/api/sessions/s/input", json!({"input": "x"})),
+        ("/api/sessions/s/commands", json!({"type": "pause"})),
+    ] {
+        let res = app.post(path, body).await;
+        assert_eq!(
+            res.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            res.body
+        );
+        assert_eq!(res.headers["retry-after"], "1");
+        assert!(res.body["error"].is_string());
+        assert!(
+            !res.body.to_string().contains("OOM command"),
+            "no Redis text: {}",
+            res.body
+        );
+    }
+    let health = app.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "degraded", "{}", health.body);
+    assert_eq!(health.body["redis"]["connected"], true);
+    assert_eq!(health.body["redis"]["writable"], false);
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.headers["retry-after"], "1");
+    assert!(
+        ready.body["error"].as_str().unwrap().contains("OOM"),
+        "{}",
+        ready.body
+    );
+    // Reads still work while Redis is full.
+    assert_eq!(app.get("/api/sessions/s").await.status, StatusCode::OK);
+
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert_eq!(
+        app.post("/api/events", event("file:created", "s", json!({})))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.get("/health").await.body["status"], "ok");
+    assert_eq!(app.get("/ready").await.status, StatusCode::OK);
+}
