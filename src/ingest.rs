@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldError};
-use crate::model::{EventType, NewEvent, SessionId, Timestamp};
+use crate::model::{EventType, NewEvent, STEP_NUMBER_RULE, SessionId, Timestamp, is_step_number};
 
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -137,6 +137,8 @@ fn validate(
         }
     }
 
+    check_step_numbers(&fields, kind, &at, &mut details);
+
     match (kind, session_id, timestamp) {
         (Some(kind), Some(session_id), Some(timestamp)) if details.is_empty() => {
             // A client `seq` would be ambiguous next to ours; raw_prefix is None in that case.
@@ -153,6 +155,39 @@ fn validate(
             format!("Invalid event: {}", summarize(&details)),
             details,
         )),
+    }
+}
+
+/// `stepNumber` (on any event) and `steps[i].stepNumber` (on `chain:compiled`) must be
+/// 1..=10 000 when present; `null` is allowed (the chain-parse hook sends it).
+fn check_step_numbers(
+    fields: &Map<String, Value>,
+    kind: Option<EventType>,
+    at: &dyn Fn(&str) -> String,
+    details: &mut Vec<FieldError>,
+) {
+    if let Some(v) = fields.get("stepNumber")
+        && !v.is_null()
+        && !is_step_number(v)
+    {
+        details.push(FieldError::new(at("stepNumber"), STEP_NUMBER_RULE));
+    }
+    if kind != Some(EventType::ChainCompiled) {
+        return;
+    }
+    let Some(Value::Array(steps)) = fields.get("steps") else {
+        return;
+    };
+    for (i, step) in steps.iter().enumerate() {
+        if let Some(v) = step.get("stepNumber")
+            && !v.is_null()
+            && !is_step_number(v)
+        {
+            details.push(FieldError::new(
+                at(&format!("steps[{i}].stepNumber")),
+                STEP_NUMBER_RULE,
+            ));
+        }
     }
 }
 
@@ -184,6 +219,32 @@ mod tests {
         let v: Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["seq"], 7);
         assert_eq!(v["model"], Value::Null);
+    }
+
+    #[test]
+    fn step_numbers_outside_one_to_ten_thousand_are_refused() {
+        for bad in ["-1", "0", "10001", "18446744073709551616", "1.5", "\"2\""] {
+            let raw = format!(
+                r#"{{"type":"step:spawned","sessionId":"s","timestamp":1,"stepNumber":{bad}}}"#
+            );
+            let err = parse_event(Bytes::from(raw), "").unwrap_err();
+            let ApiError::BadRequest { details, .. } = err else {
+                panic!("{bad}: {err:?}")
+            };
+            assert_eq!(details[0].path, "stepNumber", "{bad}");
+        }
+        let raw = r#"{"type":"chain:compiled","sessionId":"s","timestamp":1,"steps":[{"stepNumber":null},{"stepNumber":0}]}"#;
+        let err = parse_event(Bytes::from_static(raw.as_bytes()), "events[2]").unwrap_err();
+        let ApiError::BadRequest { details, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(details[0].path, "events[2].steps[1].stepNumber");
+        for ok in ["1", "10000", "null"] {
+            let raw = format!(
+                r#"{{"type":"step:spawned","sessionId":"s","timestamp":1,"stepNumber":{ok}}}"#
+            );
+            assert!(parse_event(Bytes::from(raw), "").is_ok(), "{ok}");
+        }
     }
 
     #[test]

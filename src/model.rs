@@ -371,6 +371,17 @@ event_types! {
     WarningOccurred => "warning:occurred",
 }
 
+/// The largest `stepNumber` a chain step, a step event or a command may name.
+pub const MAX_STEP_NUMBER: u64 = 10_000;
+/// The rule for `stepNumber`, in the API's words.
+pub const STEP_NUMBER_RULE: &str = "must be a whole number from 1 to 10000";
+
+/// Whether `v` is a valid `stepNumber` (1..=10 000).
+pub fn is_step_number(v: &serde_json::Value) -> bool {
+    v.as_u64()
+        .is_some_and(|n| (1..=MAX_STEP_NUMBER).contains(&n))
+}
+
 impl EventType {
     /// Whether this event's WebSocket frame carries the session as `data` (spec §3): the
     /// dashboard's session lists read it from `session:started` and `session:ended`.

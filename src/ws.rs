@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
@@ -33,6 +34,8 @@ const RESYNC_RETRY: Duration = Duration::from_millis(500);
 /// Close codes used by the server.
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -42,7 +45,16 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 
-async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // A plain GET, or a handshake that is not a valid WebSocket upgrade: JSON, like every
+    // other error (axum's own rejection is plain text).
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return upgrade_refused(&rejection),
+    };
     // The spec's limit is enforced in `Conn::handle`, which can answer with an error frame
     // and a clean 1009. tungstenite's own cap sits above it and only stops abuse: past it
     // the socket is dropped without ceremony.
@@ -57,6 +69,30 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| run(socket, state))
+}
+
+fn upgrade_refused(rejection: &WebSocketUpgradeRejection) -> Response {
+    use axum::extract::ws::rejection::WebSocketUpgradeRejection as R;
+    let message = match rejection {
+        R::MethodNotGet(_) => "The WebSocket upgrade must be a GET",
+        R::MethodNotConnect(_) => "The WebSocket upgrade must be a CONNECT (HTTP/2)",
+        R::InvalidConnectionHeader(_) | R::InvalidUpgradeHeader(_) => {
+            "This is the WebSocket endpoint: connect with a WebSocket client (Connection: Upgrade, Upgrade: websocket)"
+        }
+        R::InvalidWebSocketVersionHeader(_) => "Only WebSocket version 13 is supported",
+        R::WebSocketKeyHeaderMissing(_) => "The Sec-WebSocket-Key header is missing",
+        R::InvalidProtocolPseudoheader(_) => "Invalid :protocol pseudo-header",
+        R::ConnectionNotUpgradable(_) => "This connection cannot be upgraded to a WebSocket",
+        _ => "Invalid WebSocket upgrade request",
+    };
+    let mut res = crate::api::json(rejection.status(), &json!({ "error": message }));
+    if rejection.status() == axum::http::StatusCode::UPGRADE_REQUIRED {
+        res.headers_mut().insert(
+            axum::http::header::UPGRADE,
+            axum::http::HeaderValue::from_static("websocket"),
+        );
+    }
+    res
 }
 
 /// Decrements the client count however the task ends.
@@ -195,9 +231,20 @@ where
     }
 }
 
+/// A failed read: a client that broke the protocol or sent invalid UTF-8 is told so with
+/// the close code RFC 6455 names (1002, 1007, 1009); a vanished one is just gone.
 fn read_error(e: &axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
     tracing::debug!(error = %e, "WebSocket read failed");
-    End::Gone
+    let cause = std::error::Error::source(e).and_then(|c| c.downcast_ref::<WsError>());
+    match cause {
+        Some(WsError::Protocol(_)) => End::Close(close::PROTOCOL, "Protocol error"),
+        Some(WsError::Utf8(_)) => {
+            End::Close(close::INVALID_DATA, "Text message is not valid UTF-8")
+        }
+        Some(WsError::Capacity(_)) => End::Close(close::TOO_BIG, "Message too big"),
+        _ => End::Gone,
+    }
 }
 
 /// 50 messages a second by default, with a burst of one second's worth.

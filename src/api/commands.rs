@@ -3,8 +3,9 @@
 //! Both path families are served: `/api/sessions/:id/commands` (what every real client
 //! uses) and `/api/commands/:id/commands`.
 
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -41,12 +42,11 @@ fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResul
         CommandType::Retry | CommandType::Skip => {
             let ok = payload
                 .get("stepNumber")
-                .and_then(Value::as_u64)
-                .is_some_and(|n| n >= 1);
+                .is_some_and(crate::model::is_step_number);
             if !ok {
                 return Err(ApiError::field(
                     "payload.stepNumber",
-                    "is required for retry and skip (an integer >= 1)",
+                    "is required for retry and skip: a whole number from 1 to 10000",
                 ));
             }
         }

@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -17,7 +18,7 @@ use serde_json::value::RawValue;
 
 use super::{ApiQuery, JsonText, json, raw_json, session_id};
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult};
 use crate::ingest::{MAX_BATCH, parse_event};
 use crate::model::{NewEvent, SessionId, StoredEvent, Timestamp};
 use crate::storage::EventQuery;
@@ -100,16 +101,7 @@ async fn post_batch(
     JsonText(body): JsonText,
 ) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required ({\"events\": [...]})"))?;
-    let batch: Batch<'_> = {
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::invalid(
-                format!("Invalid batch: {}", e.inner()),
-                vec![FieldError::new(path, e.inner().to_string())],
-            )
-        })?
-    };
+    let batch: Batch<'_> = super::from_json(&body)?;
     if batch.events.is_empty() {
         return Err(ApiError::field("events", "must contain at least one event"));
     }

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;

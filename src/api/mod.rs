@@ -96,14 +96,18 @@ impl FromRequest<AppState> for JsonText {
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // Every body of the API is an object (serde would take `[1, 2]` for a struct).
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ApiError::field("body", "must be a JSON object"));
+        }
         Ok(Self(Some(bytes)))
     }
 }
 
 /// Deserialises JSON with a precise path in the error.
-pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+pub fn from_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -113,12 +117,68 @@ pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             )
         } else {
             let path = if path == "." { "body".to_owned() } else { path };
+            let message = api_words(&inner.to_string());
             ApiError::invalid(
-                format!("Validation failed: {path}: {inner}"),
-                vec![FieldError::new(path, inner.to_string())],
+                format!("Validation failed: {path}: {message}"),
+                vec![FieldError::new(path, message)],
             )
         }
-    })
+    })?;
+    // One JSON value, then nothing but whitespace.
+    de.end().map_err(|_| {
+        ApiError::invalid(
+            "Malformed JSON: unexpected data after the JSON value",
+            vec![FieldError::new(
+                "body",
+                "must hold one JSON value and nothing after it",
+            )],
+        )
+    })?;
+    Ok(value)
+}
+
+/// serde's messages in the API's words: JSON types instead of Rust types, and no Rust
+/// type names (`expected struct Ack` says nothing to a client).
+pub fn api_words(message: &str) -> String {
+    const MARK: &str = "expected ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + MARK.len()..];
+        let word_end = |s: &str| s.find([' ', ',']).unwrap_or(s.len());
+        let first = &tail[..word_end(tail)];
+        // `struct Ack`, `enum CommandType`, `unit struct X`: drop the Rust name too.
+        let mut consumed = first.len();
+        for _ in 0..match first {
+            "struct" | "enum" => 1,
+            "unit" => 2,
+            _ => 0,
+        } {
+            let more = tail[consumed..].trim_start_matches(' ');
+            consumed = tail.len() - more.len() + word_end(more);
+        }
+        let plain = match first {
+            "struct" | "map" => Some("a JSON object"),
+            "enum" => Some("one of the allowed values"),
+            "unit" => Some("null"),
+            "u8" | "u16" | "u32" | "u64" | "usize" => Some("a non-negative whole number"),
+            "i8" | "i16" | "i32" | "i64" | "isize" => Some("a whole number"),
+            "f32" | "f64" => Some("a number"),
+            "sequence" | "tuple" => Some("an array"),
+            _ => None,
+        };
+        out.push_str(MARK);
+        match plain {
+            Some(p) => {
+                out.push_str(p);
+                rest = &tail[consumed..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A required JSON body of type `T`.
@@ -160,7 +220,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
         serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
+            let inner = api_words(&e.into_inner().to_string());
             // serde's number errors name the parser's complaint, not the rule.
             let message = if inner.contains("invalid digit") || inner.contains("too large") {
                 "must be a non-negative whole number".to_owned()
@@ -177,6 +237,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
     form_urlencoded::parse(q.as_bytes())
+}
+
+/// Path parameters; a segment that cannot be decoded (invalid UTF-8 after percent
+/// decoding) is a JSON 400 like every other bad input.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let (path, message) = match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key } => {
+                        (format!("path.{key}"), "is not valid UTF-8".to_owned())
+                    }
+                    _ => ("path".to_owned(), "cannot be read".to_owned()),
+                };
+                Err(ApiError::invalid(
+                    format!("Invalid path: {path} {message}"),
+                    vec![FieldError::new(path, message)],
+                ))
+            }
+            Err(_) => Err(ApiError::bad_request("Invalid path")),
+        }
+    }
 }
 
 /// Parses a session id from a path segment.
@@ -202,5 +295,31 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => raw_json(status, bytes),
         Err(e) => ApiError::Internal(format!("serialising a response: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_words;
+
+    #[test]
+    fn serde_messages_are_put_in_the_apis_words() {
+        assert_eq!(
+            api_words("invalid type: sequence, expected struct Ack with 2 elements"),
+            "invalid type: sequence, expected a JSON object with 2 elements"
+        );
+        assert_eq!(
+            api_words("invalid type: string \"x\", expected u64"),
+            "invalid type: string \"x\", expected a non-negative whole number"
+        );
+        assert_eq!(
+            api_words("invalid value: integer `-1`, expected u32 at line 1"),
+            "invalid value: integer `-1`, expected a non-negative whole number at line 1"
+        );
+        assert_eq!(
+            api_words("unknown variant `x`, expected one of `pause`, `resume`"),
+            "unknown variant `x`, expected one of `pause`, `resume`"
+        );
+        assert_eq!(api_words("expected a string"), "expected a string");
     }
 }

@@ -1,7 +1,8 @@
 //! Sessions: create, list, get (with chains), update, delete; chains; awaiting.
 
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

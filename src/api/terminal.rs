@@ -1,7 +1,8 @@
 //! Terminal output captured by the output-capture hook, stored as `terminal:output` events.
 
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};

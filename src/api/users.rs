@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;

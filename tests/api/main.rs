@@ -11,6 +11,7 @@ mod real_clients;
 mod security;
 mod sessions;
 mod snapshots;
+mod strict;
 mod ttl;
 mod turmoil_seam;
 mod ws;
