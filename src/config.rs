@@ -38,7 +38,8 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 12_000;
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 + 64 * 1024;
-pub const DEFAULT_SESSION_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_SESSION_BUDGET_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 1024 * 1024 * 1024;
 pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -227,6 +228,11 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_sessions: usize,
 
+    /// Memory storage: bytes of events kept across all sessions; beyond it the least
+    /// recently active sessions are evicted. Redis mode is bounded by maxmemory instead.
+    #[arg(long, env = "AFW_MEMORY_BUDGET_BYTES", default_value_t = DEFAULT_MEMORY_BUDGET_BYTES)]
+    pub memory_budget_bytes: usize,
+
     /// Largest stored event, in bytes (larger ones are a 413).
     #[arg(long, env = "AFW_MAX_EVENT_BYTES", default_value_t = DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
@@ -293,6 +299,7 @@ impl Default for Config {
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             session_budget_bytes: DEFAULT_SESSION_BUDGET_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
@@ -311,6 +318,9 @@ impl Config {
             queue_ttl_ms: self.queue_ttl_secs * 1000,
             max_events_per_session: self.max_events_per_session.max(1),
             max_input_queue: self.max_input_queue,
+            session_budget_bytes: self.session_budget_bytes.max(1),
+            max_sessions: self.max_sessions.max(1),
+            memory_budget_bytes: self.memory_budget_bytes.max(1),
             ..StoreLimits::default()
         }
     }

@@ -60,6 +60,13 @@ pub enum ApiError {
     /// 413.
     #[error("Request body is too large (limit {limit} bytes)")]
     PayloadTooLarge { limit: usize },
+    /// 413: one event is larger than `AFW_MAX_EVENT_BYTES`.
+    #[error("Event {path} is too large: {size} bytes (limit {limit} bytes)")]
+    EventTooLarge {
+        path: String,
+        size: usize,
+        limit: usize,
+    },
     /// 415.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
@@ -133,7 +140,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::EventTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -153,7 +162,7 @@ impl ApiError {
                 body.extend(extra.clone());
             }
             Self::NotFound { extra, .. } => body.extend(extra.clone()),
-            Self::PayloadTooLarge { limit } => {
+            Self::PayloadTooLarge { limit } | Self::EventTooLarge { limit, .. } => {
                 body.insert("limit".into(), Value::from(*limit));
             }
             _ => {}

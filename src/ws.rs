@@ -171,6 +171,7 @@ where
                     tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut shutdown = shared.shutdown.subscribe();
+                let mut last_heard = tokio::time::Instant::now();
                 let mut resync_retry = tokio::time::interval(RESYNC_RETRY);
                 resync_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -188,11 +189,22 @@ where
                             None => Err(End::Gone),
                         },
                         msg = stream.next() => match msg {
-                            Some(Ok(msg)) => conn.handle(msg).await,
+                            Some(Ok(msg)) => {
+                                last_heard = tokio::time::Instant::now();
+                                conn.handle(msg).await
+                            }
                             Some(Err(e)) => Err(read_error(&e)),
                             None => Err(End::Gone),
                         },
-                        _ = heartbeat.tick() => conn.heartbeat().await,
+                        _ = heartbeat.tick() => {
+                            // Browsers answer protocol pings by themselves: a client from
+                            // which nothing came for two heartbeats is gone or stuck.
+                            if last_heard.elapsed() >= period * 2 {
+                                Err(End::Close(close::POLICY, "No pong or message for two heartbeats"))
+                            } else {
+                                conn.heartbeat().await
+                            }
+                        }
                         _ = resync_retry.tick(), if conn.has_pending() => {
                             conn.retry_pending().await
                         }
@@ -457,6 +469,15 @@ impl Conn<'_> {
         Ok(())
     }
 
+    /// A new session would exceed `AFW_WS_MAX_SUBSCRIPTIONS` (re-subscribing is fine).
+    fn at_subscription_cap(&self, sid: &SessionId) -> bool {
+        let known =
+            self.subscriptions.contains_key(sid) || self.pending_subscribe.contains_key(sid);
+        !known
+            && self.subscriptions.len() + self.pending_subscribe.len()
+                >= self.state.config().ws_max_subscriptions
+    }
+
     fn has_pending(&self) -> bool {
         !self.pending_resync.is_empty() || !self.pending_subscribe.is_empty()
     }
@@ -523,6 +544,13 @@ impl Conn<'_> {
         match msg {
             ClientMessage::Ping => self.send_json(&json!({ "type": "pong" })).await,
             ClientMessage::Subscribe { session_id, after } => match SessionId::parse(&session_id) {
+                Ok(sid) if self.at_subscription_cap(&sid) => {
+                    let limit = self.state.config().ws_max_subscriptions;
+                    let message = format!(
+                        "Too many subscriptions: a client may follow {limit} sessions; unsubscribe from one first"
+                    );
+                    self.send_error(&message, Some(&session_id), None).await
+                }
                 Ok(sid) => self.subscribe(sid, after).await,
                 Err(e) => {
                     self.send_error(&format!("Invalid sessionId: {e}"), Some(&session_id), None)

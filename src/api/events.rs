@@ -71,8 +71,22 @@ fn client_event_id(ev: &NewEvent) -> Option<String> {
     ev.str_field("eventId").map(str::to_owned)
 }
 
+/// One event may not exceed `AFW_MAX_EVENT_BYTES` (as received).
+fn check_size(state: &AppState, raw: &[u8], path: &str) -> ApiResult<()> {
+    let limit = state.config().max_event_bytes;
+    if raw.len() > limit {
+        return Err(ApiError::EventTooLarge {
+            path: path.to_owned(),
+            size: raw.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
 async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required (an event object)"))?;
+    check_size(&state, &body, "body")?;
     let ev = parse_event(body, "")?;
     let sid = ev.session_id.clone();
     let client_id = client_event_id(&ev);
@@ -115,6 +129,7 @@ async fn post_batch(
     let mut events = Vec::with_capacity(batch.events.len());
     let mut details = Vec::new();
     for (i, raw) in batch.events.iter().enumerate() {
+        check_size(&state, raw.get().as_bytes(), &format!("events[{i}]"))?;
         match parse_event(
             body.slice_ref(raw.get().as_bytes()),
             &format!("events[{i}]"),
@@ -170,6 +185,19 @@ async fn post_batch(
 }
 
 /// `{"sessionId":..,"count":N,"events":[...],<extra>}` from stored bytes.
+/// How many of `events` (from the first) fit in `max` response bytes; at least one, so a
+/// client paging by `after` always moves on.
+fn fitting(events: &[StoredEvent], max: usize) -> usize {
+    let mut total = 0;
+    for (i, ev) in events.iter().enumerate() {
+        total += ev.json.len() + 1;
+        if total > max && i > 0 {
+            return i;
+        }
+    }
+    events.len()
+}
+
 fn events_body(
     sid: &SessionId,
     events: &[StoredEvent],
@@ -235,7 +263,14 @@ async fn list(
             },
         )
         .await?;
-    let body = events_body(&sid, &page.events, &[("lastSeq", json!(page.last_seq))]);
+    // Bounded in bytes as well as items: a page that stops early says where to go on.
+    let n = fitting(&page.events, state.config().max_response_bytes);
+    let mut extra = vec![("lastSeq", json!(page.last_seq))];
+    if n < page.events.len() {
+        extra.push(("more", json!(true)));
+        extra.push(("nextAfter", json!(page.events[n - 1].seq)));
+    }
+    let body = events_body(&sid, &page.events[..n], &extra);
     Ok(raw_json(StatusCode::OK, body))
 }
 
@@ -276,6 +311,10 @@ async fn recent(
             },
         )
         .await?;
-    let body = events_body(&sid, &page.events, &[("cutoffTime", json!(cutoff))]);
+    // The newest that fit in the byte bound.
+    let mut newest_first: Vec<StoredEvent> = page.events.iter().rev().cloned().collect();
+    newest_first.truncate(fitting(&newest_first, state.config().max_response_bytes));
+    newest_first.reverse();
+    let body = events_body(&sid, &newest_first, &[("cutoffTime", json!(cutoff))]);
     Ok(raw_json(StatusCode::OK, body))
 }

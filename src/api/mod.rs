@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::model::SessionId;
 
 pub fn router() -> Router<AppState> {
@@ -288,6 +288,37 @@ pub fn raw_json(status: StatusCode, body: impl Into<Body>) -> Response {
         body.into(),
     )
         .into_response()
+}
+
+/// Serialises `items` one by one until `max` bytes; at least one. The JSON texts and
+/// whether all of them fit.
+pub fn serialize_within<T: Serialize>(items: &[T], max: usize) -> ApiResult<(Vec<String>, bool)> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut total = 0;
+    for item in items {
+        let text = serde_json::to_string(item)
+            .map_err(|e| ApiError::Internal(format!("serialising a response: {e}")))?;
+        total += text.len() + 1;
+        if total > max && !out.is_empty() {
+            return Ok((out, false));
+        }
+        out.push(text);
+    }
+    Ok((out, true))
+}
+
+/// `[a,b,c]` from JSON texts.
+pub fn json_array(items: &[String]) -> String {
+    let mut out = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+    out
 }
 
 /// A JSON response with a status.

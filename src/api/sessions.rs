@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
+use super::{
+    ApiJson, ApiQuery, OptionalJson, json, json_array, raw_json, serialize_within, session_id,
+};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Chain, LastPrompt, Session, SessionId, SessionStatus, Timestamp};
@@ -162,15 +164,6 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SessionList {
-    count: usize,
-    sessions: Vec<Session>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<String>,
-}
-
 pub fn parse_status(field: &str, s: &str) -> ApiResult<SessionStatus> {
     SessionStatus::parse(s).ok_or_else(|| {
         ApiError::field(
@@ -210,14 +203,26 @@ async fn list(
             .transpose()?,
     };
     let page = state.store().list_sessions(filter).await?;
-    Ok(json(
-        StatusCode::OK,
-        &SessionList {
-            count: page.sessions.len(),
-            sessions: page.sessions,
-            next_cursor: page.next_cursor.map(|c| c.encode()),
-        },
-    ))
+    // Bounded in bytes as well as items: a page that stops early continues at its cursor.
+    let (texts, all) = serialize_within(&page.sessions, state.config().max_response_bytes)?;
+    let next_cursor = if all {
+        page.next_cursor
+    } else {
+        page.sessions.get(texts.len() - 1).map(|s| Cursor {
+            last_activity: s.last_activity_at,
+            id: s.id.clone(),
+        })
+    };
+    let mut body = format!(
+        r#"{{"count":{},"sessions":{}"#,
+        texts.len(),
+        json_array(&texts)
+    );
+    if let Some(c) = next_cursor {
+        body.push_str(&format!(r#","nextCursor":{}"#, json!(c.encode())));
+    }
+    body.push('}');
+    Ok(raw_json(StatusCode::OK, body))
 }
 
 #[derive(Serialize)]

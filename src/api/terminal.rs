@@ -118,7 +118,17 @@ async fn buffer(
         .filter_map(|v| v["output"].as_str())
         .map(str::len)
         .sum();
-    let skip = outputs.len().saturating_sub(limit);
+    let mut skip = outputs.len().saturating_sub(limit);
+    // Bounded in bytes too: the newest outputs that fit in AFW_MAX_RESPONSE_BYTES.
+    let max = state.config().max_response_bytes;
+    let mut bytes = 0;
+    for (i, v) in outputs.iter().enumerate().skip(skip).rev() {
+        bytes += v["output"].as_str().map_or(0, str::len) + 128;
+        if bytes > max && i + 1 < outputs.len() {
+            skip = i + 1;
+            break;
+        }
+    }
     let buffer: Vec<Value> = outputs[skip..]
         .iter()
         .map(|v| {

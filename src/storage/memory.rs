@@ -12,9 +12,16 @@
 //! than the slot's real deadline after activity refreshed it); the purge re-checks and
 //! re-files them, so activity never touches the global set.
 //!
+//! Bounds: each session keeps at most `max_events_per_session` events and
+//! `session_budget_bytes` of them (the oldest go first); at `max_sessions` sessions, or past
+//! `memory_budget_bytes` of events in all, the least recently active sessions are evicted
+//! (their subscribers get `session:deleted` with `reason: "evicted"`), because refusing
+//! writes would stop new agents while idle sessions wait for their TTL.
+//!
 //! Lock order: sessions map → slot → indexes → expiry set. Never the reverse.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
@@ -40,6 +47,8 @@ struct Slot {
     session: Session,
     chains: Vec<Chain>,
     events: VecDeque<StoredEvent>,
+    /// Bytes of `events` (their JSON).
+    bytes: usize,
     next_seq: u64,
     /// When the session, its events and chains expire (ms on the injected clock).
     expires_at: u64,
@@ -59,6 +68,7 @@ impl Slot {
             session,
             chains: Vec::new(),
             events: VecDeque::new(),
+            bytes: 0,
             next_seq: 1,
             expires_at: now + limits.session_ttl_ms,
             queues_expire_at: now + limits.queue_ttl_ms,
@@ -113,6 +123,8 @@ struct Inner {
     command_index: RwLock<BTreeMap<String, SessionId>>,
     expiry: Mutex<BTreeSet<(u64, SessionId)>>,
     expiry_changed: Arc<Notify>,
+    /// Bytes of events across all slots (bounded by `limits.memory_budget_bytes`).
+    event_bytes: AtomicUsize,
 }
 
 /// The in-memory backend. Cheap to clone; clones share the data.
@@ -149,6 +161,7 @@ impl MemoryStore {
             command_index: RwLock::new(BTreeMap::new()),
             expiry: Mutex::new(BTreeSet::new()),
             expiry_changed: Arc::new(Notify::new()),
+            event_bytes: AtomicUsize::new(0),
         });
         tokio::spawn(purge_loop(
             Arc::downgrade(&inner),
@@ -241,6 +254,12 @@ impl Inner {
                 if let Some(old) = map.remove(id) {
                     self.unindex_slot(&lock(&old));
                 }
+                if map.len() >= self.limits.max_sessions {
+                    // Evict a few at once, so sessions created at the cap cost one scan
+                    // per hundredth of the cap, not one each.
+                    let batch = (self.limits.max_sessions / 100).max(1);
+                    self.evict_least_active(&mut map, id, |evicted, _| evicted < batch);
+                }
                 let slot = Arc::new(Mutex::new(Slot::new(create(now), now, &self.limits)));
                 map.insert(id.clone(), Arc::clone(&slot));
                 self.schedule(now + self.limits.session_ttl_ms, id);
@@ -271,8 +290,60 @@ impl Inner {
         true
     }
 
-    /// Drops the index entries of a removed slot.
+    /// Removes the least recently active live sessions (never `keep`) while `more(evicted
+    /// so far, event bytes left)` says so. Their subscribers are told the session is gone.
+    fn evict_least_active(
+        &self,
+        map: &mut BTreeMap<SessionId, SlotRef>,
+        keep: &SessionId,
+        mut more: impl FnMut(usize, usize) -> bool,
+    ) {
+        let mut by_activity: Vec<(u64, SessionId)> = map
+            .iter()
+            .filter(|(id, _)| *id != keep)
+            .map(|(id, slot)| (lock(slot).session.last_activity_at.0, id.clone()))
+            .collect();
+        by_activity.sort_unstable();
+        let mut evicted = 0;
+        for (_, id) in by_activity {
+            if !more(evicted, self.event_bytes.load(Ordering::Relaxed)) {
+                break;
+            }
+            let Some(slot) = map.remove(&id) else {
+                continue;
+            };
+            let mut guard = lock(&slot);
+            guard.dead = true;
+            self.unindex_slot(&guard);
+            drop(guard);
+            evicted += 1;
+            tracing::info!(session = %id, "session evicted from memory storage (AFW_MAX_SESSIONS or AFW_MEMORY_BUDGET_BYTES)");
+            let mut fields = Map::new();
+            fields.insert("reason".into(), Value::from("evicted"));
+            self.bus.publish_notice(
+                &id,
+                crate::bus::SESSION_DELETED,
+                &fields,
+                Timestamp(self.now()),
+            );
+        }
+    }
+
+    /// Evicts least recently active sessions until the event bytes fit the budget again
+    /// (with 5 % room, so the next writes do not each trigger a scan).
+    fn enforce_memory_budget(&self, keep: &SessionId) {
+        let budget = self.limits.memory_budget_bytes;
+        if self.event_bytes.load(Ordering::Relaxed) <= budget {
+            return;
+        }
+        let target = budget - budget / 20;
+        let mut map = self.write_map();
+        self.evict_least_active(&mut map, keep, |_, bytes| bytes > target);
+    }
+
+    /// Drops the index entries and the byte count of a removed slot.
     fn unindex_slot(&self, slot: &Slot) {
+        self.event_bytes.fetch_sub(slot.bytes, Ordering::Relaxed);
         {
             let mut chains = self.chain_index.write().unwrap_or_else(|e| e.into_inner());
             for chain in &slot.chains {
@@ -537,9 +608,22 @@ impl Store for MemoryStore {
                     inner.bus.publish_event(session, &stored, || {
                         serde_json::to_string(&slot.session).ok()
                     });
+                    slot.bytes += stored.json.len();
+                    inner
+                        .event_bytes
+                        .fetch_add(stored.json.len(), Ordering::Relaxed);
                     slot.events.push_back(stored);
-                    while slot.events.len() > inner.limits.max_events_per_session {
-                        slot.events.pop_front();
+                    // Oldest first, by count and by bytes (the newest event always stays).
+                    while slot.events.len() > inner.limits.max_events_per_session
+                        || (slot.bytes > inner.limits.session_budget_bytes && slot.events.len() > 1)
+                    {
+                        let Some(old) = slot.events.pop_front() else {
+                            break;
+                        };
+                        slot.bytes -= old.json.len();
+                        inner
+                            .event_bytes
+                            .fetch_sub(old.json.len(), Ordering::Relaxed);
                     }
                     seqs.push(seq);
                 }
@@ -547,6 +631,7 @@ impl Store for MemoryStore {
                 seqs
             },
         );
+        inner.enforce_memory_budget(session);
         ready(Ok(seqs))
     }
 

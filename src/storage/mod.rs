@@ -134,6 +134,13 @@ pub struct StoreLimits {
     pub max_input_queue: usize,
     /// Finished command records kept per session (pending ones are never dropped).
     pub max_command_records: usize,
+    /// Bytes of events a session keeps; the oldest are trimmed beyond it.
+    pub session_budget_bytes: usize,
+    /// Memory storage only: most sessions kept; the least recently active are evicted.
+    pub max_sessions: usize,
+    /// Memory storage only: bytes of events kept across all sessions; the least recently
+    /// active sessions are evicted beyond it.
+    pub memory_budget_bytes: usize,
 }
 
 impl Default for StoreLimits {
@@ -144,6 +151,9 @@ impl Default for StoreLimits {
             max_events_per_session: 10_000,
             max_input_queue: 100,
             max_command_records: 1_000,
+            session_budget_bytes: crate::config::DEFAULT_SESSION_BUDGET_BYTES,
+            max_sessions: crate::config::DEFAULT_MAX_SESSIONS,
+            memory_budget_bytes: crate::config::DEFAULT_MEMORY_BUDGET_BYTES,
         }
     }
 }

@@ -7,6 +7,7 @@ mod errors;
 mod events;
 mod helpers;
 mod input;
+mod limits;
 mod real_clients;
 mod security;
 mod sessions;
