@@ -720,6 +720,7 @@ impl RedisCore {
             .arg(effects.last_seq.map(|s| s.to_string()).unwrap_or_default())
             .arg(self.limits.max_events_per_session)
             .arg(if effects.pop_input { "1" } else { "0" })
+            .arg(self.limits.session_budget_bytes)
             .arg(effects.events.len());
         for ev in &effects.events {
             inv.arg(ev.as_ref());

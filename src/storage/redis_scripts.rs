@@ -11,7 +11,7 @@
 /// session TTL; queues and command records get the queue TTL.
 const TOUCH: &str = r"
 local function touch(p, sid, ttl, qttl)
-  for _, k in ipairs({'sessions:', 'events:', 'seq:', 'chains:'}) do
+  for _, k in ipairs({'sessions:', 'events:', 'seq:', 'chains:', 'bytes:'}) do
     redis.call('PEXPIRE', p .. k .. sid, ttl)
   end
   for _, cid in ipairs(redis.call('LRANGE', p .. 'chains:' .. sid, 0, -1)) do
@@ -28,8 +28,10 @@ end
 
 /// ARGV: prefix, sid, ttl, qttl, channel, expected session ('' = absent), new session,
 /// activity score, new last seq ('' = unchanged), max events, pop ('1' = pop one input item
-/// first; nothing is written if there is none), then `n` events, `n` (chain id, json, new)
-/// triples, `n` messages to publish.
+/// first; nothing is written if there is none), byte budget of the events, then `n` events,
+/// `n` (chain id, json, new) triples, `n` messages to publish.
+/// The oldest events go first, by count and by bytes (`bytes:{sid}` keeps the list's
+/// size); the newest event always stays, so seqs stay contiguous.
 /// Returns `{0}` when the session changed (reload), `{2}` when a pop found nothing,
 /// `{1, item}` on success.
 const COMMIT_BODY: &str = r"
@@ -44,11 +46,22 @@ if ARGV[11] == '1' then
 end
 redis.call('SET', skey, ARGV[7])
 if ARGV[9] ~= '' then redis.call('SET', p .. 'seq:' .. sid, ARGV[9]) end
-local i = 12
+local i = 13
 local n = tonumber(ARGV[i]); i = i + 1
 local ekey = p .. 'events:' .. sid
-for _ = 1, n do redis.call('RPUSH', ekey, ARGV[i]); i = i + 1 end
-if n > 0 then redis.call('LTRIM', ekey, -tonumber(ARGV[10]), -1) end
+if n > 0 then
+  local bkey = p .. 'bytes:' .. sid
+  local bytes = tonumber(redis.call('GET', bkey) or '0')
+  for _ = 1, n do
+    redis.call('RPUSH', ekey, ARGV[i]); bytes = bytes + #ARGV[i]; i = i + 1
+  end
+  local len = redis.call('LLEN', ekey)
+  local cap, budget = tonumber(ARGV[10]), tonumber(ARGV[12])
+  while len > 1 and (len > cap or bytes > budget) do
+    bytes = bytes - #redis.call('LPOP', ekey); len = len - 1
+  end
+  redis.call('SET', bkey, bytes)
+end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('SET', p .. 'chain:' .. ARGV[i], ARGV[i + 1])
@@ -178,7 +191,7 @@ end
 for _, id in ipairs(redis.call('SMEMBERS', p .. 'cmdids:' .. sid)) do
   redis.call('DEL', p .. 'command:' .. id)
 end
-for _, k in ipairs({'sessions:', 'events:', 'seq:', 'chains:', 'commands:', 'input:', 'leases:', 'cmdids:'}) do
+for _, k in ipairs({'sessions:', 'events:', 'seq:', 'chains:', 'bytes:', 'commands:', 'input:', 'leases:', 'cmdids:'}) do
   redis.call('DEL', p .. k .. sid)
 end
 redis.call('ZREM', p .. 'index:sessions', sid)

@@ -234,6 +234,7 @@ async fn every_key_follows_the_layout_and_has_a_ttl() {
         .await;
     let chain = format!("{sid}-1763647444148");
     let expected: Vec<String> = [
+        format!("afw:bytes:{sid}"),
         format!("afw:chain:{chain}"),
         format!("afw:chains:{sid}"),
         format!("afw:cmdids:{sid}"),

@@ -90,6 +90,7 @@ on_both_backends!(
     sessions_lifecycle,
     events_queries_and_batches,
     events_are_trimmed_at_the_cap,
+    events_are_trimmed_at_the_byte_budget,
     the_fixture_derives_the_same_session_as_memory,
     listing_cursor_and_users,
     commands_claim_ack_and_lease,
@@ -247,6 +248,37 @@ async fn events_are_trimmed_at_the_cap(backend: Backend) {
         .collect();
     assert_eq!(seqs, [5, 6, 7]);
     assert_eq!(app.get("/api/events/s?after=5").await.body["count"], 2);
+}
+
+async fn events_are_trimmed_at_the_byte_budget(backend: Backend) {
+    let app = backend
+        .app(Config {
+            session_budget_bytes: 2_000,
+            ..Config::default()
+        })
+        .await;
+    let pad = "x".repeat(400);
+    for _ in 0..10 {
+        app.event(event("file:created", "s", json!({"pad": pad})))
+            .await;
+    }
+    let list = app.get("/api/events/s").await.body;
+    let events = list["events"].as_array().unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    // Each stored event is just under 500 bytes: the newest four fit in 2 000.
+    assert_eq!(seqs, [7, 8, 9, 10], "{list}");
+    // One event larger than the whole budget still stays (the newest always does).
+    app.event(event(
+        "file:created",
+        "s",
+        json!({"pad": "y".repeat(3_000)}),
+    ))
+    .await;
+    assert_eq!(app.get("/api/events/s").await.body["count"], 1);
+    // A deleted session starts its budget over.
+    app.request(Method::DELETE, "/api/sessions/s", None).await;
+    app.event(event("file:created", "s", json!({}))).await;
+    assert_eq!(app.get("/api/events/s").await.body["count"], 1);
 }
 
 fn without_server_times(mut v: Value) -> Value {
