@@ -74,8 +74,14 @@ pub fn apply_event(
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("{}-{}", ev.session_id, ts.0));
             let chain = compile_chain(&id, ev);
+            let full = chains.len() >= MAX_CHAINS_PER_SESSION;
             match chains.iter_mut().find(|c| c.id == id) {
                 Some(existing) => *existing = chain,
+                None if full => {
+                    // The event is stored; it derives no more chains (memory stays bounded).
+                    tracing::debug!(session = %ev.session_id, chain = %id, "chain cap reached");
+                    return effects;
+                }
                 None => chains.push(chain),
             }
             session.current_chain = Some(id.clone());
@@ -215,6 +221,10 @@ fn target_chain<'a>(
         .or(session.current_chain.as_deref())?;
     chains.iter_mut().find(|c| c.id == id)
 }
+
+/// Chains one session derives at most; later `chain:compiled` events with new chain ids
+/// are stored but derive no chain.
+pub const MAX_CHAINS_PER_SESSION: usize = 1000;
 
 /// The step an event names by `stepNumber`; a step the chain did not declare is added.
 fn target_step<'a>(chain: &'a mut Chain, ev: &NewEvent) -> Option<&'a mut ChainStep> {

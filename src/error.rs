@@ -75,8 +75,8 @@ pub enum ApiError {
     TooManyRequests { message: String, retry_after: u64 },
     /// 429 from the rate limiter, with `Retry-After` and `RateLimit-*`.
     #[error(
-        "Too many {} requests: the limit is {} per second (bursts of {}); retry after {} ms",
-        .0.class.as_str(), .0.rate, .0.limit, .0.retry_after.as_millis()
+        "Too many {} requests from this client: the limit is {} per second (bursts of {}); retry after {} ms",
+        .0.class.noun(), .0.rate, .0.limit, .0.retry_after.as_millis()
     )]
     RateLimited(crate::guard::rate::Refused),
     /// 503, with `Retry-After`: storage is unreachable; nothing was stored.
@@ -179,6 +179,12 @@ impl From<StoreError> for ApiError {
             StoreError::SessionNotFound(id) => Self::session_not_found(id.as_str()),
             StoreError::InputQueueFull { limit } => Self::TooManyRequests {
                 message: format!("Input queue is full ({limit} items waiting); retry later"),
+                retry_after: 1,
+            },
+            StoreError::CommandQueueFull { limit } => Self::TooManyRequests {
+                message: format!(
+                    "Command queue is full ({limit} commands waiting for the agent); retry later"
+                ),
                 retry_after: 1,
             },
             StoreError::Corrupt(msg) => Self::Internal(msg),

@@ -465,6 +465,22 @@ impl Db {
                 };
                 Reply::Int(a[1..].iter().filter(|m| set.insert((*m).clone())).count() as i64)
             }
+            "SCARD" if arity(1) => match self.live(&a[0]).map(|e| &e.value) {
+                None => Reply::Int(0),
+                Some(Value::Set(s)) => Reply::Int(s.len() as i64),
+                Some(_) => Reply::wrong_type(),
+            },
+            "SREM" if arity(2) => {
+                let reply = match self.live(&a[0]).map(|e| &mut e.value) {
+                    None => Reply::Int(0),
+                    Some(Value::Set(set)) => {
+                        Reply::Int(a[1..].iter().filter(|m| set.remove(*m)).count() as i64)
+                    }
+                    Some(_) => Reply::wrong_type(),
+                };
+                self.drop_if_empty(&a[0]);
+                reply
+            }
             "SMEMBERS" if arity(1) => match self.live(&a[0]).map(|e| &e.value) {
                 None => Reply::Array(vec![]),
                 Some(Value::Set(s)) => {
@@ -550,8 +566,8 @@ impl Db {
             "PUBLISH" if arity(2) => Reply::Int(self.publish(&a[0], &a[1])),
             "GET" | "MGET" | "SET" | "DEL" | "EXISTS" | "TYPE" | "PEXPIRE" | "EXPIRE" | "PTTL"
             | "TTL" | "RPUSH" | "LPUSH" | "LPOP" | "LLEN" | "LINDEX" | "LRANGE" | "LTRIM"
-            | "HSET" | "HGET" | "HDEL" | "HGETALL" | "SADD" | "SMEMBERS" | "ZADD" | "ZREM"
-            | "ZRANGE" | "ZRANGEBYSCORE" | "PUBLISH" => wrong_args(),
+            | "HSET" | "HGET" | "HDEL" | "HGETALL" | "SADD" | "SCARD" | "SREM" | "SMEMBERS"
+            | "ZADD" | "ZREM" | "ZRANGE" | "ZRANGEBYSCORE" | "PUBLISH" => wrong_args(),
             _ => Reply::Error(format!(
                 "ERR unknown command '{}', with args beginning with: ",
                 name.to_ascii_lowercase()

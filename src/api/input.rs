@@ -53,6 +53,9 @@ async fn queue(
     ))
 }
 
+/// Largest input item (`input` plus `prompt`, as JSON).
+pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+
 /// Shared by `POST .../input` and the WebSocket `input` message.
 pub async fn queue_input(
     state: &AppState,
@@ -60,6 +63,17 @@ pub async fn queue_input(
     input: Value,
     prompt: Option<Value>,
 ) -> ApiResult<usize> {
+    // 100 queued items of at most this size: a session's queue stays small.
+    let size = serde_json::to_string(&input).map_or(0, |t| t.len())
+        + prompt
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok())
+            .map_or(0, |t| t.len());
+    if size > MAX_INPUT_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_INPUT_BYTES,
+        });
+    }
     let now = state.now();
     let item = InputItem {
         id: state.shared().ids.id("input", now.0),

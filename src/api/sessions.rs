@@ -155,6 +155,9 @@ async fn create(
     Ok(json(StatusCode::CREATED, &session))
 }
 
+/// Largest `metadata` a session may carry (as JSON).
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -265,6 +268,17 @@ async fn update(
     let id = session_id(&id)?;
     if body.metadata.as_ref().is_some_and(|m| !m.is_object()) {
         return Err(ApiError::field("metadata", "must be a JSON object"));
+    }
+    let metadata_size = body
+        .metadata
+        .as_ref()
+        .and_then(|m| serde_json::to_string(m).ok())
+        .map_or(0, |t| t.len());
+    if metadata_size > MAX_METADATA_BYTES {
+        return Err(ApiError::field(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
+        ));
     }
     let update = SessionUpdate {
         status: body

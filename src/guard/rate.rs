@@ -37,12 +37,13 @@ pub enum RouteClass {
 }
 
 impl RouteClass {
-    pub fn as_str(self) -> &'static str {
+    /// What one request of the class is, for messages.
+    pub fn noun(self) -> &'static str {
         match self {
-            Self::Events => "events",
-            Self::Reads => "reads",
-            Self::Writes => "writes",
-            Self::WebSocket => "websocket",
+            Self::Events => "event write",
+            Self::Reads => "read",
+            Self::Writes => "write",
+            Self::WebSocket => "WebSocket connection",
         }
     }
 }

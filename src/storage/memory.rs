@@ -705,19 +705,27 @@ impl Store for MemoryStore {
         let session = command.session_id.clone();
         let id = command.id.clone();
         let result = inner.with_slot(&session, |slot, now| {
-            slot.commands.push(command.clone());
-            // Keep every pending or leased command; drop the oldest finished records.
-            let finished = slot
+            let pending = slot
                 .commands
                 .iter()
-                .filter(|c| matches!(c.status, CommandStatus::Acked | CommandStatus::Failed))
+                .filter(|c| c.status == CommandStatus::Pending)
                 .count();
-            if finished > limits.max_command_records {
-                let mut excess = finished - limits.max_command_records;
+            if pending >= limits.max_pending_commands {
+                return Err(StoreError::CommandQueueFull {
+                    limit: limits.max_pending_commands,
+                });
+            }
+            slot.commands.push(command.clone());
+            // Keep every pending or leased command; past the cap drop the oldest claimed
+            // or finished records (the hooks never acknowledge what they claim) down to
+            // nine tenths of it, as the Redis backend does.
+            let done = |c: &Command| c.status != CommandStatus::Pending && c.lease_until.is_none();
+            if slot.commands.len() > limits.max_command_records {
+                // The new command is not counted, as in the Redis script.
+                let mut excess = slot.commands.len() - 1 - limits.max_command_records * 9 / 10;
                 let mut dropped = Vec::new();
                 slot.commands.retain(|c| {
-                    let drop_it = excess > 0
-                        && matches!(c.status, CommandStatus::Acked | CommandStatus::Failed);
+                    let drop_it = excess > 0 && done(c);
                     if drop_it {
                         excess -= 1;
                         dropped.push(c.id.clone());
@@ -735,11 +743,12 @@ impl Store for MemoryStore {
                 .unwrap_or_else(|e| e.into_inner());
             idx.insert(id.clone(), session.clone());
             drop(idx);
-            slot.deadline()
+            Ok(slot.deadline())
         });
         let result = match result {
             None => Err(StoreError::SessionNotFound(session.clone())),
-            Some(deadline) => {
+            Some(Err(e)) => Err(e),
+            Some(Ok(deadline)) => {
                 inner.schedule(deadline, &session);
                 Ok(command)
             }

@@ -116,6 +116,8 @@ pub enum StoreError {
     SessionNotFound(SessionId),
     #[error("input queue is full ({limit} items)")]
     InputQueueFull { limit: usize },
+    #[error("command queue is full ({limit} pending commands)")]
+    CommandQueueFull { limit: usize },
     /// Stored data that cannot be decoded: a bug or outside interference.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -134,6 +136,8 @@ pub struct StoreLimits {
     pub max_input_queue: usize,
     /// Finished command records kept per session (pending ones are never dropped).
     pub max_command_records: usize,
+    /// Pending commands per session; more are refused with 429.
+    pub max_pending_commands: usize,
     /// Bytes of events a session keeps; the oldest are trimmed beyond it.
     pub session_budget_bytes: usize,
     /// Memory storage only: most sessions kept; the least recently active are evicted.
@@ -151,6 +155,7 @@ impl Default for StoreLimits {
             max_events_per_session: 10_000,
             max_input_queue: 100,
             max_command_records: 1_000,
+            max_pending_commands: 100,
             session_budget_bytes: crate::config::DEFAULT_SESSION_BUDGET_BYTES,
             max_sessions: crate::config::DEFAULT_MAX_SESSIONS,
             memory_budget_bytes: crate::config::DEFAULT_MEMORY_BUDGET_BYTES,

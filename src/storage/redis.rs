@@ -1233,9 +1233,14 @@ impl Store for RedisStore {
                 .arg(self.limits.session_ttl_ms)
                 .arg(self.limits.queue_ttl_ms)
                 .arg(&command.id)
-                .arg(to_json(&record));
+                .arg(to_json(&record))
+                .arg(self.limits.max_pending_commands)
+                .arg(self.limits.max_command_records);
             match self.link.invoke::<i64>(&inv).await? {
                 1 => Ok(command),
+                -2 => Err(StoreError::CommandQueueFull {
+                    limit: self.limits.max_pending_commands,
+                }),
                 _ => Err(StoreError::SessionNotFound(command.session_id.clone())),
             }
         })

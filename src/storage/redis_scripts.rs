@@ -122,10 +122,31 @@ touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
 return n
 ";
 
-/// ARGV: prefix, sid, ttl, qttl, command id, record json. Returns 0 without the session.
+/// ARGV: prefix, sid, ttl, qttl, command id, record json, cap, records. Returns 0 without
+/// the session, -2 when `cap` commands are pending. Past `records` command records, the
+/// oldest claimed or finished ones (ids start with their issue time) are dropped down to
+/// nine tenths of it, so the set a session's every write refreshes stays bounded.
 const PUSH_COMMAND_BODY: &str = r"
 local p, sid, id = ARGV[1], ARGV[2], ARGV[5]
 if redis.call('EXISTS', p .. 'sessions:' .. sid) == 0 then return 0 end
+if redis.call('LLEN', p .. 'commands:' .. sid) >= tonumber(ARGV[7]) then return -2 end
+local idkey = p .. 'cmdids:' .. sid
+local records = tonumber(ARGV[8])
+if redis.call('SCARD', idkey) >= records then
+  local ids = redis.call('SMEMBERS', idkey)
+  table.sort(ids)
+  local excess = #ids - math.floor(records * 9 / 10)
+  for _, old in ipairs(ids) do
+    if excess <= 0 then break end
+    local ckey = p .. 'command:' .. old
+    local st = redis.call('HGET', ckey, 'status')
+    if st ~= 'pending' and not redis.call('HGET', ckey, 'leaseUntil') then
+      redis.call('DEL', ckey)
+      redis.call('SREM', idkey, old)
+      excess = excess - 1
+    end
+  end
+end
 redis.call('HSET', p .. 'command:' .. id, 'json', ARGV[6], 'sessionId', sid, 'status', 'pending')
 redis.call('RPUSH', p .. 'commands:' .. sid, id)
 redis.call('SADD', p .. 'cmdids:' .. sid, id)

@@ -285,3 +285,48 @@ async fn a_websocket_client_silent_for_two_heartbeats_is_closed() {
     }
     assert_eq!(code, Some(1008));
 }
+
+#[tokio::test]
+async fn input_items_metadata_and_chains_are_bounded() {
+    let app = TestApp::new();
+    app.start_session("s").await;
+    let big = "x".repeat(70 * 1024);
+    let res = app
+        .post("/api/sessions/s/input", json!({"input": big}))
+        .await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.body["limit"], 65536);
+    let res = app
+        .request(
+            axum::http::Method::PUT,
+            "/api/sessions/s",
+            Some(json!({"metadata": {"blob": big}})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.body["details"][0]["path"], "metadata");
+    let events: Vec<Value> = (0..1001)
+        .map(|i| {
+            event(
+                "chain:compiled",
+                "s",
+                json!({"chainId": format!("c{i}"), "steps": []}),
+            )
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        let res = app
+            .post("/api/events/batch", json!({"events": chunk}))
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    }
+    let chains = app.get("/api/sessions/s/chains").await;
+    assert_eq!(
+        chains.body["count"], 1000,
+        "the 1001st chain is stored as an event only"
+    );
+    assert_eq!(
+        app.get("/api/chains/c1000").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

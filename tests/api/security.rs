@@ -402,7 +402,13 @@ async fn over_the_rate_limit_is_a_429_with_its_headers() {
     assert_eq!(headers["ratelimit-remaining"], "0");
     assert_eq!(headers["ratelimit-reset"], "1");
     assert_eq!(headers["ratelimit-policy"], "2;w=1;burst=2");
-    assert!(body["error"].as_str().unwrap().contains("writes"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too many write requests"),
+        "{body}"
+    );
     // Another class is not affected, nor are health checks.
     assert_eq!(app.get("/api/sessions/s").await.status, StatusCode::OK);
     assert_eq!(app.get("/health").await.status, StatusCode::OK);

@@ -95,6 +95,7 @@ on_both_backends!(
     listing_cursor_and_users,
     commands_claim_ack_and_lease,
     concurrent_claims_hand_out_each_command_once,
+    command_queues_and_records_are_bounded,
     input_is_fifo_capped_and_wakes_long_polls,
     websocket_delivery_and_resume,
     concurrent_appends_each_get_their_own_seqs,
@@ -279,6 +280,39 @@ async fn events_are_trimmed_at_the_byte_budget(backend: Backend) {
     app.request(Method::DELETE, "/api/sessions/s", None).await;
     app.event(event("file:created", "s", json!({}))).await;
     assert_eq!(app.get("/api/events/s").await.body["count"], 1);
+}
+
+async fn command_queues_and_records_are_bounded(backend: Backend) {
+    let app = backend
+        .app(Config {
+            rate_limit_off: true,
+            ..Config::default()
+        })
+        .await;
+    app.start_session("s").await;
+    let mut first = None;
+    let mut last = String::new();
+    for round in 0..11 {
+        for _ in 0..100 {
+            last = app.queue_command("s", json!({"type": "pause"})).await;
+            first.get_or_insert_with(|| last.clone());
+        }
+        if round == 0 {
+            // 100 wait for the agent: the next is refused, nothing is lost.
+            let res = app
+                .post("/api/sessions/s/commands", json!({"type": "pause"}))
+                .await;
+            assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "{}", res.body);
+            assert_eq!(res.headers["retry-after"], "1");
+        }
+        let claimed = app.get("/api/sessions/s/commands").await;
+        assert_eq!(claimed.body["count"], 100);
+    }
+    // 1 100 records: the oldest claimed ones were dropped, the newest are kept.
+    let oldest = app.get(&format!("/api/commands/{}", first.unwrap())).await;
+    assert_eq!(oldest.status, StatusCode::NOT_FOUND);
+    let newest = app.get(&format!("/api/commands/{last}")).await;
+    assert_eq!(newest.body["status"], "delivered");
 }
 
 fn without_server_times(mut v: Value) -> Value {
