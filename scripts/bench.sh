@@ -19,7 +19,12 @@
 #   7. GET /api/events/:id with 10 000 stored events, 1 connection;
 #   8. a Redis outage under writes: time to the first 503, restart to the first 2xx, and
 #      acknowledged events lost to a subscriber;
-#   9. redis-benchmark on the same Redis, for Redis's own limit.
+#   9. redis-benchmark on the same Redis, for Redis's own limit;
+#   10. POST /api/events with an API key and rate limits on (limits high enough that none
+#      is hit, so every request pays for the checks) vs the same build with both off,
+#      alternating over ROUNDS rounds, median overhead.
+# Sections 1-9 run afw with rate limits off (AFW_RATE_LIMIT_OFF=1): one load generator is
+# one client, and its 70 000 req/s are far past the per-client defaults.
 # The load generator (oha, installed from crates.io when missing) shares the machine's
 # cores with the server: compare with the baseline, not with other machines.
 set -euo pipefail
@@ -27,7 +32,7 @@ cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-64}"
-SECTIONS="${SECTIONS:-1 2 3 4 5 6 7 8 9}"
+SECTIONS="${SECTIONS:-1 2 3 4 5 6 7 8 9 10}"
 REDIS_PORT=6399
 AFW_B_PORT=3102
 ROUNDS="${ROUNDS:-3}"
@@ -57,13 +62,14 @@ cargo build --release --quiet --bins
 wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
 
 start_afw() { # [REDIS_URL]
-  REDIS_URL="${1:-}" RUST_LOG=warn PORT=$AFW_PORT AFW_WS_MAX_CLIENTS=20000 target/release/afw >"$OUT/afw.log" 2>&1 &
+  REDIS_URL="${1:-}" RUST_LOG=warn PORT=$AFW_PORT AFW_WS_MAX_CLIENTS=20000 AFW_RATE_LIMIT_OFF=1 \
+    target/release/afw >"$OUT/afw.log" 2>&1 &
   AFW_PID=$!; PIDS+=("$AFW_PID"); wait_port $AFW_PORT
   [ -z "${1:-}" ] || wait_healthy $AFW_PORT
 }
 stop_afw() { kill "$AFW_PID" 2>/dev/null || true; wait "$AFW_PID" 2>/dev/null || true; }
 start_afw_b() { # REDIS_URL
-  REDIS_URL="$1" RUST_LOG=warn PORT=$AFW_B_PORT target/release/afw >"$OUT/afw-b.log" 2>&1 &
+  REDIS_URL="$1" RUST_LOG=warn PORT=$AFW_B_PORT AFW_RATE_LIMIT_OFF=1 target/release/afw >"$OUT/afw-b.log" 2>&1 &
   AFW_B_PID=$!; PIDS+=("$AFW_B_PID"); wait_port $AFW_B_PORT; wait_healthy $AFW_B_PORT
 }
 stop_afw_b() { kill "$AFW_B_PID" 2>/dev/null || true; wait "$AFW_B_PID" 2>/dev/null || true; }
@@ -102,9 +108,11 @@ read_load() { # 10 000 stored events, then GET them with 1 connection
   done
 }
 
-post_load() { # name port
-  oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" -m POST \
-    -H 'content-type: application/json' -D "$EVENT" "http://127.0.0.1:$2/api/events" >"$OUT/$1.json"
+post_load() { # name port [extra oha args...]
+  local name=$1 port=$2; shift 2
+  oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" -m POST "$@" \
+    -H 'content-type: application/json' -D "$EVENT" "http://127.0.0.1:$port/api/events" >"$OUT/$name.json"
+  set -- "$name"
   printf '%-34s %s\n' "$1" "$(summarize "$OUT/$1.json")"
 }
 
@@ -250,4 +258,40 @@ fi
 
 if want 5 || want 6 || want 7 || want 8 || want 9; then
   stop_redis
+fi
+
+if want 10; then
+echo
+echo "==> 10. POST /api/events with an API key and rate limits on vs both off, $CONNS connections, $ROUNDS alternating rounds"
+# Same build, two instances. The guarded one checks a key (SHA-256 + constant-time compare)
+# and counts every request against per-client limits set high enough never to refuse.
+RUST_LOG=warn PORT=$AFW_PORT AFW_RATE_LIMIT_OFF=1 target/release/afw >"$OUT/afw-open.log" 2>&1 &
+OPEN_PID=$!; PIDS+=("$OPEN_PID")
+RUST_LOG=warn PORT=$AFW_B_PORT AFW_API_KEY=bench-key-0123456789 AFW_RATE_LIMIT_EVENTS=100000000 \
+  target/release/afw >"$OUT/afw-guarded.log" 2>&1 &
+GUARD_PID=$!; PIDS+=("$GUARD_PID")
+wait_port $AFW_PORT; wait_port $AFW_B_PORT
+for r in $(seq 1 "$ROUNDS"); do
+  post_load "round $r off (no key, no limits)" $AFW_PORT
+  cp "$OUT/round $r off (no key, no limits).json" "$OUT/open-$r.json"
+  post_load "round $r on (key + limits)" $AFW_B_PORT -H 'authorization: Bearer bench-key-0123456789'
+  cp "$OUT/round $r on (key + limits).json" "$OUT/guarded-$r.json"
+done
+kill "$OPEN_PID" "$GUARD_PID" 2>/dev/null || true
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import sys, json, os, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+def load(name): return json.load(open(os.path.join(out, name)))
+ratios, on, off = [], [], []
+for r in range(1, rounds + 1):
+    a, b = load(f"open-{r}.json"), load(f"guarded-{r}.json")
+    bad = sum(v for k, v in b.get("statusCodeDistribution", {}).items() if not k.startswith("2"))
+    assert bad == 0, f"round {r}: {bad} non-2xx answers with the key: the check refused requests"
+    off.append(a["summary"]["requestsPerSec"]); on.append(b["summary"]["requestsPerSec"])
+    ratios.append(on[-1] / off[-1])
+med = statistics.median(ratios)
+print(f"median: on {statistics.median(on):.0f} req/s, off {statistics.median(off):.0f} req/s")
+print(f"overhead of key + rate limits, median of {rounds}: {(1 - med) * 100:.1f}% "
+      f"(rounds: {', '.join(f'{(1 - x) * 100:.1f}%' for x in ratios)})")
+PY
 fi

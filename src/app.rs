@@ -23,7 +23,6 @@ use crate::ports::{Clock, Connector, IdGen};
 use crate::storage::Store;
 use crate::storage::memory::MemoryStore;
 use crate::storage::redis::{LinkTimeouts, RedisLink, RedisStore, RedisTarget, RedisUrlError};
-use axum::middleware::from_fn_with_state;
 
 /// What differs between production, tests and simulation.
 #[derive(Clone)]
@@ -53,7 +52,7 @@ pub enum BuildError {
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
-    Proxy(#[from] crate::guard::BadProxy),
+    Guard(#[from] crate::guard::BadSetting),
 }
 
 /// Shared by every handler and connection task of one instance.
@@ -176,17 +175,22 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         config,
     };
     let state = AppState(Arc::new(shared));
-    let router = Router::new()
+    let api = Router::new()
         .merge(crate::api::router())
         .merge(crate::ws::router())
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
-        // Outermost last: screen (host, origin) → CORS → admit (key, rate, size).
-        .layer(from_fn_with_state(state.clone(), crate::guard::admit))
-        .layer(BrowserCorsLayer::allowed_origins())
-        .layer(from_fn_with_state(state.clone(), crate::guard::screen))
         .with_state(state.clone());
+    // The edge wraps the whole router once (screen: host, origin → CORS → admit: key,
+    // rate, size), not each route: every request passes it, and a per-route layer would
+    // be cloned with every route on every request.
+    let edge = tower::ServiceBuilder::new()
+        .layer(crate::guard::ScreenLayer(state.clone()))
+        .layer(BrowserCorsLayer::allowed_origins())
+        .layer(crate::guard::AdmitLayer(state.clone()))
+        .service(api);
+    let router = Router::new().fallback_service(edge);
     Ok(App { state, router })
 }
 

@@ -170,8 +170,9 @@ pub struct Config {
     #[arg(long, env = "AFW_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
 
-    /// Turn the per-client rate limits off.
-    #[arg(long, env = "AFW_RATE_LIMIT_OFF")]
+    /// Turn the per-client rate limits off (the variable takes 1/0, true/false, yes/no).
+    #[arg(long, env = "AFW_RATE_LIMIT_OFF", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub rate_limit_off: bool,
 
     /// Events per second per client (POST /api/events, /api/events/batch counts each

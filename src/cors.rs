@@ -4,7 +4,7 @@
 //! send `Origin` and gain nothing from the extra response headers, which cost about 5 % of
 //! the event write path's throughput. Requests with an `Origin` header go through
 //! tower-http's CORS, which answers preflights and mirrors the origin; others skip it.
-//! This layer must sit inside [`crate::guard::screen`]: only origins on the allow-list
+//! This layer must sit inside [`crate::guard::Screen`]: only origins on the allow-list
 //! reach it, so mirroring never grants a foreign page anything.
 //! API responses say `Cache-Control: no-store`, so no cache can serve a response made
 //! without CORS headers to a browser.
@@ -57,26 +57,26 @@ impl BrowserCorsLayer {
     }
 }
 
-impl<S: Clone> Layer<S> for BrowserCorsLayer {
+impl<S> Layer<S> for BrowserCorsLayer {
     type Service = BrowserCors<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BrowserCors {
-            cors: self.cors.layer(inner.clone()),
-            plain: inner,
+            cors: self.cors.layer(inner),
         }
     }
 }
 
+/// One inner service: requests without `Origin` go to it directly, the others through
+/// tower-http's CORS around it (so a per-request clone copies it once, not twice).
 #[derive(Clone, Debug)]
 pub struct BrowserCors<S> {
-    plain: S,
     cors: Cors<S>,
 }
 
 impl<S, B> Service<Request> for BrowserCors<S>
 where
-    S: Service<Request, Response = axum::http::Response<B>> + Clone,
+    S: Service<Request, Response = axum::http::Response<B>>,
     B: Default,
 {
     type Response = S::Response;
@@ -84,17 +84,14 @@ where
     type Future = Either<S::Future, <Cors<S> as Service<Request>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match self.plain.poll_ready(cx) {
-            Poll::Ready(Ok(())) => self.cors.poll_ready(cx),
-            other => other,
-        }
+        self.cors.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
         if req.headers().contains_key(header::ORIGIN) {
             Either::Right(self.cors.call(req))
         } else {
-            Either::Left(self.plain.call(req))
+            Either::Left(self.cors.get_mut().call(req))
         }
     }
 }

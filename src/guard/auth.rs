@@ -1,8 +1,10 @@
 //! API keys (`AFW_API_KEY`, `AFW_API_KEYS`): which presented credential is valid.
 //!
-//! Keys are kept only as SHA-256 digests and a presented key is digested and compared with
-//! every configured digest in constant time, so neither its content nor its length shows in
-//! the response time. This module never logs a key and never builds a response.
+//! Keys are kept padded to a fixed [`MAX_KEY_BYTES`] with their length beside them, and a
+//! presented key is padded the same way and compared with every configured key over the
+//! whole fixed width, in constant time (`subtle`): neither a key's content nor its length
+//! shows in the response time, and no hashing is needed on the hot path. This module never
+//! logs a key and never builds a response.
 
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
@@ -25,49 +27,89 @@ pub enum Presented<'a> {
     Key(std::borrow::Cow<'a, str>, Carrier),
 }
 
-/// The configured keys, as digests. Empty: auth is off.
+/// The longest accepted API key, in bytes.
+pub const MAX_KEY_BYTES: usize = 128;
+const WORDS: usize = MAX_KEY_BYTES / 8;
+
+/// A key padded to the fixed width (as words, compared eight bytes at a time), and its
+/// length.
+struct Padded {
+    words: [u64; WORDS],
+    len: u64,
+}
+
+fn pad(key: &[u8]) -> Option<Padded> {
+    let mut bytes = [0u8; MAX_KEY_BYTES];
+    bytes.get_mut(..key.len())?.copy_from_slice(key);
+    let mut words = [0u64; WORDS];
+    for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        *w = u64::from_le_bytes(b);
+    }
+    Some(Padded {
+        words,
+        len: key.len() as u64,
+    })
+}
+
+impl Padded {
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .fold(self.len.ct_eq(&other.len), |acc, (a, b)| acc & a.ct_eq(b))
+    }
+}
+
+/// A configured key longer than [`MAX_KEY_BYTES`].
+#[derive(Debug, thiserror::Error)]
+#[error("AFW_API_KEY/AFW_API_KEYS: a key is longer than {MAX_KEY_BYTES} bytes")]
+pub struct KeyTooLong;
+
+/// The configured keys. Empty: auth is off.
 pub struct Keys {
-    digests: Vec<[u8; 32]>,
+    keys: Vec<Padded>,
 }
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Keys({} configured)", self.digests.len())
+        write!(f, "Keys({} configured)", self.keys.len())
     }
-}
-
-fn digest(key: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 impl Keys {
     /// Every non-empty key of `AFW_API_KEY` and the comma-separated `AFW_API_KEYS`.
-    pub fn new(key: Option<&Secret>, keys: Option<&Secret>) -> Self {
+    pub fn new(key: Option<&Secret>, keys: Option<&Secret>) -> Result<Self, KeyTooLong> {
         let listed = keys.map(|k| k.0.split(',').collect::<Vec<_>>());
-        let digests = key
+        let keys = key
             .map(|k| k.0.as_str())
             .into_iter()
             .chain(listed.into_iter().flatten())
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .map(digest)
-            .collect();
-        Self { digests }
+            .map(|k| pad(k.as_bytes()).ok_or(KeyTooLong))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { keys })
+    }
+
+    /// How many keys are configured.
+    pub fn count(&self) -> usize {
+        self.keys.len()
     }
 
     pub fn enabled(&self) -> bool {
-        !self.digests.is_empty()
+        !self.keys.is_empty()
     }
 
-    /// The index of the configured key that matches (every key is compared, always).
+    /// The index of the configured key that matches (every key is compared, always, over
+    /// the full width).
     pub fn check(&self, presented: &str) -> Option<usize> {
-        let d = digest(presented);
+        // Longer than any key can be: public information, no secret involved.
+        let p = pad(presented.as_bytes())?;
         let mut found = None;
-        for (i, k) in self.digests.iter().enumerate() {
-            if bool::from(k.ct_eq(&d)) && found.is_none() {
+        for (i, k) in self.keys.iter().enumerate() {
+            if bool::from(k.ct_eq(&p)) && found.is_none() {
                 found = Some(i);
             }
         }
@@ -110,14 +152,17 @@ mod tests {
 
     #[test]
     fn every_listed_key_works_and_nothing_else() {
-        let keys = Keys::new(Some(&secret("k1")), Some(&secret(" k2 , ,k3")));
+        let keys = Keys::new(Some(&secret("k1")), Some(&secret(" k2 , ,k3"))).unwrap();
         assert!(keys.enabled());
         assert_eq!(keys.check("k1"), Some(0));
         assert_eq!(keys.check("k2"), Some(1));
         assert_eq!(keys.check("k3"), Some(2));
         assert_eq!(keys.check("k"), None);
         assert_eq!(keys.check(""), None);
-        assert!(!Keys::new(None, Some(&secret(" , "))).enabled());
+        assert_eq!(keys.check("k1\0"), None, "padding is not part of the key");
+        assert_eq!(keys.check(&"x".repeat(MAX_KEY_BYTES + 1)), None);
+        assert!(!Keys::new(None, Some(&secret(" , "))).unwrap().enabled());
+        assert!(Keys::new(Some(&secret(&"k".repeat(MAX_KEY_BYTES + 1))), None).is_err());
         assert_eq!(format!("{keys:?}"), "Keys(3 configured)");
     }
 

@@ -1,12 +1,12 @@
 //! The edge of the HTTP API: who may talk to afw, and how much.
 //!
-//! Two middlewares wrap the router, in this order:
-//! 1. [`screen`]: the `Host` rule (DNS rebinding) and the origin allow-list, for every
+//! Three layers wrap the router, in this order:
+//! 1. [`Screen`]: the `Host` rule (DNS rebinding) and the origin allow-list, for every
 //!    request including the WebSocket upgrade and CORS preflights. Requests without
 //!    `Origin` (hooks, the MCP server, curl) are not affected by the allow-list.
 //! 2. CORS headers for allowed browser origins ([`crate::cors`]), so browsers can read
 //!    the answers of the next step too.
-//! 3. [`admit`]: API keys, rate limits, the announced body size (413 before anything is
+//! 3. [`Admit`]: API keys, rate limits, the announced body size (413 before anything is
 //!    read, so `Expect: 100-continue` never gets a `100`), and a deadline on reading the body.
 //!
 //! `/health` and `/ready` need no key and are not rate limited (load balancers and probes
@@ -23,12 +23,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+
+use axum::extract::Request;
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::future::Either;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use tower::{Layer, Service};
 
 use crate::app::AppState;
 use crate::config::Config;
@@ -55,11 +58,15 @@ pub struct Guard {
 
 /// A setting the guard cannot use.
 #[derive(Debug, thiserror::Error)]
-#[error("AFW_TRUSTED_PROXIES: '{0}' is not an IP address or CIDR block")]
-pub struct BadProxy(String);
+pub enum BadSetting {
+    #[error("AFW_TRUSTED_PROXIES: '{0}' is not an IP address or CIDR block")]
+    Proxy(String),
+    #[error(transparent)]
+    Key(#[from] auth::KeyTooLong),
+}
 
 impl Guard {
-    pub fn from_config(config: &Config) -> Result<Self, BadProxy> {
+    pub fn from_config(config: &Config) -> Result<Self, BadSetting> {
         let mut trusted_proxies = Vec::new();
         for item in config.trusted_proxies.split(',').map(str::trim) {
             if item.is_empty() {
@@ -68,14 +75,15 @@ impl Guard {
             let net = item
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| item.parse::<IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| BadProxy(item.to_owned()))?;
+                .map_err(|_| BadSetting::Proxy(item.to_owned()))?;
             trusted_proxies.push(net);
         }
+        let keys = Keys::new(config.api_key.as_ref(), config.api_keys.as_ref())?;
         Ok(Self {
             origins: Origins::parse(&config.cors_origins),
             hosts: Hosts::new(&config.allowed_hosts, config.host.is_loopback()),
-            keys: Keys::new(config.api_key.as_ref(), config.api_keys.as_ref()),
-            limits: RateLimits::from_config(config),
+            limits: RateLimits::from_config(config, keys.count()),
+            keys,
             trusted_proxies,
             max_body: config.max_body_bytes as u64,
             body_timeout: Duration::from_secs(config.body_timeout_secs),
@@ -139,37 +147,112 @@ fn is_ws_upgrade(req: &Request) -> bool {
 }
 
 /// Step 1: the `Host` rule and the origin allow-list.
-pub async fn screen(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let guard = &state.shared().guard;
+fn screen(guard: &Guard, req: &Request) -> Result<(), ApiError> {
     let host = origin::host_header(req.headers());
     if !guard.hosts.allows(host) {
-        return ApiError::Forbidden(format!(
+        return Err(ApiError::Forbidden(format!(
             "Host '{}' is not allowed: afw answers only to localhost, 127.0.0.1, [::1] and the names in AFW_ALLOWED_HOSTS",
             host.unwrap_or_default()
-        ))
-        .into_response();
+        )));
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !guard.origins.allows(origin, host) {
-            return ApiError::Forbidden(format!(
+            return Err(ApiError::Forbidden(format!(
                 "Origin '{origin}' is not allowed; add it to AFW_CORS_ORIGINS to let its pages use afw"
-            ))
-            .into_response();
+            )));
         }
     }
-    next.run(req).await
+    Ok(())
 }
 
-/// Step 3: the API key, the rate limit, the body's announced size and its deadline.
-pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match check(&state, &req) {
-        Ok(()) => {
-            let guard = &state.shared().guard;
-            let req = with_body_deadline(req, guard.body_timeout);
-            next.run(req).await
+type Answer<F> = Either<std::future::Ready<Result<Response, Infallible>>, F>;
+
+fn refuse<F>(e: ApiError) -> Answer<F> {
+    Either::Left(std::future::ready(Ok(e.into_response())))
+}
+
+/// The layer of step 1 ([`screen`]). Hand-written services (not `from_fn`): they run on
+/// every request, and answer without boxing a future or cloning the inner service.
+#[derive(Clone)]
+pub struct ScreenLayer(pub AppState);
+
+impl<S> Layer<S> for ScreenLayer {
+    type Service = Screen<S>;
+    fn layer(&self, inner: S) -> Screen<S> {
+        Screen {
+            state: self.0.clone(),
+            inner,
         }
-        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Screen<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Service<Request> for Screen<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match screen(&self.state.shared().guard, &req) {
+            Ok(()) => Either::Right(self.inner.call(req)),
+            Err(e) => refuse(e),
+        }
+    }
+}
+
+/// The layer of step 3 ([`check`], then the body deadline).
+#[derive(Clone)]
+pub struct AdmitLayer(pub AppState);
+
+impl<S> Layer<S> for AdmitLayer {
+    type Service = Admit<S>;
+    fn layer(&self, inner: S) -> Admit<S> {
+        Admit {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Admit<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Service<Request> for Admit<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match check(&self.state, &req) {
+            Ok(()) => {
+                let timeout = self.state.shared().guard.body_timeout;
+                Either::Right(self.inner.call(with_body_deadline(req, timeout)))
+            }
+            Err(e) => refuse(e),
+        }
     }
 }
 
@@ -230,10 +313,12 @@ fn with_body_deadline(req: Request, timeout: Duration) -> Request {
     if req.body().is_end_stream() {
         return req;
     }
+    let deadline = tokio::time::Instant::now() + timeout;
     req.map(|body| {
         Body::new(DeadlineBody {
             inner: body,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            deadline,
+            sleep: None,
             timeout,
         })
     })
@@ -244,10 +329,12 @@ fn with_body_deadline(req: Request, timeout: Duration) -> Request {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimeout(pub Duration);
 
-/// A request body that must arrive whole before its deadline.
+/// A request body that must arrive whole before its deadline. The timer is only set up
+/// when the body is not there at once (the common small body never needs it).
 struct DeadlineBody {
     inner: Body,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     timeout: Duration,
 }
 
@@ -262,7 +349,11 @@ impl HttpBody for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        match self.sleep.as_mut().poll(cx) {
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(self.timeout))))),
             Poll::Pending => Poll::Pending,
         }

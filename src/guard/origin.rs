@@ -83,10 +83,12 @@ impl Hosts {
         let Some(host) = host else {
             return true;
         };
-        let name = host_name(host).to_ascii_lowercase();
+        let name = host_name(host);
         // No hostile page can make a browser send a loopback name for its own pages.
-        matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
-            || self.extra.contains(&name)
+        ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(name))
+            || self.extra.iter().any(|e| e.eq_ignore_ascii_case(name))
             || (!self.loopback && self.extra.is_empty())
     }
 }

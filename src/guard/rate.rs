@@ -73,6 +73,13 @@ impl Clock for TokioTime {
 }
 
 type Store = HashMapStateStore<ClientKey, BuildHasherDefault<std::hash::DefaultHasher>>;
+/// One client known in advance (an API key): lock-free state, no map.
+type Direct = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    TokioTime,
+    governor::middleware::NoOpMiddleware<Duration>,
+>;
 type Limiter =
     RateLimiter<ClientKey, Store, TokioTime, governor::middleware::NoOpMiddleware<Duration>>;
 
@@ -89,6 +96,8 @@ pub struct Refused {
 
 struct ClassLimit {
     limiter: Limiter,
+    /// One limiter per configured API key, indexed like the keys.
+    per_key: Vec<Direct>,
     rate: u32,
     burst: u32,
     last_retain_ms: AtomicU64,
@@ -109,8 +118,8 @@ impl std::fmt::Debug for RateLimits {
 }
 
 impl RateLimits {
-    /// `None` when rate limiting is off.
-    pub fn from_config(config: &Config) -> Option<Self> {
+    /// `None` when rate limiting is off. `keys`: how many API keys are configured.
+    pub fn from_config(config: &Config, keys: usize) -> Option<Self> {
         if config.rate_limit_off {
             return None;
         }
@@ -125,6 +134,9 @@ impl RateLimits {
             let store = Store::new(HashMap::with_hasher(BuildHasherDefault::default()));
             ClassLimit {
                 limiter: RateLimiter::new(quota, store, clock.clone()),
+                per_key: (0..keys)
+                    .map(|_| RateLimiter::direct_with_clock(quota, clock.clone()))
+                    .collect(),
                 rate,
                 burst,
                 last_retain_ms: AtomicU64::new(0),
@@ -147,6 +159,17 @@ impl RateLimits {
             RouteClass::Writes => &self.writes,
             RouteClass::WebSocket => &self.websocket,
         };
+        let refused = |not_until: governor::NotUntil<Duration>| Refused {
+            class,
+            retry_after: not_until.wait_time_from(self.clock.now()),
+            limit: limit.burst,
+            rate: limit.rate,
+        };
+        if let ClientKey::ApiKey(i) = client
+            && let Some(direct) = limit.per_key.get(*i)
+        {
+            return direct.check().map_err(refused);
+        }
         if limit.limiter.len() >= MAX_CLIENTS {
             // Forget clients whose budget is whole again (at most once a second). If all of
             // them are active, let requests through uncounted rather than refuse clients
@@ -161,15 +184,7 @@ impl RateLimits {
                 return Ok(());
             }
         }
-        limit
-            .limiter
-            .check_key(client)
-            .map_err(|not_until| Refused {
-                class,
-                retry_after: not_until.wait_time_from(self.clock.now()),
-                limit: limit.burst,
-                rate: limit.rate,
-            })
+        limit.limiter.check_key(client).map_err(refused)
     }
 }
 
@@ -184,7 +199,7 @@ mod tests {
             rate_limit_burst_secs: 5,
             ..Config::default()
         };
-        let limits = RateLimits::from_config(&config).unwrap();
+        let limits = RateLimits::from_config(&config, 1).unwrap();
         let a = ClientKey::Addr([127, 0, 0, 1].into());
         let b = ClientKey::ApiKey(0);
         for _ in 0..10 {
@@ -193,8 +208,11 @@ mod tests {
         let refused = limits.check(RouteClass::Writes, &a).unwrap_err();
         assert_eq!(refused.limit, 10);
         assert_eq!(refused.retry_after, Duration::from_millis(500));
-        // Other clients and other classes are not affected.
-        limits.check(RouteClass::Writes, &b).unwrap();
+        // Other clients (a key has its own budget) and other classes are not affected.
+        for _ in 0..10 {
+            limits.check(RouteClass::Writes, &b).unwrap();
+        }
+        assert!(limits.check(RouteClass::Writes, &b).is_err());
         limits.check(RouteClass::Reads, &a).unwrap();
         tokio::time::advance(Duration::from_millis(500)).await;
         limits.check(RouteClass::Writes, &a).unwrap();
@@ -207,6 +225,6 @@ mod tests {
             rate_limit_off: true,
             ..Config::default()
         };
-        assert!(RateLimits::from_config(&config).is_none());
+        assert!(RateLimits::from_config(&config, 0).is_none());
     }
 }

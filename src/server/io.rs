@@ -91,6 +91,10 @@ impl<T> EdgeIo<T> {
 
 /// hyper's own answer to an unparsable head, given a JSON body; `None` for anything else.
 pub fn json_error_answer(buf: &[u8]) -> Option<Vec<u8>> {
+    // Cheap exit for every ordinary answer (this runs on each write).
+    if !(buf.starts_with(b"HTTP/1.1 4") || buf.starts_with(b"HTTP/1.1 5")) {
+        return None;
+    }
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&buf[..head_end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -184,6 +188,27 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EdgeIo<T> {
             return Poll::Ready(Ok(buf.len()));
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    /// Vectored, as the socket is: hyper then writes head and body with one `writev`
+    /// instead of copying them together. A head hyper wrote by itself comes first.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let first = bufs.iter().find(|b| !b.is_empty());
+        let maybe_error =
+            first.is_some_and(|b| b.starts_with(b"HTTP/1.1 4") || b.starts_with(b"HTTP/1.1 5"));
+        if maybe_error || self.pending.is_some() {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            return self.poll_write(cx, &joined);
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
