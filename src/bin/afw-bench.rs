@@ -103,6 +103,12 @@ async fn post(addr: &str, path: &str, body: &str) -> std::io::Result<u16> {
 }
 
 /// The unsigned integer that follows `key` in `text`.
+/// A frame that is a stored event (sent as itself, with the server's `seq`), not a notice
+/// or a protocol frame; found by a substring scan, as the frames are not parsed here.
+fn is_event_frame(text: &str) -> bool {
+    text.contains("\"seq\":") && !text.contains("\"subscription_confirmed\"")
+}
+
 fn field_u64(text: &str, key: &str) -> Option<u64> {
     let rest = &text[text.find(key)? + key.len()..];
     let end = rest
@@ -192,7 +198,7 @@ async fn subscriber(
         while let Some(Ok(msg)) = ws.next().await {
             if let Message::Text(t) = msg {
                 let at = Instant::now();
-                if t.as_str().starts_with("{\"type\":\"event\"")
+                if is_event_frame(t.as_str())
                     && let Some(n) = field_u64(t.as_str(), "\"n\":")
                 {
                     let _ = tx.send((n, at));
@@ -427,7 +433,7 @@ async fn fanout(
                         permit.take();
                         ready.fetch_add(1, Ordering::Relaxed);
                     }
-                } else if text.starts_with("{\"type\":\"event\"")
+                } else if is_event_frame(text)
                     && let Some(n) = field_u64(text, "\"n\":")
                 {
                     let _ = tx.send((n as usize, at));

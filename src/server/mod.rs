@@ -67,6 +67,7 @@ pub async fn serve<L>(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let overflow = Arc::new(Semaphore::new(OVERFLOW));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
         let (io, peer) = tokio::select! {
             biased;
@@ -81,13 +82,20 @@ pub async fn serve<L>(
                 let router = router.clone();
                 tasks.spawn(serve_one(io, peer, router, limits, Some(slot), stop));
             }
-            Err(_) => match Arc::clone(&overflow).try_acquire_owned() {
-                Ok(slot) => {
+            Err(_) => {
+                // Once per 10 s at most: a flood of connections must not flood the log.
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|t| now >= t + Duration::from_secs(10)) {
+                    last_warning = Some(now);
                     tracing::warn!(%peer, max = limits.max_connections, "connection cap reached; answering 503");
-                    tasks.spawn(serve_overflow(io, router.clone(), slot));
                 }
-                Err(_) => drop(io),
-            },
+                match Arc::clone(&overflow).try_acquire_owned() {
+                    Ok(slot) => {
+                        tasks.spawn(serve_overflow(io, router.clone(), slot));
+                    }
+                    Err(_) => drop(io),
+                }
+            }
         }
     }
     while tasks.join_next().await.is_some() {}
