@@ -286,6 +286,32 @@ impl Db {
                 );
                 Reply::ok()
             }
+            "INCRBY" if a.len() == 2 => {
+                let Some(by) = int_arg(&a[1]) else {
+                    return Reply::err("ERR value is not an integer or out of range");
+                };
+                let current = match self.live(&a[0]).map(|e| &e.value) {
+                    None => 0,
+                    Some(Value::Str(s)) => match int_arg(s) {
+                        Some(n) => n,
+                        None => return Reply::err("ERR value is not an integer or out of range"),
+                    },
+                    Some(_) => return Reply::wrong_type(),
+                };
+                let Some(next) = current.checked_add(by) else {
+                    return Reply::err("ERR increment or decrement would overflow");
+                };
+                // Like Redis, the key keeps its TTL.
+                let expires = self.live(&a[0]).and_then(|e| e.expires);
+                self.keys.insert(
+                    a[0].clone(),
+                    Entry {
+                        value: Value::Str(next.to_string().into_bytes()),
+                        expires,
+                    },
+                );
+                Reply::Int(next)
+            }
             "DEL" if arity(1) => {
                 let mut n = 0;
                 for k in a {
@@ -564,10 +590,12 @@ impl Db {
                 )
             }
             "PUBLISH" if arity(2) => Reply::Int(self.publish(&a[0], &a[1])),
-            "GET" | "MGET" | "SET" | "DEL" | "EXISTS" | "TYPE" | "PEXPIRE" | "EXPIRE" | "PTTL"
-            | "TTL" | "RPUSH" | "LPUSH" | "LPOP" | "LLEN" | "LINDEX" | "LRANGE" | "LTRIM"
-            | "HSET" | "HGET" | "HDEL" | "HGETALL" | "SADD" | "SCARD" | "SREM" | "SMEMBERS"
-            | "ZADD" | "ZREM" | "ZRANGE" | "ZRANGEBYSCORE" | "PUBLISH" => wrong_args(),
+            "GET" | "MGET" | "SET" | "INCRBY" | "DEL" | "EXISTS" | "TYPE" | "PEXPIRE"
+            | "EXPIRE" | "PTTL" | "TTL" | "RPUSH" | "LPUSH" | "LPOP" | "LLEN" | "LINDEX"
+            | "LRANGE" | "LTRIM" | "HSET" | "HGET" | "HDEL" | "HGETALL" | "SADD" | "SCARD"
+            | "SREM" | "SMEMBERS" | "ZADD" | "ZREM" | "ZRANGE" | "ZRANGEBYSCORE" | "PUBLISH" => {
+                wrong_args()
+            }
             _ => Reply::Error(format!(
                 "ERR unknown command '{}', with args beginning with: ",
                 name.to_ascii_lowercase()

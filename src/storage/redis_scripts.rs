@@ -50,17 +50,18 @@ local i = 13
 local n = tonumber(ARGV[i]); i = i + 1
 local ekey = p .. 'events:' .. sid
 if n > 0 then
-  local bkey = p .. 'bytes:' .. sid
-  local bytes = tonumber(redis.call('GET', bkey) or '0')
+  local len, added = 0, 0
   for _ = 1, n do
-    redis.call('RPUSH', ekey, ARGV[i]); bytes = bytes + #ARGV[i]; i = i + 1
+    len = redis.call('RPUSH', ekey, ARGV[i]); added = added + #ARGV[i]; i = i + 1
   end
-  local len = redis.call('LLEN', ekey)
+  local bkey = p .. 'bytes:' .. sid
+  local bytes = redis.call('INCRBY', bkey, added)
   local cap, budget = tonumber(ARGV[10]), tonumber(ARGV[12])
-  while len > 1 and (len > cap or bytes > budget) do
-    bytes = bytes - #redis.call('LPOP', ekey); len = len - 1
+  local removed = 0
+  while len > 1 and (len > cap or bytes - removed > budget) do
+    removed = removed + #redis.call('LPOP', ekey); len = len - 1
   end
-  redis.call('SET', bkey, bytes)
+  if removed > 0 then redis.call('INCRBY', bkey, -removed) end
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
