@@ -17,7 +17,7 @@ use crate::bridge::BridgeStatus;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::cors::BrowserCorsLayer;
-use crate::guard::Guard;
+use crate::guard::{GateLayer, Guard, Step};
 use crate::model::Timestamp;
 use crate::ports::{Clock, Connector, IdGen};
 use crate::storage::Store;
@@ -186,9 +186,9 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
     // rate, size), not each route: every request passes it, and a per-route layer would
     // be cloned with every route on every request.
     let edge = tower::ServiceBuilder::new()
-        .layer(crate::guard::ScreenLayer(state.clone()))
+        .layer(GateLayer(state.clone(), Step::Screen))
         .layer(BrowserCorsLayer::allowed_origins())
-        .layer(crate::guard::AdmitLayer(state.clone()))
+        .layer(GateLayer(state.clone(), Step::Admit))
         .service(api);
     let router = Router::new().fallback_service(edge);
     Ok(App { state, router })

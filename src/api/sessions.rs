@@ -15,7 +15,7 @@ use super::{
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Chain, LastPrompt, Session, SessionId, SessionStatus, Timestamp};
-use crate::storage::{Cursor, SessionFilter, SessionUpdate};
+use crate::storage::{Cursor, SessionFilter, SessionPage, SessionUpdate};
 
 pub const DEFAULT_LIST_LIMIT: usize = 200;
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -195,21 +195,34 @@ async fn list(
             .transpose()?,
         user: q.user,
         limit,
-        cursor: q
-            .cursor
-            .as_deref()
-            .map(|c| {
-                Cursor::decode(c).ok_or_else(|| {
-                    ApiError::field("query.cursor", "is not a cursor this server issued")
-                })
-            })
-            .transpose()?,
+        cursor: parse_cursor(q.cursor.as_deref())?,
     };
     let page = state.store().list_sessions(filter).await?;
-    // Bounded in bytes as well as items: a page that stops early continues at its cursor.
-    let (texts, all) = serialize_within(&page.sessions, state.config().max_response_bytes)?;
+    page_response(&page, state.config().max_response_bytes, |n| {
+        format!(r#""count":{n}"#)
+    })
+}
+
+/// A `cursor` query parameter, as issued in `nextCursor`.
+pub(super) fn parse_cursor(raw: Option<&str>) -> ApiResult<Option<Cursor>> {
+    raw.map(|c| {
+        Cursor::decode(c)
+            .ok_or_else(|| ApiError::field("query.cursor", "is not a cursor this server issued"))
+    })
+    .transpose()
+}
+
+/// `{<lead>,"sessions":[...],"nextCursor"?}` for a page of sessions, bounded in bytes as well
+/// as items: a page that stops early continues at its cursor. `lead` gets the number of
+/// sessions sent.
+pub(super) fn page_response(
+    page: &SessionPage,
+    max_bytes: usize,
+    lead: impl FnOnce(usize) -> String,
+) -> ApiResult<Response> {
+    let (texts, all) = serialize_within(&page.sessions, max_bytes)?;
     let next_cursor = if all {
-        page.next_cursor
+        page.next_cursor.clone()
     } else {
         page.sessions.get(texts.len() - 1).map(|s| Cursor {
             last_activity: s.last_activity_at,
@@ -217,8 +230,8 @@ async fn list(
         })
     };
     let mut body = format!(
-        r#"{{"count":{},"sessions":{}"#,
-        texts.len(),
+        r#"{{{},"sessions":{}"#,
+        lead(texts.len()),
         json_array(&texts)
     );
     if let Some(c) = next_cursor {

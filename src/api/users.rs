@@ -15,7 +15,7 @@ use super::{ApiQuery, json_array, raw_json, serialize_within};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Session, SessionStatus};
-use crate::storage::{Cursor, SessionFilter};
+use crate::storage::SessionFilter;
 
 /// A user is online when one of their sessions is running and was active this recently.
 pub const ONLINE_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -127,42 +127,16 @@ async fn sessions_of(
     ApiQuery(q): ApiQuery<SessionsQuery>,
 ) -> ApiResult<Response> {
     let limit = checked_limit(q.limit, 200, 1000)?;
-    let cursor = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            Cursor::decode(c).ok_or_else(|| {
-                ApiError::field("query.cursor", "is not a cursor this server issued")
-            })
-        })
-        .transpose()?;
     let page = state
         .store()
         .list_sessions(SessionFilter {
             user: Some(user.clone()),
             limit,
-            cursor,
+            cursor: super::sessions::parse_cursor(q.cursor.as_deref())?,
             ..SessionFilter::default()
         })
         .await?;
-    let (texts, all) = serialize_within(&page.sessions, state.config().max_response_bytes)?;
-    let next = if all {
-        page.next_cursor
-    } else {
-        page.sessions.get(texts.len() - 1).map(|s| Cursor {
-            last_activity: s.last_activity_at,
-            id: s.id.clone(),
-        })
-    };
-    let mut body = format!(
-        r#"{{"user":{},"sessionCount":{},"sessions":{}"#,
-        json!(user),
-        texts.len(),
-        json_array(&texts)
-    );
-    if let Some(c) = next {
-        body.push_str(&format!(r#","nextCursor":{}"#, json!(c.encode())));
-    }
-    body.push('}');
-    Ok(raw_json(StatusCode::OK, body))
+    super::sessions::page_response(&page, state.config().max_response_bytes, |n| {
+        format!(r#""user":{},"sessionCount":{n}"#, json!(user))
+    })
 }

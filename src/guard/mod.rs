@@ -1,12 +1,12 @@
 //! The edge of the HTTP API: who may talk to afw, and how much.
 //!
 //! Three layers wrap the router, in this order:
-//! 1. [`Screen`]: the `Host` rule (DNS rebinding) and the origin allow-list, for every
+//! 1. [`Step::Screen`]: the `Host` rule (DNS rebinding) and the origin allow-list, for every
 //!    request including the WebSocket upgrade and CORS preflights. Requests without
 //!    `Origin` (hooks, the MCP server, curl) are not affected by the allow-list.
 //! 2. CORS headers for allowed browser origins ([`crate::cors`]), so browsers can read
 //!    the answers of the next step too.
-//! 3. [`Admit`]: API keys, rate limits, the announced body size (413 before anything is
+//! 3. [`Step::Admit`]: API keys, rate limits, the announced body size (413 before anything is
 //!    read, so `Expect: 100-continue` never gets a `100`), and a deadline on reading the body.
 //!
 //! `/health` and `/ready` need no key and are not rate limited (load balancers and probes
@@ -168,32 +168,39 @@ fn screen(guard: &Guard, req: &Request) -> Result<(), ApiError> {
 
 type Answer<F> = Either<std::future::Ready<Result<Response, Infallible>>, F>;
 
-fn refuse<F>(e: ApiError) -> Answer<F> {
-    Either::Left(std::future::ready(Ok(e.into_response())))
+/// Which step a [`Gate`] runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Step {
+    /// Step 1: [`screen`].
+    Screen,
+    /// Step 3: [`check`], then the body deadline.
+    Admit,
 }
 
-/// The layer of step 1 ([`screen`]). Hand-written services (not `from_fn`): they run on
-/// every request, and answer without boxing a future or cloning the inner service.
+/// The layer of one step. Hand-written services (not `from_fn`): they run on every
+/// request, and answer without boxing a future or cloning the inner service.
 #[derive(Clone)]
-pub struct ScreenLayer(pub AppState);
+pub struct GateLayer(pub AppState, pub Step);
 
-impl<S> Layer<S> for ScreenLayer {
-    type Service = Screen<S>;
-    fn layer(&self, inner: S) -> Screen<S> {
-        Screen {
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
             state: self.0.clone(),
+            step: self.1,
             inner,
         }
     }
 }
 
 #[derive(Clone)]
-pub struct Screen<S> {
+pub struct Gate<S> {
     state: AppState,
+    step: Step,
     inner: S,
 }
 
-impl<S> Service<Request> for Screen<S>
+impl<S> Service<Request> for Gate<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -206,52 +213,16 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        match screen(&self.state.shared().guard, &req) {
-            Ok(()) => Either::Right(self.inner.call(req)),
-            Err(e) => refuse(e),
-        }
-    }
-}
-
-/// The layer of step 3 ([`check`], then the body deadline).
-#[derive(Clone)]
-pub struct AdmitLayer(pub AppState);
-
-impl<S> Layer<S> for AdmitLayer {
-    type Service = Admit<S>;
-    fn layer(&self, inner: S) -> Admit<S> {
-        Admit {
-            state: self.0.clone(),
-            inner,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Admit<S> {
-    state: AppState,
-    inner: S,
-}
-
-impl<S> Service<Request> for Admit<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Answer<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        match check(&self.state, &req) {
-            Ok(()) => {
-                let timeout = self.state.shared().guard.body_timeout;
-                Either::Right(self.inner.call(with_body_deadline(req, timeout)))
+        let guard = &self.state.shared().guard;
+        let verdict = match self.step {
+            Step::Screen => screen(guard, &req).map(|()| req),
+            Step::Admit => {
+                check(&self.state, &req).map(|()| with_body_deadline(req, guard.body_timeout))
             }
-            Err(e) => refuse(e),
+        };
+        match verdict {
+            Ok(req) => Either::Right(self.inner.call(req)),
+            Err(e) => Either::Left(std::future::ready(Ok(e.into_response()))),
         }
     }
 }
