@@ -502,3 +502,96 @@ async fn the_start_line_says_whether_auth_is_on_and_hides_the_key() {
         assert!(!line.contains("sekrit"), "{line}");
     }
 }
+
+/// Starts the `afw` binary through `sh` (for `ulimit`) and returns it with its first
+/// log lines up to the start line.
+async fn start_binary(
+    shell_prefix: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{shell_prefix} exec {}", env!("CARGO_BIN_EXE_afw")))
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("AFW_API_KEY")
+        .env_remove("AFW_API_KEYS")
+        .env_remove("REDIS_URL")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("listening on");
+            seen.push(line);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("afw started");
+    (child, seen)
+}
+
+#[tokio::test]
+async fn beyond_loopback_without_a_key_is_a_warning_at_start() {
+    let (mut child, lines) = start_binary("", &[("HOST", "0.0.0.0")]).await;
+    child.kill().await.unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("without an API key")),
+        "{lines:#?}"
+    );
+    let (mut child, lines) = start_binary("", &[("HOST", "0.0.0.0"), ("AFW_API_KEY", "k")]).await;
+    child.kill().await.unwrap();
+    assert!(
+        !lines.iter().any(|l| l.contains("without an API key")),
+        "{lines:#?}"
+    );
+    let (mut child, lines) = start_binary("", &[("AFW_CORS_ORIGINS", "*")]).await;
+    child.kill().await.unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("AFW_CORS_ORIGINS=*")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit_at_start() {
+    let hard = rlimit_hard();
+    if hard <= 512 {
+        return; // Nothing to raise on this machine.
+    }
+    let (mut child, _) = start_binary("ulimit -Sn 256;", &[("HOST", "127.0.0.1")]).await;
+    let pid = child.id().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    child.kill().await.unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert_eq!(soft, hard, "{line}");
+}
+
+fn rlimit_hard() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace()
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap_or(u64::MAX)
+}
