@@ -147,6 +147,8 @@ struct LinkState {
     failures: u32,
     /// No dial before this instant (requests fail fast meanwhile).
     retry_at: Option<tokio::time::Instant>,
+    /// When a refusal (OOM, BUSY, ...) was last logged: at most one line per 10 s.
+    refusal_logged: Option<tokio::time::Instant>,
 }
 
 /// One multiplexed connection, redialled on failure.
@@ -304,6 +306,19 @@ impl RedisLink {
         }
     }
 
+    fn log_refusal(&self, code: &str, e: &redis::RedisError) {
+        let now = tokio::time::Instant::now();
+        let mut state = lock(&self.state);
+        if state
+            .refusal_logged
+            .is_none_or(|t| now >= t + Duration::from_secs(10))
+        {
+            state.refusal_logged = Some(now);
+            drop(state);
+            tracing::warn!(code, error = %e, "redis refuses commands (answering 503)");
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         lock(&self.state).conn.is_some()
     }
@@ -339,7 +354,7 @@ impl RedisLink {
             }
             Ok(Err(e)) => match refusal(&e) {
                 Some(code) => {
-                    tracing::warn!(code, error = %e, "redis refuses commands");
+                    self.log_refusal(code, &e);
                     Err(StoreError::Unavailable(format!(
                         "redis refuses commands ({code})"
                     )))

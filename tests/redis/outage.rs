@@ -342,3 +342,51 @@ async fn a_full_redis_is_a_503_with_retry_after_and_degrades_health() {
     assert_eq!(app.get("/health").await.body["status"], "ok");
     assert_eq!(app.get("/ready").await.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_or_busy_redis_is_a_503_too() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    app.event(event("session:started", "s", json!({"cwd": "/w"})))
+        .await;
+    // A replica (of a master that is not there) refuses writes with READONLY.
+    redis.cli(&["REPLICAOF", "127.0.0.1", "1"]);
+    let res = app
+        .post("/api/events", event("file:created", "s", json!({})))
+        .await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
+    assert_eq!(res.headers["retry-after"], "1");
+    let health = app.get("/health").await.body;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(
+        app.get("/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    redis.cli(&["REPLICAOF", "NO", "ONE"]);
+    wait_healthy(&app).await;
+
+    // A script that runs too long: Redis answers everything else with BUSY.
+    redis.cli(&["CONFIG", "SET", "busy-reply-threshold", "100"]);
+    let port = redis.url().rsplit(':').next().unwrap().to_owned();
+    let mut busy = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &port,
+            "EVAL",
+            "local t = redis.call('TIME')[1] + 3 while tonumber(redis.call('TIME')[1]) < t do end",
+            "0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let res = app
+        .post("/api/events", event("file:created", "s", json!({})))
+        .await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
+    assert_eq!(res.headers["retry-after"], "1");
+    redis.cli(&["SCRIPT", "KILL"]);
+    let _ = busy.wait();
+    wait_healthy(&app).await;
+    app.event(event("file:created", "s", json!({}))).await;
+}
