@@ -1,4 +1,4 @@
-//! Deriving sessions and chains from events (spec §2, "Events").
+//! Deriving sessions and chains from events (contract §2, "Events").
 //!
 //! Pure functions over a session and its chains: a storage backend calls [`apply_event`]
 //! inside the same atomic step that stores the event, so a reader never sees an event

@@ -1,6 +1,6 @@
 //! Errors of the HTTP layer and their one mapping to responses.
 //!
-//! Every error leaves as JSON `{"error": "<sentence>", ...details}` with the status of spec §0.
+//! Every error leaves as JSON `{"error": "<sentence>", ...details}` with the status of contract §0.
 //! Storage errors ([`crate::storage::StoreError`]) are converted here, once; no handler builds
 //! an error response by hand.
 

@@ -5,6 +5,8 @@
 //!
 //! The service is assembled by [`app::build`] from injected [`ports`] (clock, ids) and a
 //! [`storage::Store`], so the same routes run in production, in tests and in simulation.
+//!
+//! "contract §N" in comments names a section of `docs/contract.md`.
 
 pub mod api;
 pub mod app;

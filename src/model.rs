@@ -1,4 +1,4 @@
-//! The data model: the wire types of spec §1 and the few newtypes the core passes around.
+//! The data model: the wire types of contract §1 and the few newtypes the core passes around.
 //!
 //! Field names here are wire names (camelCase through serde). This module only describes and
 //! validates data; it does not store, derive or broadcast anything.
@@ -383,7 +383,7 @@ pub fn is_step_number(v: &serde_json::Value) -> bool {
 }
 
 impl EventType {
-    /// Whether this event's WebSocket frame carries the session as `data` (spec §3): the
+    /// Whether this event's WebSocket frame carries the session as `data` (contract §3): the
     /// dashboard's session lists read it from `session:started` and `session:ended`.
     pub fn carries_session(self) -> bool {
         matches!(self, Self::SessionStarted | Self::SessionEnded)
@@ -503,7 +503,7 @@ pub struct Command {
 }
 
 /// The wire form of a command. The duplicated fields exist because the three real readers
-/// each read a different subset (spec §1).
+/// each read a different subset (contract §1).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandWire<'a> {

@@ -1,4 +1,4 @@
-//! The WebSocket endpoint `/ws` (spec §3): subscriptions, resume, input, heartbeat, limits.
+//! The WebSocket endpoint `/ws` (contract §3): subscriptions, resume, input, heartbeat, limits.
 //!
 //! One task per client owns its socket. It receives stored events and notices from the
 //! [`Bus`](crate::bus::Bus) through a bounded inbox and keeps, per subscribed session, the

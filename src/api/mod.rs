@@ -1,4 +1,4 @@
-//! The HTTP API of spec §2: one module per resource, each exposing `router()`.
+//! The HTTP API of contract §2: one module per resource, each exposing `router()`.
 //!
 //! This module owns the request plumbing every resource shares: extractors that turn every
 //! malformed request into a JSON error (415 wrong content type, 413 too large, 400 bad JSON

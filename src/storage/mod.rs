@@ -1,6 +1,6 @@
 //! The storage port: everything the service keeps, behind one trait.
 //!
-//! Each method is one atomic operation with the semantics of spec §2 and §4, so that a
+//! Each method is one atomic operation with the semantics of contract §2 and §4, so that a
 //! backend shared by several instances (Redis) can implement it without read-modify-write
 //! races. A backend also owns the change feed: it hands every stored event, in `seq` order,
 //! to the local [`crate::bus::Bus`] (and, for Redis, to the other instances), and wakes input

@@ -575,7 +575,7 @@ fn command_from_hash(fields: &BTreeMap<String, Vec<u8>>) -> Result<Command, Stor
     })
 }
 
-/// The Pub/Sub message of a stored event (spec §4), carrying the event verbatim, and for
+/// The Pub/Sub message of a stored event (contract §4), carrying the event verbatim, and for
 /// the event types whose frames carry it, the session after the event as `data`.
 pub fn event_message(
     sid: &SessionId,

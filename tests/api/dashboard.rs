@@ -1,4 +1,4 @@
-//! afw's WebSocket frames fed to a model of the real dashboard's rules (spec §3, §7).
+//! afw's WebSocket frames fed to a model of the real dashboard's rules (contract §3, §7).
 //!
 //! The dashboard's socket layer (`useWebSocket.handleMessage`) skips
 //! `subscription_confirmed`, `pong` and `error`, drops every other frame that lacks a

@@ -3,6 +3,7 @@
 mod commands;
 mod connections;
 mod dashboard;
+mod docs_links;
 mod errors;
 mod events;
 mod helpers;

@@ -1,4 +1,4 @@
-//! The real clients' calls of spec §7, replayed in the order a Claude Code session makes
+//! The real clients' calls of contract §7, replayed in the order a Claude Code session makes
 //! them, asserting exactly the fields those clients read.
 
 use std::sync::Arc;

@@ -22,7 +22,7 @@ async fn subscribers_receive_each_event_as_itself_in_order() {
         .await;
     app.event(event("file:created", "other", json!({}))).await;
     let first = ws.next_json().await;
-    // The frame is the stored event itself (spec §3), plus the session as `data`.
+    // The frame is the stored event itself (contract §3), plus the session as `data`.
     assert_eq!(first["type"], "session:started");
     assert_eq!(first["sessionId"], "s");
     assert_eq!(first["seq"], 1);
