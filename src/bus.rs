@@ -8,6 +8,7 @@
 //! letting memory grow. De-duplication and gap repair by `seq` happen per client in
 //! [`crate::ws`], so a publisher may deliver an event more than once.
 
+use crate::sync::{read, write};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -110,7 +111,7 @@ impl Bus {
     }
 
     pub fn subscribe(&self, session_id: &SessionId, inbox: &Arc<Inbox>) {
-        let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        let mut subs = write(&self.subscribers);
         let list = subs.entry(session_id.clone()).or_default();
         if !list.iter().any(|i| i.id == inbox.id) {
             list.push(Arc::clone(inbox));
@@ -119,7 +120,7 @@ impl Bus {
     }
 
     pub fn unsubscribe(&self, session_id: &SessionId, inbox_id: u64) {
-        let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        let mut subs = write(&self.subscribers);
         if let Some(list) = subs.get_mut(session_id) {
             let before = list.len();
             list.retain(|i| i.id != inbox_id);
@@ -137,7 +138,7 @@ impl Bus {
     }
 
     pub fn has_subscribers(&self, session_id: &SessionId) -> bool {
-        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let subs = read(&self.subscribers);
         subs.contains_key(session_id)
     }
 
@@ -154,7 +155,7 @@ impl Bus {
         if self.subscriptions.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let subs = read(&self.subscribers);
         let Some(list) = subs.get(session_id) else {
             return;
         };
@@ -181,7 +182,7 @@ impl Bus {
         if self.subscriptions.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let subs = read(&self.subscribers);
         let Some(list) = subs.get(session_id) else {
             return;
         };
@@ -201,7 +202,7 @@ impl Bus {
         for waker in &self.input_wakers {
             waker.notify_waiters();
         }
-        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let subs = read(&self.subscribers);
         for (session_id, list) in subs.iter() {
             for inbox in list {
                 inbox.deliver(Outbound::Resync {

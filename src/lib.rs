@@ -22,5 +22,6 @@ pub mod model;
 pub mod ports;
 pub mod server;
 pub mod storage;
+mod sync;
 pub mod tls;
 pub mod ws;

@@ -485,6 +485,27 @@ pub enum CommandStatus {
     Expired,
 }
 
+impl CommandStatus {
+    /// The wire name (`pending`, `delivered`, ...), from the serde derive: one spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Acked => "acked",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Parses a wire name through the serde derive; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        use serde::de::IntoDeserializer;
+        let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            s.into_deserializer();
+        Self::deserialize(de).ok()
+    }
+}
+
 /// A command as stored; [`Command::wire`] gives the shape every reader expects.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
@@ -574,6 +595,18 @@ pub struct InputItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_status_names_are_the_serde_names() {
+        use CommandStatus::*;
+        for status in [Pending, Delivered, Acked, Failed, Expired] {
+            let serde_name = serde_json::to_value(status).unwrap();
+            assert_eq!(serde_name, status.as_str());
+            assert_eq!(CommandStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(CommandStatus::parse("done"), None);
+        assert_eq!(CommandStatus::parse("Pending"), None);
+    }
 
     #[test]
     fn timestamps_round_trip_with_millisecond_precision() {

@@ -7,6 +7,7 @@
 //! [`crate::storage::Store`]. Nothing in this module may read the OS clock or OS randomness
 //! except the production adapters named as such.
 
+use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -83,7 +84,7 @@ impl IdGen {
     pub fn next_u64(&self) -> u64 {
         // A poisoned lock only means another thread panicked mid-draw; the RNG state is
         // still a valid RNG state, so keep going.
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rng = lock(&self.rng);
         rng.next_u64()
     }
 

@@ -8,6 +8,7 @@
 //! error status and `content-length: 0` can only be hyper's, and is rewritten. This module
 //! must not parse requests or decide anything about them.
 
+use crate::sync::lock;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,12 +39,12 @@ impl Activity {
     }
 
     fn update(&self, f: impl FnOnce(Phase) -> Phase) {
-        let mut phase = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut phase = lock(&self.0);
         *phase = f(*phase);
     }
 
     pub fn phase(&self) -> Phase {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.0)
     }
 
     fn bytes_read(&self) {

@@ -20,9 +20,10 @@
 //!
 //! Lock order: sessions map → slot → indexes → expiry set. Never the reverse.
 
+use crate::sync::{lock, read, write};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -139,12 +140,6 @@ impl std::fmt::Debug for dyn Clock {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Poisoning means a panic elsewhere; the data is still consistent per operation
-    // because every mutation completes before any call that could panic.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
     Box::pin(std::future::ready(r))
 }
@@ -182,11 +177,11 @@ impl Inner {
     }
 
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SessionId, SlotRef>> {
-        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+        read(&self.sessions)
     }
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SessionId, SlotRef>> {
-        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+        write(&self.sessions)
     }
 
     fn schedule(&self, deadline: u64, id: &SessionId) {
@@ -345,7 +340,7 @@ impl Inner {
     fn unindex_slot(&self, slot: &Slot) {
         self.event_bytes.fetch_sub(slot.bytes, Ordering::Relaxed);
         {
-            let mut chains = self.chain_index.write().unwrap_or_else(|e| e.into_inner());
+            let mut chains = write(&self.chain_index);
             for chain in &slot.chains {
                 chains.remove(&chain.id);
             }
@@ -356,15 +351,12 @@ impl Inner {
     }
 
     fn unindex_command(&self, id: &str) {
-        let mut idx = self
-            .command_index
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut idx = write(&self.command_index);
         idx.remove(id);
     }
 
     fn command_session(&self, command_id: &str) -> Option<SessionId> {
-        let idx = self.command_index.read().unwrap_or_else(|e| e.into_inner());
+        let idx = read(&self.command_index);
         idx.get(command_id).cloned()
     }
 
@@ -554,11 +546,7 @@ impl Store for MemoryStore {
 
     fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>> {
         let session = {
-            let idx = self
-                .inner
-                .chain_index
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
+            let idx = read(&self.inner.chain_index);
             idx.get(chain_id).cloned()
         };
         let chain = session.and_then(|sid| {
@@ -595,7 +583,7 @@ impl Store for MemoryStore {
                         Timestamp(now),
                     );
                     if let Some(chain_id) = effects.chain_compiled {
-                        let mut idx = inner.chain_index.write().unwrap_or_else(|e| e.into_inner());
+                        let mut idx = write(&inner.chain_index);
                         idx.insert(chain_id, session.clone());
                     }
                     let stored = StoredEvent {
@@ -737,10 +725,7 @@ impl Store for MemoryStore {
                 }
             }
             slot.touch(now, &limits);
-            let mut idx = inner
-                .command_index
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut idx = write(&inner.command_index);
             idx.insert(id.clone(), session.clone());
             drop(idx);
             Ok(slot.deadline())

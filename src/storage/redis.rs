@@ -27,6 +27,7 @@
 //! with bounded timeouts. While Redis is unreachable every operation fails fast with
 //! [`StoreError::Unavailable`]; redials back off with jitter from the injected [`IdGen`].
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,10 +161,6 @@ pub struct RedisLink {
     state: Mutex<LinkState>,
     /// One dial at a time.
     dialing: tokio::sync::Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn is_connection_error(e: &redis::RedisError) -> bool {
@@ -553,13 +550,10 @@ fn command_from_hash(fields: &BTreeMap<String, Vec<u8>>) -> Result<Command, Stor
     let text = |k: &str| fields.get(k).and_then(|v| std::str::from_utf8(v).ok());
     let ms = |k: &str| text(k).and_then(|v| v.parse::<u64>().ok()).map(Timestamp);
     let json_field = |k: &str| text(k).and_then(|v| serde_json::from_str::<Value>(v).ok());
-    let status = match text("status") {
-        Some("delivered") => CommandStatus::Delivered,
-        Some("acked") => CommandStatus::Acked,
-        Some("failed") => CommandStatus::Failed,
-        Some("expired") => CommandStatus::Expired,
-        _ => CommandStatus::Pending,
-    };
+    // An unknown or missing status is stored data afw did not write: an error, not `pending`.
+    let status = text("status")
+        .and_then(CommandStatus::parse)
+        .ok_or_else(|| StoreError::Corrupt(format!("command status {:?}", text("status"))))?;
     Ok(Command {
         id: record.id,
         session_id: record.session_id,
@@ -1310,10 +1304,7 @@ impl Store for RedisStore {
         error: Option<Value>,
     ) -> StoreFuture<'a, Option<Command>> {
         Box::pin(async move {
-            let status = match super::ack_status(error.as_ref()) {
-                CommandStatus::Failed => "failed",
-                _ => "acked",
-            };
+            let status = super::ack_status(error.as_ref()).as_str();
             let mut inv = self.scripts.ack.prepare_invoke();
             inv.arg(&self.prefix)
                 .arg(command_id)

@@ -343,3 +343,18 @@ async fn rediss_urls_connect_over_verified_tls() {
         .await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_stored_command_status_is_an_error_not_pending() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    app.start_session("s").await;
+    let id = app.queue_command("s", json!({"type": "pause"})).await;
+    redis.cli(&["HSET", &format!("afw:command:{id}"), "status", "weird"]);
+    let res = app.get(&format!("/api/commands/{id}")).await;
+    assert_eq!(res.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        res.body["error"], "Internal server error",
+        "no stored text leaks"
+    );
+}
