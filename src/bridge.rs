@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::bus::Bus;
-use crate::model::{EventType, SessionId, StoredEvent, Timestamp};
+use crate::model::{EventType, Notice, SessionId, StoredEvent, Timestamp};
 use crate::storage::redis::RedisLink;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -82,7 +82,7 @@ pub fn dispatch(bus: &Bus, payload: &[u8]) {
         };
         let data = msg.data.map(|d| d.get().to_owned());
         bus.publish_event(&msg.session_id, &stored, || data);
-    } else if let Some(notice) = msg.notice {
+    } else if let Some(notice) = msg.notice.and_then(Notice::parse) {
         let fields = msg.payload.unwrap_or_default();
         bus.publish_notice(
             &msg.session_id,
@@ -90,7 +90,7 @@ pub fn dispatch(bus: &Bus, payload: &[u8]) {
             &fields,
             timestamp.unwrap_or_default(),
         );
-        if notice == "input:queued" {
+        if notice == Notice::InputQueued {
             bus.input_queued(&msg.session_id);
         }
     }

@@ -18,7 +18,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
-use crate::model::{SessionId, StoredEvent, Timestamp};
+use crate::model::{Notice, SessionId, StoredEvent, Timestamp};
 
 /// What a client's connection task receives.
 #[derive(Debug, Clone)]
@@ -41,9 +41,6 @@ pub enum Outbound {
         resets: bool,
     },
 }
-
-/// The notice after which a session's sequence starts over.
-pub const SESSION_DELETED: &str = "session:deleted";
 
 /// The receiving side of one WebSocket client, as the bus sees it.
 #[derive(Debug)]
@@ -175,7 +172,7 @@ impl Bus {
     pub fn publish_notice(
         &self,
         session_id: &SessionId,
-        kind: &str,
+        kind: Notice,
         fields: &Map<String, Value>,
         now: Timestamp,
     ) {
@@ -191,7 +188,7 @@ impl Bus {
             inbox.deliver(Outbound::Notice {
                 session_id: session_id.clone(),
                 frame: frame.clone(),
-                resets: kind == SESSION_DELETED,
+                resets: kind == Notice::SessionDeleted,
             });
         }
     }
@@ -252,12 +249,12 @@ fn with_data(event: &[u8], data: &str) -> Utf8Bytes {
 /// fields win over a field of the same name.
 pub fn notice_frame(
     session_id: &SessionId,
-    kind: &str,
+    kind: Notice,
     fields: &Map<String, Value>,
     now: Timestamp,
 ) -> Utf8Bytes {
     let mut frame = Map::with_capacity(fields.len() + 3);
-    frame.insert("type".into(), Value::from(kind));
+    frame.insert("type".into(), Value::from(kind.as_str()));
     frame.insert("sessionId".into(), Value::from(session_id.as_str()));
     frame.insert("timestamp".into(), Value::from(now.to_rfc3339()));
     for (k, v) in fields {
@@ -321,7 +318,7 @@ mod tests {
         let mut fields = Map::new();
         fields.insert("queueLength".into(), Value::from(3));
         fields.insert("type".into(), Value::from("spoofed"));
-        let frame = notice_frame(&sid, "input:queued", &fields, Timestamp(0));
+        let frame = notice_frame(&sid, Notice::InputQueued, &fields, Timestamp(0));
         let v: Value = serde_json::from_str(frame.as_str()).unwrap();
         assert_eq!(v["type"], "input:queued");
         assert_eq!(v["sessionId"], "s1");

@@ -371,6 +371,48 @@ event_types! {
     WarningOccurred => "warning:occurred",
 }
 
+/// The notifications that are not stored events (contract §3): sent flat, without `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    #[serde(rename = "command:queued")]
+    CommandQueued,
+    #[serde(rename = "input:queued")]
+    InputQueued,
+    #[serde(rename = "session:updated")]
+    SessionUpdated,
+    #[serde(rename = "awaiting")]
+    Awaiting,
+    /// The session's history was removed (deleted or evicted): a recreated session starts
+    /// again at `seq` 1, so subscribers' cursors start over too.
+    #[serde(rename = "session:deleted")]
+    SessionDeleted,
+}
+
+impl Notice {
+    pub const ALL: [Notice; 5] = [
+        Self::CommandQueued,
+        Self::InputQueued,
+        Self::SessionUpdated,
+        Self::Awaiting,
+        Self::SessionDeleted,
+    ];
+
+    /// The frame's `type` (the serde name; a test holds the two together).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CommandQueued => "command:queued",
+            Self::InputQueued => "input:queued",
+            Self::SessionUpdated => "session:updated",
+            Self::Awaiting => "awaiting",
+            Self::SessionDeleted => "session:deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.as_str() == s)
+    }
+}
+
 /// The largest `stepNumber` a chain step, a step event or a command may name.
 pub const MAX_STEP_NUMBER: u64 = 10_000;
 /// The rule for `stepNumber`, in the API's words.
@@ -595,6 +637,15 @@ pub struct InputItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notice_names_are_the_serde_names() {
+        for notice in Notice::ALL {
+            assert_eq!(serde_json::to_value(notice).unwrap(), notice.as_str());
+            assert_eq!(Notice::parse(notice.as_str()), Some(notice));
+        }
+        assert_eq!(Notice::parse("event"), None);
+    }
 
     #[test]
     fn command_status_names_are_the_serde_names() {

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Command, CommandStatus, CommandType};
+use crate::model::{Command, CommandStatus, CommandType, Notice};
 
 /// Longest lease a poller may ask for (it is also bounded by the queue TTL).
 pub const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
@@ -97,7 +97,9 @@ async fn queue(
     let command = store.push_command(command).await?;
     let mut notice = Map::new();
     notice.insert("command".into(), json!(command));
-    store.publish_notice(&sid, "command:queued", notice).await?;
+    store
+        .publish_notice(&sid, Notice::CommandQueued, notice)
+        .await?;
     Ok(json(
         StatusCode::CREATED,
         &json!({

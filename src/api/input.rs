@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiJson, ApiQuery, json, session_id};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{InputItem, SessionId};
+use crate::model::{InputItem, Notice, SessionId};
 
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -87,7 +87,9 @@ pub async fn queue_input(
     let mut notice = Map::new();
     notice.insert("inputId".into(), Value::from(item_id));
     notice.insert("queueLength".into(), Value::from(queued));
-    store.publish_notice(sid, "input:queued", notice).await?;
+    store
+        .publish_notice(sid, Notice::InputQueued, notice)
+        .await?;
     Ok(queued)
 }
 

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Chain, LastPrompt, Session, SessionId, SessionStatus, Timestamp};
+use crate::model::{Chain, LastPrompt, Notice, Session, SessionId, SessionStatus, Timestamp};
 use crate::storage::{Cursor, SessionFilter, SessionPage, SessionUpdate};
 
 pub const DEFAULT_LIST_LIMIT: usize = 200;
@@ -315,7 +315,7 @@ async fn update(
         serde_json::to_value(&session).unwrap_or(Value::Null),
     );
     store
-        .publish_notice(&id, "session:updated", payload)
+        .publish_notice(&id, Notice::SessionUpdated, payload)
         .await?;
     Ok(json(StatusCode::OK, &session))
 }
@@ -326,7 +326,7 @@ async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     if store.delete_session(&id).await? {
         // Subscribers' cursors start over: a recreated session counts from seq 1 again.
         if let Err(e) = store
-            .publish_notice(&id, crate::bus::SESSION_DELETED, Map::new())
+            .publish_notice(&id, Notice::SessionDeleted, Map::new())
             .await
         {
             tracing::warn!(session = %id, error = %e, "session deleted, but the notice was not sent");
@@ -394,7 +394,7 @@ async fn awaiting(
     payload.insert("promptType".into(), json!(body.prompt_type));
     payload.insert("promptText".into(), json!(body.prompt_text));
     payload.insert("quickResponses".into(), json!(body.quick_responses));
-    store.publish_notice(&id, "awaiting", payload).await?;
+    store.publish_notice(&id, Notice::Awaiting, payload).await?;
     Ok(json(
         StatusCode::OK,
         &json!({

@@ -36,7 +36,7 @@ use super::{
 use crate::bus::Bus;
 use crate::derive;
 use crate::model::{
-    Chain, Command, CommandStatus, InputItem, LastPrompt, NewEvent, Session, SessionId,
+    Chain, Command, CommandStatus, InputItem, LastPrompt, NewEvent, Notice, Session, SessionId,
     StoredEvent, Timestamp,
 };
 use crate::ports::Clock;
@@ -315,12 +315,8 @@ impl Inner {
             tracing::info!(session = %id, "session evicted from memory storage (AFW_MAX_SESSIONS or AFW_MEMORY_BUDGET_BYTES)");
             let mut fields = Map::new();
             fields.insert("reason".into(), Value::from("evicted"));
-            self.bus.publish_notice(
-                &id,
-                crate::bus::SESSION_DELETED,
-                &fields,
-                Timestamp(self.now()),
-            );
+            self.bus
+                .publish_notice(&id, Notice::SessionDeleted, &fields, Timestamp(self.now()));
         }
     }
 
@@ -817,7 +813,7 @@ impl Store for MemoryStore {
     fn publish_notice<'a>(
         &'a self,
         session: &'a SessionId,
-        kind: &'a str,
+        kind: Notice,
         payload: Map<String, Value>,
     ) -> StoreFuture<'a, ()> {
         let now = Timestamp(self.inner.now());

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Chain, Command, ConversationState, InputItem, LastPrompt, NewEvent, Session, SessionId,
+    Chain, Command, ConversationState, InputItem, LastPrompt, NewEvent, Notice, Session, SessionId,
     SessionStatus, StoredEvent, Timestamp,
 };
 
@@ -339,7 +339,7 @@ pub trait Store: Send + Sync + 'static {
     fn publish_notice<'a>(
         &'a self,
         session: &'a SessionId,
-        kind: &'a str,
+        kind: Notice,
         payload: Map<String, Value>,
     ) -> StoreFuture<'a, ()>;
 }

@@ -44,7 +44,7 @@ use super::{
 };
 use crate::derive;
 use crate::model::{
-    Chain, Command, CommandStatus, CommandType, EventType, InputItem, LastPrompt, NewEvent,
+    Chain, Command, CommandStatus, CommandType, EventType, InputItem, LastPrompt, NewEvent, Notice,
     Session, SessionId, StoredEvent, Timestamp,
 };
 use crate::ports::{Clock, Connector, IdGen};
@@ -1333,7 +1333,7 @@ impl Store for RedisStore {
     fn publish_notice<'a>(
         &'a self,
         session: &'a SessionId,
-        kind: &'a str,
+        kind: Notice,
         payload: Map<String, Value>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
