@@ -11,6 +11,7 @@
 
 pub mod memory;
 pub mod redis;
+mod redis_keys;
 mod redis_scripts;
 
 use std::future::Future;

@@ -37,6 +37,7 @@ use redis::{AsyncConnectionConfig, RedisConnectionInfo, Script, Value as RValue}
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::redis_keys::Keys;
 use super::redis_scripts as scripts;
 use super::{
     EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
@@ -446,7 +447,7 @@ struct PendingAppend {
 
 pub struct RedisCore {
     link: Arc<RedisLink>,
-    prefix: String,
+    keys: Keys,
     channel: String,
     /// Written (with a short TTL) by each health check: PING alone answers while Redis
     /// refuses writes.
@@ -618,11 +619,12 @@ impl RedisCore {
         limits: StoreLimits,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let keys = Keys::new(prefix);
         Self {
             link,
-            prefix: prefix.to_owned(),
-            channel: format!("{prefix}events"),
-            health_key: format!("{prefix}health:{instance_id}"),
+            channel: keys.channel(),
+            health_key: keys.health(instance_id),
+            keys,
             instance_id: instance_id.to_owned(),
             limits,
             clock,
@@ -633,13 +635,13 @@ impl RedisCore {
             groups: Mutex::new(BTreeMap::new()),
             scripts: Scripts {
                 commit: Script::new(&scripts::commit()),
-                load: Script::new(scripts::LOAD),
-                read: Script::new(scripts::READ),
+                load: Script::new(&scripts::load()),
+                read: Script::new(&scripts::read()),
                 push_input: Script::new(&scripts::push_input()),
                 push_command: Script::new(&scripts::push_command()),
                 claim: Script::new(&scripts::claim()),
-                ack: Script::new(scripts::ACK),
-                delete: Script::new(scripts::DELETE),
+                ack: Script::new(&scripts::ack()),
+                delete: Script::new(&scripts::delete()),
             },
         }
     }
@@ -687,7 +689,7 @@ impl RedisCore {
     /// The session as stored, with its chains, or `None`.
     async fn load(&self, sid: &SessionId) -> Result<Option<Cached>, StoreError> {
         let mut inv = self.scripts.load.prepare_invoke();
-        inv.arg(&self.prefix).arg(sid.as_str());
+        inv.arg(self.keys.prefix()).arg(sid.as_str());
         let items: Vec<RValue> = self.link.invoke(&inv).await?;
         let Some(json) = items.first().and_then(bulk) else {
             self.remember(sid, None);
@@ -718,7 +720,7 @@ impl RedisCore {
     ) -> Result<CommitOutcome, StoreError> {
         let new_json = to_json(session);
         let mut inv = self.scripts.commit.prepare_invoke();
-        inv.arg(&self.prefix)
+        inv.arg(self.keys.prefix())
             .arg(sid.as_str())
             .arg(self.limits.session_ttl_ms)
             .arg(self.limits.queue_ttl_ms)
@@ -1014,7 +1016,7 @@ impl Store for RedisStore {
     }
 
     fn get_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Session>> {
-        Box::pin(self.get_json("session", format!("{}sessions:{id}", self.prefix)))
+        Box::pin(self.get_json("session", self.keys.session(id.as_str())))
     }
 
     fn update_session<'a>(
@@ -1032,7 +1034,7 @@ impl Store for RedisStore {
     fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut inv = self.scripts.delete.prepare_invoke();
-            inv.arg(&self.prefix).arg(id.as_str());
+            inv.arg(self.keys.prefix()).arg(id.as_str());
             let existed: i64 = self.link.invoke(&inv).await?;
             self.remember(id, None);
             Ok(existed == 1)
@@ -1041,7 +1043,7 @@ impl Store for RedisStore {
 
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage> {
         Box::pin(async move {
-            let index = format!("{}index:sessions", self.prefix);
+            let index = self.keys.index();
             let ids: Vec<String> = self
                 .link
                 .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
@@ -1051,7 +1053,7 @@ impl Store for RedisStore {
             for chunk in ids.chunks(500) {
                 let keys: Vec<String> = chunk
                     .iter()
-                    .map(|id| format!("{}sessions:{id}", self.prefix))
+                    .map(|id| self.keys.session(id.as_str()))
                     .collect();
                 let raws: Vec<Option<Vec<u8>>> =
                     self.link.query(redis::cmd("MGET").arg(&keys)).await?;
@@ -1091,7 +1093,7 @@ impl Store for RedisStore {
     }
 
     fn chain<'a>(&'a self, chain_id: &'a str) -> StoreFuture<'a, Option<Chain>> {
-        Box::pin(self.get_json("chain", format!("{}chain:{chain_id}", self.prefix)))
+        Box::pin(self.get_json("chain", self.keys.chain(chain_id)))
     }
 
     fn append_events<'a>(
@@ -1136,7 +1138,7 @@ impl Store for RedisStore {
                 (i64::try_from(query.limit).unwrap_or(i64::MAX), query.newest)
             };
             let mut inv = self.scripts.read.prepare_invoke();
-            inv.arg(&self.prefix)
+            inv.arg(self.keys.prefix())
                 .arg(session.as_str())
                 .arg(
                     query
@@ -1187,7 +1189,7 @@ impl Store for RedisStore {
     fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize> {
         Box::pin(async move {
             let mut inv = self.scripts.push_input.prepare_invoke();
-            inv.arg(&self.prefix)
+            inv.arg(self.keys.prefix())
                 .arg(session.as_str())
                 .arg(self.limits.session_ttl_ms)
                 .arg(self.limits.queue_ttl_ms)
@@ -1237,7 +1239,7 @@ impl Store for RedisStore {
                 issued_at: command.issued_at,
             };
             let mut inv = self.scripts.push_command.prepare_invoke();
-            inv.arg(&self.prefix)
+            inv.arg(self.keys.prefix())
                 .arg(command.session_id.as_str())
                 .arg(self.limits.session_ttl_ms)
                 .arg(self.limits.queue_ttl_ms)
@@ -1262,7 +1264,7 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Vec<Command>> {
         Box::pin(async move {
             let mut inv = self.scripts.claim.prepare_invoke();
-            inv.arg(&self.prefix)
+            inv.arg(self.keys.prefix())
                 .arg(session.as_str())
                 .arg(self.limits.session_ttl_ms)
                 .arg(self.limits.queue_ttl_ms)
@@ -1306,7 +1308,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let status = super::ack_status(error.as_ref()).as_str();
             let mut inv = self.scripts.ack.prepare_invoke();
-            inv.arg(&self.prefix)
+            inv.arg(self.keys.prefix())
                 .arg(command_id)
                 .arg(self.now().0)
                 .arg(status)
@@ -1320,7 +1322,7 @@ impl Store for RedisStore {
 
     fn get_command<'a>(&'a self, command_id: &'a str) -> StoreFuture<'a, Option<Command>> {
         Box::pin(async move {
-            let key = format!("{}command:{command_id}", self.prefix);
+            let key = self.keys.command(command_id);
             let fields: BTreeMap<String, Vec<u8>> =
                 self.link.query(redis::cmd("HGETALL").arg(&key)).await?;
             if fields.is_empty() {

@@ -11,17 +11,17 @@
 /// session TTL; queues and command records get the queue TTL.
 const TOUCH: &str = r"
 local function touch(p, sid, ttl, qttl)
-  for _, k in ipairs({'sessions:', 'events:', 'seq:', 'chains:', 'bytes:'}) do
+  for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes}) do
     redis.call('PEXPIRE', p .. k .. sid, ttl)
   end
-  for _, cid in ipairs(redis.call('LRANGE', p .. 'chains:' .. sid, 0, -1)) do
-    redis.call('PEXPIRE', p .. 'chain:' .. cid, ttl)
+  for _, cid in ipairs(redis.call('LRANGE', p .. K.chains .. sid, 0, -1)) do
+    redis.call('PEXPIRE', p .. K.chain .. cid, ttl)
   end
-  for _, k in ipairs({'commands:', 'input:', 'leases:', 'cmdids:'}) do
+  for _, k in ipairs({K.commands, K.input, K.leases, K.cmdids}) do
     redis.call('PEXPIRE', p .. k .. sid, qttl)
   end
-  for _, id in ipairs(redis.call('SMEMBERS', p .. 'cmdids:' .. sid)) do
-    redis.call('PEXPIRE', p .. 'command:' .. id, qttl)
+  for _, id in ipairs(redis.call('SMEMBERS', p .. K.cmdids .. sid)) do
+    redis.call('PEXPIRE', p .. K.command .. id, qttl)
   end
 end
 ";
@@ -36,25 +36,25 @@ end
 /// `{1, item}` on success.
 const COMMIT_BODY: &str = r"
 local p, sid = ARGV[1], ARGV[2]
-local skey = p .. 'sessions:' .. sid
+local skey = p .. K.sessions .. sid
 local cur = redis.call('GET', skey)
 if (cur or '') ~= ARGV[6] then return {0} end
 local item = false
 if ARGV[11] == '1' then
-  item = redis.call('LPOP', p .. 'input:' .. sid)
+  item = redis.call('LPOP', p .. K.input .. sid)
   if not item then return {2} end
 end
 redis.call('SET', skey, ARGV[7])
-if ARGV[9] ~= '' then redis.call('SET', p .. 'seq:' .. sid, ARGV[9]) end
+if ARGV[9] ~= '' then redis.call('SET', p .. K.seq .. sid, ARGV[9]) end
 local i = 13
 local n = tonumber(ARGV[i]); i = i + 1
-local ekey = p .. 'events:' .. sid
+local ekey = p .. K.events .. sid
 if n > 0 then
   local len, added = 0, 0
   for _ = 1, n do
     len = redis.call('RPUSH', ekey, ARGV[i]); added = added + #ARGV[i]; i = i + 1
   end
-  local bkey = p .. 'bytes:' .. sid
+  local bkey = p .. K.bytes .. sid
   local bytes = redis.call('INCRBY', bkey, added)
   local cap, budget = tonumber(ARGV[10]), tonumber(ARGV[12])
   local removed = 0
@@ -65,24 +65,24 @@ if n > 0 then
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
-  redis.call('SET', p .. 'chain:' .. ARGV[i], ARGV[i + 1])
-  if ARGV[i + 2] == '1' then redis.call('RPUSH', p .. 'chains:' .. sid, ARGV[i]) end
+  redis.call('SET', p .. K.chain .. ARGV[i], ARGV[i + 1])
+  if ARGV[i + 2] == '1' then redis.call('RPUSH', p .. K.chains .. sid, ARGV[i]) end
   i = i + 3
 end
 touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
-redis.call('ZADD', p .. 'index:sessions', ARGV[8], sid)
-redis.call('PEXPIRE', p .. 'index:sessions', ARGV[3])
+redis.call('ZADD', p .. K.index, ARGV[8], sid)
+redis.call('PEXPIRE', p .. K.index, ARGV[3])
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('PUBLISH', ARGV[5], ARGV[i]); i = i + 1 end
 return {1, item}
 ";
 
 /// ARGV: prefix, sid. Returns `{session or false, chain json...}`.
-pub const LOAD: &str = r"
+const LOAD_BODY: &str = r"
 local p, sid = ARGV[1], ARGV[2]
-local out = {redis.call('GET', p .. 'sessions:' .. sid) or false}
-for _, cid in ipairs(redis.call('LRANGE', p .. 'chains:' .. sid, 0, -1)) do
-  local c = redis.call('GET', p .. 'chain:' .. cid)
+local out = {redis.call('GET', p .. K.sessions .. sid) or false}
+for _, cid in ipairs(redis.call('LRANGE', p .. K.chains .. sid, 0, -1)) do
+  local c = redis.call('GET', p .. K.chain .. cid)
   if c then table.insert(out, c) end
 end
 return out
@@ -92,10 +92,10 @@ return out
 /// Events are contiguous by seq (only the oldest are trimmed), so positions follow from the
 /// last seq and the list length without parsing anything.
 /// Returns `{last seq, list length, events...}`.
-pub const READ: &str = r"
+const READ_BODY: &str = r"
 local p, sid = ARGV[1], ARGV[2]
-local last = tonumber(redis.call('GET', p .. 'seq:' .. sid) or '0')
-local key = p .. 'events:' .. sid
+local last = tonumber(redis.call('GET', p .. K.seq .. sid) or '0')
+local key = p .. K.events .. sid
 local len = redis.call('LLEN', key)
 local first = last - len + 1
 local after, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -115,8 +115,8 @@ return out
 /// session, -2 when full.
 const PUSH_INPUT_BODY: &str = r"
 local p, sid = ARGV[1], ARGV[2]
-if redis.call('EXISTS', p .. 'sessions:' .. sid) == 0 then return -1 end
-local key = p .. 'input:' .. sid
+if redis.call('EXISTS', p .. K.sessions .. sid) == 0 then return -1 end
+local key = p .. K.input .. sid
 if redis.call('LLEN', key) >= tonumber(ARGV[5]) then return -2 end
 local n = redis.call('RPUSH', key, ARGV[6])
 touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
@@ -129,9 +129,9 @@ return n
 /// nine tenths of it, so the set a session's every write refreshes stays bounded.
 const PUSH_COMMAND_BODY: &str = r"
 local p, sid, id = ARGV[1], ARGV[2], ARGV[5]
-if redis.call('EXISTS', p .. 'sessions:' .. sid) == 0 then return 0 end
-if redis.call('LLEN', p .. 'commands:' .. sid) >= tonumber(ARGV[7]) then return -2 end
-local idkey = p .. 'cmdids:' .. sid
+if redis.call('EXISTS', p .. K.sessions .. sid) == 0 then return 0 end
+if redis.call('LLEN', p .. K.commands .. sid) >= tonumber(ARGV[7]) then return -2 end
+local idkey = p .. K.cmdids .. sid
 local records = tonumber(ARGV[8])
 if redis.call('SCARD', idkey) >= records then
   local ids = redis.call('SMEMBERS', idkey)
@@ -139,7 +139,7 @@ if redis.call('SCARD', idkey) >= records then
   local excess = #ids - math.floor(records * 9 / 10)
   for _, old in ipairs(ids) do
     if excess <= 0 then break end
-    local ckey = p .. 'command:' .. old
+    local ckey = p .. K.command .. old
     local st = redis.call('HGET', ckey, 'status')
     if st ~= 'pending' and not redis.call('HGET', ckey, 'leaseUntil') then
       redis.call('DEL', ckey)
@@ -148,9 +148,9 @@ if redis.call('SCARD', idkey) >= records then
     end
   end
 end
-redis.call('HSET', p .. 'command:' .. id, 'json', ARGV[6], 'sessionId', sid, 'status', 'pending')
-redis.call('RPUSH', p .. 'commands:' .. sid, id)
-redis.call('SADD', p .. 'cmdids:' .. sid, id)
+redis.call('HSET', p .. K.command .. id, 'json', ARGV[6], 'sessionId', sid, 'status', 'pending')
+redis.call('RPUSH', p .. K.commands .. sid, id)
+redis.call('SADD', p .. K.cmdids .. sid, id)
 touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
 return 1
 ";
@@ -159,18 +159,18 @@ return 1
 /// and every leased one whose lease ran out. Returns the claimed records' json.
 const CLAIM_BODY: &str = r"
 local p, sid, now, lease = ARGV[1], ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6])
-local lkey = p .. 'leases:' .. sid
+local lkey = p .. K.leases .. sid
 local ids = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', lkey, '-inf', now)) do
   redis.call('ZREM', lkey, id)
-  if redis.call('HGET', p .. 'command:' .. id, 'status') == 'delivered' then table.insert(ids, id) end
+  if redis.call('HGET', p .. K.command .. id, 'status') == 'delivered' then table.insert(ids, id) end
 end
-local qkey = p .. 'commands:' .. sid
+local qkey = p .. K.commands .. sid
 for _, id in ipairs(redis.call('LRANGE', qkey, 0, -1)) do table.insert(ids, id) end
 redis.call('DEL', qkey)
 local out = {}
 for _, id in ipairs(ids) do
-  local ckey = p .. 'command:' .. id
+  local ckey = p .. K.command .. id
   local json = redis.call('HGET', ckey, 'json')
   if json then
     redis.call('HSET', ckey, 'status', 'delivered', 'deliveredAt', ARGV[5])
@@ -189,49 +189,75 @@ return out
 
 /// ARGV: prefix, command id, now, status, result ('' = none), error ('' = none), qttl.
 /// Returns the record's fields, or nil for an unknown command.
-pub const ACK: &str = r"
+const ACK_BODY: &str = r"
 local p, id = ARGV[1], ARGV[2]
-local ckey = p .. 'command:' .. id
+local ckey = p .. K.command .. id
 if redis.call('EXISTS', ckey) == 0 then return false end
 redis.call('HSET', ckey, 'status', ARGV[4], 'ackedAt', ARGV[3])
 if ARGV[5] ~= '' then redis.call('HSET', ckey, 'result', ARGV[5]) else redis.call('HDEL', ckey, 'result') end
 if ARGV[6] ~= '' then redis.call('HSET', ckey, 'error', ARGV[6]) else redis.call('HDEL', ckey, 'error') end
 redis.call('HDEL', ckey, 'leaseUntil')
 local sid = redis.call('HGET', ckey, 'sessionId')
-if sid then redis.call('ZREM', p .. 'leases:' .. sid, id) end
+if sid then redis.call('ZREM', p .. K.leases .. sid, id) end
 redis.call('PEXPIRE', ckey, ARGV[7])
 return redis.call('HGETALL', ckey)
 ";
 
 /// ARGV: prefix, sid. Removes every key of the session. Returns 1 if it existed.
-pub const DELETE: &str = r"
+const DELETE_BODY: &str = r"
 local p, sid = ARGV[1], ARGV[2]
-local existed = redis.call('EXISTS', p .. 'sessions:' .. sid)
-for _, cid in ipairs(redis.call('LRANGE', p .. 'chains:' .. sid, 0, -1)) do
-  redis.call('DEL', p .. 'chain:' .. cid)
+local existed = redis.call('EXISTS', p .. K.sessions .. sid)
+for _, cid in ipairs(redis.call('LRANGE', p .. K.chains .. sid, 0, -1)) do
+  redis.call('DEL', p .. K.chain .. cid)
 end
-for _, id in ipairs(redis.call('SMEMBERS', p .. 'cmdids:' .. sid)) do
-  redis.call('DEL', p .. 'command:' .. id)
+for _, id in ipairs(redis.call('SMEMBERS', p .. K.cmdids .. sid)) do
+  redis.call('DEL', p .. K.command .. id)
 end
-for _, k in ipairs({'sessions:', 'events:', 'seq:', 'chains:', 'bytes:', 'commands:', 'input:', 'leases:', 'cmdids:'}) do
+for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.commands, K.input, K.leases, K.cmdids}) do
   redis.call('DEL', p .. k .. sid)
 end
-redis.call('ZREM', p .. 'index:sessions', sid)
+redis.call('ZREM', p .. K.index, sid)
 return existed
 ";
 
+/// Every script starts with the key table ([`super::redis_keys::lua_preamble`]), so a key is
+/// spelled once in Rust and once, generated from it, in Lua.
+fn script(parts: &[&str]) -> String {
+    let mut out = super::redis_keys::lua_preamble();
+    for part in parts {
+        out.push_str(part);
+    }
+    out
+}
+
 pub fn commit() -> String {
-    format!("{TOUCH}{COMMIT_BODY}")
+    script(&[TOUCH, COMMIT_BODY])
+}
+
+pub fn load() -> String {
+    script(&[LOAD_BODY])
+}
+
+pub fn read() -> String {
+    script(&[READ_BODY])
 }
 
 pub fn push_input() -> String {
-    format!("{TOUCH}{PUSH_INPUT_BODY}")
+    script(&[TOUCH, PUSH_INPUT_BODY])
 }
 
 pub fn push_command() -> String {
-    format!("{TOUCH}{PUSH_COMMAND_BODY}")
+    script(&[TOUCH, PUSH_COMMAND_BODY])
 }
 
 pub fn claim() -> String {
-    format!("{TOUCH}{CLAIM_BODY}")
+    script(&[TOUCH, CLAIM_BODY])
+}
+
+pub fn ack() -> String {
+    script(&[ACK_BODY])
+}
+
+pub fn delete() -> String {
+    script(&[DELETE_BODY])
 }
