@@ -10,7 +10,6 @@
 
 use crate::sync::{read, write};
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -217,10 +216,8 @@ impl Bus {
     /// What an input long poll waits on. Create the `notified()` future (and `enable` it)
     /// before checking the queue, so an arrival in between is not missed.
     pub fn input_waker(&self, session_id: &SessionId) -> &Notify {
-        // DefaultHasher::new() has fixed keys: the same shard in every process and run.
-        let mut h = DefaultHasher::new();
-        session_id.hash(&mut h);
-        &self.input_wakers[(h.finish() % INPUT_SHARDS as u64) as usize]
+        // A specified hash: the same shard in every process, run and toolchain.
+        &self.input_wakers[(crate::hash::of(session_id) % INPUT_SHARDS as u64) as usize]
     }
 }
 

@@ -17,6 +17,7 @@ pub mod cors;
 pub mod derive;
 pub mod error;
 pub mod guard;
+pub mod hash;
 pub mod ingest;
 pub mod model;
 pub mod ports;

@@ -11,8 +11,10 @@ use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+/// ChaCha12 from `rand_chacha`: a specified algorithm, so a seed replays the same ids after
+/// a `rand` upgrade (`StdRng` promises no such thing).
+type SeededRng = rand_chacha::ChaCha12Rng;
 
 /// Wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
@@ -64,20 +66,20 @@ impl Clock for TokioClock {
 /// production, from the simulation seed elsewhere, so a seed replays the same ids.
 #[derive(Debug)]
 pub struct IdGen {
-    rng: Mutex<StdRng>,
+    rng: Mutex<SeededRng>,
 }
 
 impl IdGen {
     pub fn from_seed(seed: u64) -> Self {
         Self {
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            rng: Mutex::new(SeededRng::seed_from_u64(seed)),
         }
     }
 
     /// Production only: one OS-seeded generator for the life of the process.
     pub fn from_os() -> Self {
         Self {
-            rng: Mutex::new(rand::make_rng::<StdRng>()),
+            rng: Mutex::new(rand::make_rng::<SeededRng>()),
         }
     }
 

@@ -22,7 +22,9 @@
 //!    little, and their session stays.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+
+use afw::hash::Fnv1a;
 
 use crate::scenario::{FaultKind, Record, Run, TtlPhase};
 
@@ -502,7 +504,7 @@ fn check_answers(run: &Run, report: &mut Report) {
 
 /// A digest of everything the clients saw: equal for equal runs.
 pub fn digest(run: &Run) -> String {
-    let mut h = DefaultHasher::new();
+    let mut h = Fnv1a::default();
     for (at, r) in &run.history.records {
         at.hash(&mut h);
         format!("{r:?}").hash(&mut h);

@@ -18,7 +18,8 @@ use afw::app::{self, Ports};
 use afw::config::Config;
 use afw::ports::IdGen;
 use futures_util::{SinkExt, StreamExt};
-use rand::rngs::StdRng;
+/// A specified generator (ChaCha12), so seeds replay across `rand` releases.
+type StdRng = rand_chacha::ChaCha12Rng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

@@ -9,7 +9,9 @@
 //! keys (tungstenite's own RNG). Lengths, order and timing of every packet are covered.
 
 use std::fmt::{Debug, Write};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+
+use afw::hash::Fnv1a;
 use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
@@ -20,7 +22,7 @@ use crate::scenario::{self, Run};
 
 #[derive(Default)]
 struct State {
-    hasher: DefaultHasher,
+    hasher: Fnv1a,
     events: u64,
 }
 

@@ -8,7 +8,6 @@
 //! decides; the 429 and its headers are built by the caller.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,7 +71,7 @@ impl Clock for TokioTime {
     }
 }
 
-type Store = HashMapStateStore<ClientKey, BuildHasherDefault<std::hash::DefaultHasher>>;
+type Store = HashMapStateStore<ClientKey, crate::hash::FixedState>;
 /// One client known in advance (an API key): lock-free state, no map.
 type Direct = RateLimiter<
     governor::state::NotKeyed,
@@ -131,7 +130,7 @@ impl RateLimits {
             let burst = rate.saturating_mul(config.rate_limit_burst_secs.max(1));
             let quota = Quota::per_second(NonZeroU32::MIN.saturating_add(rate - 1))
                 .allow_burst(NonZeroU32::MIN.saturating_add(burst - 1));
-            let store = Store::new(HashMap::with_hasher(BuildHasherDefault::default()));
+            let store = Store::new(HashMap::with_hasher(Default::default()));
             ClassLimit {
                 limiter: RateLimiter::new(quota, store, clock.clone()),
                 per_key: (0..keys)

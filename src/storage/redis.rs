@@ -660,11 +660,8 @@ impl RedisCore {
     }
 
     fn session_lock(&self, sid: &SessionId) -> &tokio::sync::Mutex<()> {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        // Fixed keys: the same shard in every run (determinism).
-        let mut h = DefaultHasher::new();
-        sid.hash(&mut h);
-        &self.session_locks[(h.finish() % SESSION_LOCKS as u64) as usize]
+        // A specified hash: the same shard in every run and toolchain (determinism).
+        &self.session_locks[(crate::hash::of(sid) % SESSION_LOCKS as u64) as usize]
     }
 
     fn cached(&self, sid: &SessionId) -> Option<Cached> {
