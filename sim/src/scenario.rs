@@ -1046,7 +1046,7 @@ fn align_task_ids() {
     };
     for _ in 0..64 {
         let id: u64 = rt.spawn(async {}).id().to_string().parse().unwrap_or(0);
-        if (id + 1) % 64 == 0 {
+        if (id + 1).is_multiple_of(64) {
             return;
         }
     }
