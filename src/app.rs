@@ -10,18 +10,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use tokio::sync::watch;
 
-use crate::bridge::BridgeStatus;
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::cors::BrowserCorsLayer;
-use crate::guard::{GateLayer, Guard, Step};
-use crate::model::Timestamp;
+use crate::http::guard::Guard;
+use crate::http::{AppState, Shared};
 use crate::ports::{Clock, Connector, IdGen};
 use crate::storage::Store;
 use crate::storage::memory::MemoryStore;
+use crate::storage::redis::bridge::BridgeStatus;
 use crate::storage::redis::{LinkTimeouts, RedisLink, RedisStore, RedisTarget, RedisUrlError};
 
 /// What differs between production, tests and simulation.
@@ -50,49 +48,9 @@ pub enum BuildError {
     #[error(transparent)]
     RedisUrl(#[from] RedisUrlError),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::ports::tls::TlsError),
     #[error(transparent)]
-    Guard(#[from] crate::guard::BadSetting),
-}
-
-/// Shared by every handler and connection task of one instance.
-pub struct Shared {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub bus: Arc<Bus>,
-    pub clock: Arc<dyn Clock>,
-    pub ids: Arc<IdGen>,
-    pub instance_id: String,
-    pub started: tokio::time::Instant,
-    pub ws_clients: AtomicUsize,
-    pub next_client_id: AtomicU64,
-    /// Flips to `true` when the instance shuts down; WS tasks close with 1001.
-    pub shutdown: watch::Sender<bool>,
-    /// The Pub/Sub bridge, in Redis mode.
-    pub bridge: Option<Arc<BridgeStatus>>,
-    /// Origins, hosts, keys and rate limits.
-    pub guard: Guard,
-}
-
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl AppState {
-    pub fn config(&self) -> &Config {
-        &self.0.config
-    }
-
-    pub fn store(&self) -> &dyn Store {
-        self.0.store.as_ref()
-    }
-
-    pub fn now(&self) -> Timestamp {
-        Timestamp(self.0.clock.now_ms())
-    }
-
-    pub fn shared(&self) -> &Shared {
-        &self.0
-    }
+    Guard(#[from] crate::http::guard::BadSetting),
 }
 
 /// One assembled instance: its router and its shared state.
@@ -129,7 +87,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
                 ..LinkTimeouts::default()
             };
             let connector: Arc<dyn Connector> = if target.tls {
-                Arc::new(crate::tls::TlsConnector::new(
+                Arc::new(crate::ports::tls::TlsConnector::new(
                     Arc::clone(&ports.connector),
                     config.redis_ca_file.as_deref(),
                 )?)
@@ -150,7 +108,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
                 Arc::clone(&ports.clock),
             );
             let status = Arc::new(BridgeStatus::default());
-            tokio::spawn(crate::bridge::run(
+            tokio::spawn(crate::storage::redis::bridge::run(
                 link,
                 store.channel().to_owned(),
                 Arc::clone(&bus),
@@ -174,23 +132,8 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         guard,
         config,
     };
-    let state = AppState(Arc::new(shared));
-    let api = Router::new()
-        .merge(crate::api::router())
-        .merge(crate::ws::router())
-        .fallback(crate::api::not_found)
-        .method_not_allowed_fallback(crate::api::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
-        .with_state(state.clone());
-    // The edge wraps the whole router once (screen: host, origin → CORS → admit: key,
-    // rate, size), not each route: every request passes it, and a per-route layer would
-    // be cloned with every route on every request.
-    let edge = tower::ServiceBuilder::new()
-        .layer(GateLayer(state.clone(), Step::Screen))
-        .layer(BrowserCorsLayer::allowed_origins())
-        .layer(GateLayer(state.clone(), Step::Admit))
-        .service(api);
-    let router = Router::new().fallback_service(edge);
+    let state = AppState::new(shared);
+    let router = crate::http::router(&state);
     Ok(App { state, router })
 }
 

@@ -6,7 +6,7 @@
 //! same bytes go to every subscriber. Delivery never blocks: every client has a bounded inbox,
 //! and a client whose inbox is full is kicked (its connection closes with 1013) instead of
 //! letting memory grow. De-duplication and gap repair by `seq` happen per client in
-//! [`crate::ws`], so a publisher may deliver an event more than once.
+//! [`crate::http::ws`], so a publisher may deliver an event more than once.
 
 use crate::sync::{read, write};
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 
-use crate::model::{Notice, SessionId, StoredEvent, Timestamp};
+use crate::domain::model::{Notice, SessionId, StoredEvent, Timestamp};
 
 /// What a client's connection task receives.
 #[derive(Debug, Clone)]
@@ -265,7 +265,7 @@ pub fn notice_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EventType;
+    use crate::domain::model::EventType;
     use bytes::Bytes;
 
     fn event(seq: u64) -> StoredEvent {

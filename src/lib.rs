@@ -8,21 +8,13 @@
 //!
 //! "contract §N" in comments names a section of `docs/contract.md`.
 
-pub mod api;
 pub mod app;
-pub mod bridge;
 pub mod bus;
 pub mod config;
-pub mod cors;
-pub mod derive;
-pub mod error;
-pub mod guard;
+pub mod domain;
 pub mod hash;
-pub mod ingest;
-pub mod model;
+pub mod http;
 pub mod ports;
 pub mod server;
 pub mod storage;
 mod sync;
-pub mod tls;
-pub mod ws;

@@ -77,7 +77,7 @@ pub async fn ws_connect(addr: &str) -> Result<WsClient, String> {
 /// and for notices, which are not history.
 pub fn event_seq(frame: &Value) -> Option<u64> {
     let kind = frame["type"].as_str()?;
-    afw::model::EventType::parse(kind)?;
+    afw::domain::model::EventType::parse(kind)?;
     if !frame["sessionId"].is_string() || frame.get("timestamp").is_none_or(Value::is_null) {
         return None;
     }

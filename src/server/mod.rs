@@ -4,7 +4,7 @@
 //! beside a watchdog that closes the connection when a request head takes longer than the
 //! header timeout to arrive, or when it sits idle (no request in flight, nothing received)
 //! longer than the idle timeout; request bodies have their own deadline
-//! ([`crate::guard`]). Connections beyond the cap are still accepted — so the kernel's
+//! ([`crate::http::guard`]). Connections beyond the cap are still accepted — so the kernel's
 //! queue cannot fill up with them — but served by a small service that answers `/health`
 //! and `/ready` as usual and everything else with 503, one request each, closed after a
 //! few seconds whatever they do; past a second, small margin they are closed at once. Time comes from
@@ -25,8 +25,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
-use crate::error::ApiError;
-use crate::guard::PeerAddr;
+use crate::http::error::ApiError;
+use crate::http::guard::PeerAddr;
 use io::{Activity, EdgeIo, Phase};
 
 /// Connections served past the cap (with 503, `/health` and `/ready` answered).

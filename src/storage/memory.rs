@@ -34,11 +34,12 @@ use super::{
     StoreFuture, StoreHealth, StoreLimits,
 };
 use crate::bus::Bus;
-use crate::derive;
-use crate::model::{
+use crate::domain::derive;
+use crate::domain::model::{
     Chain, Command, CommandStatus, InputItem, LastPrompt, NewEvent, Notice, Session, SessionId,
     StoredEvent, Timestamp,
 };
+use crate::domain::session;
 use crate::ports::Clock;
 
 type SlotRef = Arc<Mutex<Slot>>;
@@ -499,7 +500,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, Option<Session>> {
         let limits = self.inner.limits;
         let updated = self.inner.with_slot(id, |slot, now| {
-            super::apply_update(&mut slot.session, update, Timestamp(now));
+            session::apply_update(&mut slot.session, update, Timestamp(now));
             slot.touch(now, &limits);
             slot.session.clone()
         });
@@ -521,7 +522,7 @@ impl Store for MemoryStore {
                 (!g.dead && !g.expired(now)).then(|| g.session.clone())
             })
             .collect();
-        ready(Ok(super::page_sessions(sessions, &filter)))
+        ready(Ok(session::page_sessions(sessions, &filter)))
     }
 
     fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>> {
@@ -637,7 +638,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, Session> {
         let limits = self.inner.limits;
         let result = self.inner.with_slot(session, |slot, now| {
-            super::apply_awaiting(&mut slot.session, prompt, Timestamp(now));
+            session::apply_awaiting(&mut slot.session, prompt, Timestamp(now));
             slot.touch(now, &limits);
             slot.session.clone()
         });
@@ -675,7 +676,7 @@ impl Store for MemoryStore {
             .inner
             .with_slot(session, |slot, now| {
                 let item = slot.input.pop_front()?;
-                super::apply_input_popped(&mut slot.session, Timestamp(now));
+                session::apply_input_popped(&mut slot.session, Timestamp(now));
                 slot.touch(now, &limits);
                 Some(item)
             })
@@ -784,7 +785,7 @@ impl Store for MemoryStore {
             .inner
             .with_slot(&session, |slot, now| {
                 let cmd = slot.commands.iter_mut().find(|c| c.id == command_id)?;
-                cmd.status = super::ack_status(error.as_ref());
+                cmd.status = session::ack_status(error.as_ref());
                 cmd.acked_at = Some(Timestamp(now));
                 cmd.lease_until = None;
                 cmd.result = result;

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use afw::app::{self, App, AppState, Ports};
+use afw::app::{self, App, Ports};
 use afw::config::Config;
+use afw::http::AppState;
 use afw::ports::{IdGen, TokioClock};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -260,5 +261,5 @@ impl Ws {
 /// own frames and for notices, which carry no `seq`.
 pub fn event_seq(frame: &Value) -> Option<u64> {
     let kind = frame["type"].as_str()?;
-    (afw::model::EventType::parse(kind).is_some()).then(|| frame["seq"].as_u64())?
+    (afw::domain::model::EventType::parse(kind).is_some()).then(|| frame["seq"].as_u64())?
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use afw::bus::Bus;
-use afw::ingest::parse_event;
-use afw::model::SessionId;
+use afw::domain::ingest::parse_event;
+use afw::domain::model::SessionId;
 use afw::ports::TokioClock;
 use afw::storage::memory::MemoryStore;
 use afw::storage::{Store, StoreLimits};

@@ -1,51 +1,20 @@
-//! The HTTP API of contract §2: one module per resource, each exposing `router()`.
+//! Extractors that turn every malformed request into a JSON error: 415 for a wrong content
+//! type, 413 for a body too large, 400 for bad JSON, a bad query or a bad path segment, with
+//! serde's messages put in the API's words.
 //!
-//! This module owns the request plumbing every resource shares: extractors that turn every
-//! malformed request into a JSON error (415 wrong content type, 413 too large, 400 bad JSON
-//! or query), the JSON 404/405 fallbacks, and helpers to answer with JSON built once.
+//! Parsing only: nothing here may touch the store or the bus, or build a success response
+//! (that is [`super::respond`]).
 
-mod commands;
-mod events;
-mod health;
-mod input;
-pub use input::queue_input;
-mod sessions;
-mod terminal;
-mod users;
-
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::model::SessionId;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(health::router())
-        .merge(sessions::router())
-        .merge(events::router())
-        .merge(commands::router())
-        .merge(input::router())
-        .merge(users::router())
-        .merge(terminal::router())
-}
-
-/// Fallback for unknown routes: JSON, never HTML.
-pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("No route for {method} {}", uri.path()))
-}
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
+use crate::domain::model::SessionId;
+use crate::http::AppState;
+use crate::http::error::{ApiError, FieldError};
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {
     let Some(ct) = headers
@@ -68,7 +37,7 @@ fn body_error(rejection: BytesRejection, state: &AppState) -> ApiError {
     let limit = state.config().max_body_bytes;
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit }
-    } else if crate::guard::is_body_timeout(&rejection) {
+    } else if crate::http::guard::is_body_timeout(&rejection) {
         ApiError::RequestTimeout {
             secs: state.config().body_timeout_secs,
         }
@@ -275,58 +244,6 @@ where
 /// Parses a session id from a path segment.
 pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).map_err(|e| ApiError::field("sessionId", e.to_string()))
-}
-
-/// A JSON response from bytes that are already JSON.
-pub fn raw_json(status: StatusCode, body: impl Into<Body>) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body.into(),
-    )
-        .into_response()
-}
-
-/// Serialises `items` one by one until `max` bytes; at least one. The JSON texts and
-/// whether all of them fit.
-pub fn serialize_within<T: Serialize>(items: &[T], max: usize) -> ApiResult<(Vec<String>, bool)> {
-    let mut out = Vec::with_capacity(items.len());
-    let mut total = 0;
-    for item in items {
-        let text = serde_json::to_string(item)
-            .map_err(|e| ApiError::Internal(format!("serialising a response: {e}")))?;
-        total += text.len() + 1;
-        if total > max && !out.is_empty() {
-            return Ok((out, false));
-        }
-        out.push(text);
-    }
-    Ok((out, true))
-}
-
-/// `[a,b,c]` from JSON texts.
-pub fn json_array(items: &[String]) -> String {
-    let mut out = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
-    out.push('[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(item);
-    }
-    out.push(']');
-    out
-}
-
-/// A JSON response with a status.
-pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => raw_json(status, bytes),
-        Err(e) => ApiError::Internal(format!("serialising a response: {e}")).into_response(),
-    }
 }
 
 #[cfg(test)]

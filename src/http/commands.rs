@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::model::{Command, CommandStatus, CommandType, Notice};
+use crate::domain::model::{Command, CommandStatus, CommandType, Notice};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult};
 
 /// Longest lease a poller may ask for (it is also bounded by the queue TTL).
 pub const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
@@ -42,7 +42,7 @@ fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResul
         CommandType::Retry | CommandType::Skip => {
             let ok = payload
                 .get("stepNumber")
-                .is_some_and(crate::model::is_step_number);
+                .is_some_and(crate::domain::model::is_step_number);
             if !ok {
                 return Err(ApiError::field(
                     "payload.stepNumber",

@@ -7,8 +7,10 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, FieldError};
-use crate::model::{EventType, NewEvent, STEP_NUMBER_RULE, SessionId, Timestamp, is_step_number};
+use crate::domain::model::{
+    EventType, NewEvent, STEP_NUMBER_RULE, SessionId, Timestamp, is_step_number,
+};
+use crate::http::error::{ApiError, FieldError};
 
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 1000;

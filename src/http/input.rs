@@ -19,9 +19,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiJson, ApiQuery, json, session_id};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::model::{InputItem, Notice, SessionId};
+use crate::domain::model::{InputItem, Notice, SessionId};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult};
 
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 

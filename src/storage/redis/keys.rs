@@ -110,14 +110,14 @@ mod tests {
         }
         // Every `K.<name>` a script uses is in the table, and no script spells a key itself.
         for script in [
-            crate::storage::redis_scripts::commit(),
-            crate::storage::redis_scripts::load(),
-            crate::storage::redis_scripts::read(),
-            crate::storage::redis_scripts::push_input(),
-            crate::storage::redis_scripts::push_command(),
-            crate::storage::redis_scripts::claim(),
-            crate::storage::redis_scripts::ack(),
-            crate::storage::redis_scripts::delete(),
+            crate::storage::redis::scripts::commit(),
+            crate::storage::redis::scripts::load(),
+            crate::storage::redis::scripts::read(),
+            crate::storage::redis::scripts::push_input(),
+            crate::storage::redis::scripts::push_command(),
+            crate::storage::redis::scripts::claim(),
+            crate::storage::redis::scripts::ack(),
+            crate::storage::redis::scripts::delete(),
         ] {
             let body = &script[preamble.len()..];
             for used in body.split("K.").skip(1) {

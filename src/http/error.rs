@@ -78,7 +78,7 @@ pub enum ApiError {
         "Too many {} requests from this client: the limit is {} per second (bursts of {}); retry after {} ms",
         .0.class.noun(), .0.rate, .0.limit, .0.retry_after.as_millis()
     )]
-    RateLimited(crate::guard::rate::Refused),
+    RateLimited(crate::http::guard::rate::Refused),
     /// 503, with `Retry-After`: storage is unreachable; nothing was stored.
     #[error("Storage is unavailable; retry shortly")]
     Unavailable { retry_after: u64 },

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiJson, ApiQuery, json, session_id};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::ingest::event_from_map;
-use crate::model::EventType;
+use crate::domain::ingest::event_from_map;
+use crate::domain::model::EventType;
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult};
 use crate::storage::EventQuery;
 
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;

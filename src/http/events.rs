@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::{ApiQuery, JsonText, json, raw_json, session_id};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::ingest::{MAX_BATCH, parse_event};
-use crate::model::{NewEvent, SessionId, StoredEvent, Timestamp};
+use super::{ApiQuery, JsonText, from_json, json, raw_json, session_id};
+use crate::domain::ingest::{MAX_BATCH, parse_event};
+use crate::domain::model::{NewEvent, SessionId, StoredEvent, Timestamp};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult};
 use crate::storage::EventQuery;
 
 pub const DEFAULT_EVENTS_LIMIT: usize = 1000;
@@ -115,7 +115,7 @@ async fn post_batch(
     JsonText(body): JsonText,
 ) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required ({\"events\": [...]})"))?;
-    let batch: Batch<'_> = super::from_json(&body)?;
+    let batch: Batch<'_> = from_json(&body)?;
     if batch.events.is_empty() {
         return Err(ApiError::field("events", "must contain at least one event"));
     }

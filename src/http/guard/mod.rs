@@ -4,7 +4,7 @@
 //! 1. [`Step::Screen`]: the `Host` rule (DNS rebinding) and the origin allow-list, for every
 //!    request including the WebSocket upgrade and CORS preflights. Requests without
 //!    `Origin` (hooks, the MCP server, curl) are not affected by the allow-list.
-//! 2. CORS headers for allowed browser origins ([`crate::cors`]), so browsers can read
+//! 2. CORS headers for allowed browser origins ([`crate::http::cors`]), so browsers can read
 //!    the answers of the next step too.
 //! 3. [`Step::Admit`]: API keys, rate limits, the announced body size (413 before anything is
 //!    read, so `Expect: 100-continue` never gets a `100`), and a deadline on reading the body.
@@ -33,9 +33,9 @@ use futures_util::future::Either;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tower::{Layer, Service};
 
-use crate::app::AppState;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::error::ApiError;
 use auth::{Carrier, Keys, Presented};
 use origin::{Hosts, Origins};
 use rate::{ClientKey, RateLimits, RouteClass};

@@ -4,7 +4,7 @@
 //! send `Origin` and gain nothing from the extra response headers, which cost about 5 % of
 //! the event write path's throughput. Requests with an `Origin` header go through
 //! tower-http's CORS, which answers preflights and mirrors the origin; others skip it.
-//! This layer must sit inside [`crate::guard::Step::Screen`]: only origins on the allow-list
+//! This layer must sit inside [`crate::http::guard::Step::Screen`]: only origins on the allow-list
 //! reach it, so mirroring never grants a foreign page anything.
 //! API responses say `Cache-Control: no-store`, so no cache can serve a response made
 //! without CORS headers to a browser.

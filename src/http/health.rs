@@ -8,7 +8,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::json;
-use crate::app::AppState;
+use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

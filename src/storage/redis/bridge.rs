@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::bus::Bus;
-use crate::model::{EventType, Notice, SessionId, StoredEvent, Timestamp};
+use crate::domain::model::{EventType, Notice, SessionId, StoredEvent, Timestamp};
 use crate::storage::redis::RedisLink;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);

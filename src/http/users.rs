@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiQuery, json_array, raw_json, serialize_within};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::model::{Session, SessionStatus};
+use crate::domain::model::{Session, SessionStatus};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult};
 use crate::storage::SessionFilter;
 
 /// A user is online when one of their sessions is running and was active this recently.

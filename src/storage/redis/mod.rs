@@ -16,12 +16,12 @@
 //! | `command:{cmdId}` | HASH: `json`, `sessionId`, `status`, `deliveredAt`, ... | queue |
 //! | `index:sessions` | ZSET session id → last activity (ms) | session |
 //!
-//! Writes are Lua scripts ([`super::redis_scripts`]), one atomic round trip each. Sessions
+//! Writes are Lua scripts ([`scripts`]), one atomic round trip each. Sessions
 //! and chains are derived in Rust and committed with a compare-and-set on the session; a
 //! per-instance cache of the last committed state makes that one round trip when this
 //! instance wrote last. Events reach subscribers through `PUBLISH` inside the same script,
 //! in `seq` order, and come back to every instance (this one included) through
-//! [`crate::bridge`].
+//! [`bridge`].
 //!
 //! Connections are dialled through the injected [`Connector`] (never `redis::Client`),
 //! with bounded timeouts. While Redis is unreachable every operation fails fast with
@@ -37,17 +37,21 @@ use redis::{AsyncConnectionConfig, RedisConnectionInfo, Script, Value as RValue}
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::redis_keys::Keys;
-use super::redis_scripts as scripts;
+pub mod bridge;
+mod keys;
+mod scripts;
+
+use self::keys::Keys;
 use super::{
     EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
     StoreFuture, StoreHealth, StoreLimits,
 };
-use crate::derive;
-use crate::model::{
+use crate::domain::derive;
+use crate::domain::model::{
     Chain, Command, CommandStatus, CommandType, EventType, InputItem, LastPrompt, NewEvent, Notice,
     Session, SessionId, StoredEvent, Timestamp,
 };
+use crate::domain::session;
 use crate::ports::{Clock, Connector, IdGen};
 
 /// Where Redis is and how to talk to it, parsed from `REDIS_URL`.
@@ -1023,7 +1027,7 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Option<Session>> {
         Box::pin(async move {
             let now = self.now();
-            self.modify_session(id, |s| super::apply_update(s, update.clone(), now))
+            self.modify_session(id, |s| session::apply_update(s, update.clone(), now))
                 .await
         })
     }
@@ -1068,7 +1072,7 @@ impl Store for RedisStore {
                     .query(redis::cmd("ZREM").arg(&index).arg(&gone))
                     .await;
             }
-            Ok(super::page_sessions(sessions, &filter))
+            Ok(session::page_sessions(sessions, &filter))
         })
     }
 
@@ -1177,7 +1181,7 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Session> {
         Box::pin(async move {
             let now = self.now();
-            self.modify_session(session, |s| super::apply_awaiting(s, prompt.clone(), now))
+            self.modify_session(session, |s| session::apply_awaiting(s, prompt.clone(), now))
                 .await?
                 .ok_or_else(|| StoreError::SessionNotFound(session.clone()))
         })
@@ -1211,7 +1215,7 @@ impl Store for RedisStore {
                         return Ok(None);
                     };
                     let mut s = current.session.clone();
-                    super::apply_input_popped(&mut s, now);
+                    session::apply_input_popped(&mut s, now);
                     let effects = Effects {
                         pop_input: true,
                         ..Effects::default()
@@ -1303,7 +1307,7 @@ impl Store for RedisStore {
         error: Option<Value>,
     ) -> StoreFuture<'a, Option<Command>> {
         Box::pin(async move {
-            let status = super::ack_status(error.as_ref()).as_str();
+            let status = session::ack_status(error.as_ref()).as_str();
             let mut inv = self.scripts.ack.prepare_invoke();
             inv.arg(self.keys.prefix())
                 .arg(command_id)

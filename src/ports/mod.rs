@@ -7,6 +7,8 @@
 //! [`crate::storage::Store`]. Nothing in this module may read the OS clock or OS randomness
 //! except the production adapters named as such.
 
+pub mod tls;
+
 use crate::sync::lock;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,7 +1,7 @@
 //! The Lua scripts of the Redis backend. Each is one atomic round trip.
 //!
 //! None of them edits JSON: the session and chains are derived in Rust
-//! ([`crate::derive`]) and written whole by `COMMIT`, which first compares the stored
+//! ([`crate::domain::derive`]) and written whole by `COMMIT`, which first compares the stored
 //! session with the one the derivation started from (a compare-and-set). Every event bumps
 //! the session's `eventCount`, so any concurrent change is detected and the caller reloads
 //! and derives again. Keys are built from a prefix and a session id passed as arguments
@@ -220,10 +220,10 @@ redis.call('ZREM', p .. K.index, sid)
 return existed
 ";
 
-/// Every script starts with the key table ([`super::redis_keys::lua_preamble`]), so a key is
+/// Every script starts with the key table ([`super::keys::lua_preamble`]), so a key is
 /// spelled once in Rust and once, generated from it, in Lua.
 fn script(parts: &[&str]) -> String {
-    let mut out = super::redis_keys::lua_preamble();
+    let mut out = super::keys::lua_preamble();
     for part in parts {
         out.push_str(part);
     }

@@ -12,9 +12,11 @@ use serde_json::{Map, Value, json};
 use super::{
     ApiJson, ApiQuery, OptionalJson, json, json_array, raw_json, serialize_within, session_id,
 };
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::model::{Chain, LastPrompt, Notice, Session, SessionId, SessionStatus, Timestamp};
+use crate::domain::model::{
+    Chain, LastPrompt, Notice, Session, SessionId, SessionStatus, Timestamp,
+};
+use crate::http::AppState;
+use crate::http::error::{ApiError, ApiResult};
 use crate::storage::{Cursor, SessionFilter, SessionPage, SessionUpdate};
 
 pub const DEFAULT_LIST_LIMIT: usize = 200;
@@ -142,7 +144,7 @@ async fn create(
     session.hostname = optional_text("hostname", body.hostname, 255)?;
     session.platform = optional_text("platform", body.platform, 64)?;
     session.user = match body.user_id {
-        Some(u) if crate::model::is_valid_id(&u) => Some(u),
+        Some(u) if crate::domain::model::is_valid_id(&u) => Some(u),
         Some(_) => {
             return Err(ApiError::field(
                 "userId",

@@ -22,10 +22,10 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::bus::{Inbox, Outbound, event_frame};
-use crate::error::ApiError;
-use crate::model::{SessionId, StoredEvent};
+use crate::domain::model::{SessionId, StoredEvent};
+use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::storage::{EventPage, EventQuery};
 
 /// How often a subscription whose catch-up failed is retried.
@@ -85,7 +85,7 @@ fn upgrade_refused(rejection: &WebSocketUpgradeRejection) -> Response {
         R::ConnectionNotUpgradable(_) => "This connection cannot be upgraded to a WebSocket",
         _ => "Invalid WebSocket upgrade request",
     };
-    let mut res = crate::api::json(rejection.status(), &json!({ "error": message }));
+    let mut res = crate::http::json(rejection.status(), &json!({ "error": message }));
     if rejection.status() == axum::http::StatusCode::UPGRADE_REQUIRED {
         res.headers_mut().insert(
             axum::http::header::UPGRADE,
@@ -584,7 +584,7 @@ impl Conn<'_> {
                         .send_error("Input payload is required", Some(&session_id), None)
                         .await;
                 }
-                match crate::api::queue_input(self.state, &sid, payload, None).await {
+                match crate::http::queue_input(self.state, &sid, payload, None).await {
                     Ok(_) => Ok(()),
                     Err(e) => {
                         let body = e.body();

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{
+use crate::domain::model::{
     Chain, ChainStep, ConversationState, EventType, LastPrompt, NewEvent, Session, SessionStatus,
     Status, Timestamp,
 };
@@ -348,7 +348,7 @@ fn complete_chain(chain: &mut Chain, ev: &NewEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::parse_event;
+    use crate::domain::ingest::parse_event;
 
     fn replay(lines: &[&str]) -> (Session, Vec<Chain>) {
         let first = parse_event(bytes::Bytes::copy_from_slice(lines[0].as_bytes()), "").unwrap();
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn the_fixture_session_derives_its_chain_steps_and_end() {
-        let fixture = include_str!("../tests/fixtures/hook-session.jsonl");
+        let fixture = include_str!("../../tests/fixtures/hook-session.jsonl");
         let lines: Vec<&str> = fixture.lines().filter(|l| !l.trim().is_empty()).collect();
         let (session, chains) = replay(&lines);
         assert_eq!(session.cwd, "/home/alice/src/shop-api");

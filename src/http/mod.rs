@@ -1,0 +1,126 @@
+//! The driving HTTP adapter: every route of contract §2 and the WebSocket of §3, behind the
+//! edge (host and origin screening, CORS, API keys, rate limits, size and time bounds).
+//!
+//! [`router`] assembles it once per instance over an [`AppState`]; one module per resource,
+//! each exposing `router()`; errors become responses in [`error`] only. Handlers speak to
+//! the [`Store`] port and the [`Bus`], never to a backend; nothing here may know Redis or
+//! build an instance (that is [`crate::app`]).
+
+mod commands;
+pub mod cors;
+pub mod error;
+mod events;
+mod extract;
+pub mod guard;
+mod health;
+mod input;
+mod respond;
+mod sessions;
+mod terminal;
+mod users;
+pub mod ws;
+
+pub use input::queue_input;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::sync::watch;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::domain::model::Timestamp;
+use crate::ports::{Clock, IdGen};
+use crate::storage::Store;
+use crate::storage::redis::bridge::BridgeStatus;
+use cors::BrowserCorsLayer;
+use error::ApiError;
+use extract::{ApiJson, ApiQuery, JsonText, OptionalJson, Path, from_json, session_id};
+use guard::{GateLayer, Guard, Step};
+use respond::{json, json_array, raw_json, serialize_within};
+
+/// Shared by every handler and connection task of one instance.
+pub struct Shared {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<Bus>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<IdGen>,
+    pub instance_id: String,
+    pub started: tokio::time::Instant,
+    pub ws_clients: AtomicUsize,
+    pub next_client_id: AtomicU64,
+    /// Flips to `true` when the instance shuts down; WS tasks close with 1001.
+    pub shutdown: watch::Sender<bool>,
+    /// The Pub/Sub bridge, in Redis mode.
+    pub bridge: Option<Arc<BridgeStatus>>,
+    /// Origins, hosts, keys and rate limits.
+    pub guard: Guard,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.0.clock.now_ms())
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
+pub fn router(state: &AppState) -> Router {
+    let api = Router::new()
+        .merge(routes())
+        .merge(ws::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
+        .with_state(state.clone());
+    // The edge wraps the whole router once (screen: host, origin → CORS → admit: key,
+    // rate, size), not each route: every request passes it, and a per-route layer would
+    // be cloned with every route on every request.
+    let edge = tower::ServiceBuilder::new()
+        .layer(GateLayer(state.clone(), Step::Screen))
+        .layer(BrowserCorsLayer::allowed_origins())
+        .layer(GateLayer(state.clone(), Step::Admit))
+        .service(api);
+    Router::new().fallback_service(edge)
+}
+
+fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(health::router())
+        .merge(sessions::router())
+        .merge(events::router())
+        .merge(commands::router())
+        .merge(input::router())
+        .merge(users::router())
+        .merge(terminal::router())
+}
+
+/// Fallback for unknown routes: JSON, never HTML.
+pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("No route for {method} {}", uri.path()))
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
