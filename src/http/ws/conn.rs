@@ -1,0 +1,400 @@
+//! One client connection, owned by one task: its subscriptions and the last `seq` sent for
+//! each, the inbox from the bus, gap filling and replays from storage, the heartbeat, the
+//! send timeout and the per-connection message budget.
+//!
+//! Nothing here may parse what a client sends (that is [`super::protocol`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::{Value, json};
+
+use crate::bus::{Inbox, Outbound, event_frame};
+use crate::domain::model::{SessionId, StoredEvent};
+use crate::http::AppState;
+use crate::storage::EventQuery;
+
+use super::close;
+
+/// How often a subscription whose catch-up failed is retried.
+const RESYNC_RETRY: Duration = Duration::from_millis(500);
+
+/// Decrements the client count however the task ends.
+struct ClientSlot<'a>(&'a AppState);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.0.shared().ws_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection ends.
+#[derive(Debug)]
+pub(super) enum End {
+    /// The peer went away or a write failed or timed out: nothing more can be sent.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// Runs one client connection to its end.
+pub async fn run<S>(socket: S, state: AppState)
+where
+    S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Send,
+{
+    let shared = state.shared();
+    let cfg = state.config();
+    let count = shared.ws_clients.fetch_add(1, Ordering::Relaxed);
+    let _slot = ClientSlot(&state);
+    let (sink, mut stream) = socket.split();
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let (inbox, mut rx) = Inbox::new(id, cfg.ws_send_queue);
+    let mut conn = Conn {
+        state: &state,
+        sink: Box::pin(sink),
+        inbox: &inbox,
+        subscriptions: BTreeMap::new(),
+        pending_resync: std::collections::BTreeSet::new(),
+        pending_subscribe: BTreeMap::new(),
+        send_timeout: Duration::from_secs(cfg.ws_send_timeout_secs),
+        bucket: TokenBucket::new(cfg.ws_rate_limit),
+    };
+
+    let end = if count >= cfg.ws_max_clients {
+        End::Close(close::POLICY, "Too many clients")
+    } else {
+        let hello = json!({
+            "type": "subscription_confirmed",
+            "payload": { "clientId": format!("client-{id}"), "message": "Connected to afw" },
+        });
+        match conn.send_json(&hello).await {
+            Err(end) => end,
+            Ok(()) => {
+                let period = Duration::from_secs(cfg.ws_heartbeat_secs);
+                let mut heartbeat =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut shutdown = shared.shutdown.subscribe();
+                let mut last_heard = tokio::time::Instant::now();
+                let mut resync_retry = tokio::time::interval(RESYNC_RETRY);
+                resync_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    if *shutdown.borrow_and_update() {
+                        break End::Close(close::GOING_AWAY, "Server is shutting down");
+                    }
+                    let step = tokio::select! {
+                        biased;
+                        _ = shutdown.changed() => Ok(()),
+                        _ = inbox.kick.notified() => {
+                            Err(End::Close(close::TRY_AGAIN_LATER, "Send queue full: client too slow"))
+                        }
+                        out = rx.recv() => match out {
+                            Some(out) => conn.deliver(out).await,
+                            None => Err(End::Gone),
+                        },
+                        msg = stream.next() => match msg {
+                            Some(Ok(msg)) => {
+                                last_heard = tokio::time::Instant::now();
+                                conn.handle(msg).await
+                            }
+                            Some(Err(e)) => Err(read_error(&e)),
+                            None => Err(End::Gone),
+                        },
+                        _ = heartbeat.tick() => {
+                            // Browsers answer protocol pings by themselves: a client from
+                            // which nothing came for two heartbeats is gone or stuck.
+                            if last_heard.elapsed() >= period * 2 {
+                                Err(End::Close(close::POLICY, "No pong or message for two heartbeats"))
+                            } else {
+                                conn.heartbeat().await
+                            }
+                        }
+                        _ = resync_retry.tick(), if conn.has_pending() => {
+                            conn.retry_pending().await
+                        }
+                    };
+                    if let Err(end) = step {
+                        break end;
+                    }
+                }
+            }
+        }
+    };
+
+    for sid in conn
+        .subscriptions
+        .keys()
+        .chain(conn.pending_subscribe.keys())
+    {
+        shared.bus.unsubscribe(sid, id);
+    }
+    if let End::Close(code, reason) = end {
+        if code == close::TOO_BIG {
+            let limit = state.config().ws_max_message_bytes;
+            let message = format!("Message too big: the limit is {limit} bytes");
+            let _ = conn.send_error(&message, None, None).await;
+        }
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        if conn.send(Message::Close(Some(frame))).await.is_ok() {
+            // Let the peer answer the close handshake, so our last frames are read rather
+            // than discarded by a TCP reset.
+            let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        }
+    }
+}
+
+/// A failed read: a client that broke the protocol or sent invalid UTF-8 is told so with
+/// the close code RFC 6455 names (1002, 1007, 1009); a vanished one is just gone.
+fn read_error(e: &axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    tracing::debug!(error = %e, "WebSocket read failed");
+    let cause = std::error::Error::source(e).and_then(|c| c.downcast_ref::<WsError>());
+    match cause {
+        Some(WsError::Protocol(_)) => End::Close(close::PROTOCOL, "Protocol error"),
+        Some(WsError::Utf8(_)) => {
+            End::Close(close::INVALID_DATA, "Text message is not valid UTF-8")
+        }
+        Some(WsError::Capacity(_)) => End::Close(close::TOO_BIG, "Message too big"),
+        _ => End::Gone,
+    }
+}
+
+/// 50 messages a second by default, with a burst of one second's worth.
+pub(super) struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    pub(super) fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            tokens: rate,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    pub(super) fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(super) struct Conn<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) sink: std::pin::Pin<Box<dyn Sink<Message, Error = axum::Error> + Send + 'a>>,
+    pub(super) inbox: &'a std::sync::Arc<Inbox>,
+    /// Subscribed sessions and the last `seq` sent for each.
+    pub(super) subscriptions: BTreeMap<SessionId, u64>,
+    /// Sessions whose catch-up from storage failed (storage unreachable): retried on a
+    /// timer; their live events are held back until then.
+    pub(super) pending_resync: std::collections::BTreeSet<SessionId>,
+    /// Subscriptions whose first read of storage failed, with their `after`: confirmed
+    /// (and replayed) by the retry timer once storage answers.
+    pub(super) pending_subscribe: BTreeMap<SessionId, Option<u64>>,
+    pub(super) send_timeout: Duration,
+    pub(super) bucket: TokenBucket,
+}
+
+impl Conn<'_> {
+    pub(super) async fn send(&mut self, msg: Message) -> Result<(), End> {
+        match tokio::time::timeout(self.send_timeout, self.sink.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(End::Gone),
+        }
+    }
+
+    pub(super) async fn send_json(&mut self, value: &Value) -> Result<(), End> {
+        self.send(Message::Text(Utf8Bytes::from(value.to_string())))
+            .await
+    }
+
+    pub(super) async fn send_error(
+        &mut self,
+        message: &str,
+        session_id: Option<&str>,
+        details: Option<Value>,
+    ) -> Result<(), End> {
+        let mut frame = json!({ "type": "error", "payload": message });
+        if let Some(sid) = session_id {
+            frame["sessionId"] = Value::from(sid);
+        }
+        if let Some(details) = details {
+            frame["details"] = details;
+        }
+        self.send_json(&frame).await
+    }
+
+    pub(super) async fn heartbeat(&mut self) -> Result<(), End> {
+        self.send(Message::Ping(bytes::Bytes::new())).await?;
+        self.send_json(&json!({ "type": "pong" })).await
+    }
+
+    pub(super) async fn deliver(&mut self, out: Outbound) -> Result<(), End> {
+        match out {
+            Outbound::Resync { session_id } => self.resync(&session_id).await,
+            Outbound::Notice {
+                session_id,
+                frame,
+                resets,
+            } => {
+                if let Some(last) = self.subscriptions.get_mut(&session_id) {
+                    if resets {
+                        *last = 0;
+                    }
+                    self.send(Message::Text(frame)).await?;
+                }
+                Ok(())
+            }
+            Outbound::Event {
+                session_id,
+                seq,
+                frame,
+            } => {
+                let Some(&last) = self.subscriptions.get(&session_id) else {
+                    return Ok(());
+                };
+                if seq <= last {
+                    return Ok(());
+                }
+                if seq > last + 1 && !self.fill_gap(&session_id, last, seq - 1).await? {
+                    // The missing events cannot be read now: hold this one back too, and
+                    // retry from storage (which has them all, in order) until it answers.
+                    self.pending_resync.insert(session_id);
+                    return Ok(());
+                }
+                self.send(Message::Text(frame)).await?;
+                self.subscriptions.insert(session_id, seq);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the stored events in `(after, up_to]`, or `recovered: false` when storage no
+    /// longer holds them all. `Ok(false)` when storage cannot be read right now: nothing was
+    /// sent and the cursor did not move.
+    pub(super) async fn fill_gap(
+        &mut self,
+        sid: &SessionId,
+        after: u64,
+        up_to: u64,
+    ) -> Result<bool, End> {
+        let query = EventQuery {
+            after: Some(after),
+            limit: (up_to - after) as usize,
+            ..EventQuery::default()
+        };
+        let Ok(page) = self.state.store().read_events(sid, query).await else {
+            return Ok(false);
+        };
+        if !page.covers(after) {
+            self.subscriptions.insert(sid.clone(), up_to);
+            self.confirm(sid, page.last_seq, Some(false)).await?;
+            return Ok(true);
+        }
+        let events: Vec<&StoredEvent> = page.events.iter().filter(|e| e.seq <= up_to).collect();
+        self.replay(sid, &events).await?;
+        Ok(true)
+    }
+
+    /// Sends stored events read back from storage, moving the cursor with each. A
+    /// `session:*` frame carries the session as it is stored now (read once per replay;
+    /// omitted if that read fails): the state after the event itself is not kept.
+    pub(super) async fn replay(
+        &mut self,
+        sid: &SessionId,
+        events: &[&StoredEvent],
+    ) -> Result<(), End> {
+        let mut session: Option<Option<String>> = None;
+        for ev in events {
+            if ev.kind.carries_session() && session.is_none() {
+                let current = self.state.store().get_session(sid).await.ok().flatten();
+                session = Some(current.and_then(|s| serde_json::to_string(&s).ok()));
+            }
+            let frame = event_frame(ev, session.as_ref().and_then(|s| s.as_deref()));
+            self.send(Message::Text(frame)).await?;
+            self.subscriptions.insert(sid.clone(), ev.seq);
+        }
+        Ok(())
+    }
+
+    /// Brings a subscription up to what storage holds: fills a gap, or says
+    /// `recovered: false` when the session started over. If storage cannot be read, the
+    /// session stays marked and the retry timer comes back to it.
+    pub(super) async fn resync(&mut self, sid: &SessionId) -> Result<(), End> {
+        let Some(&last) = self.subscriptions.get(sid) else {
+            self.pending_resync.remove(sid);
+            return Ok(());
+        };
+        let query = EventQuery {
+            limit: 0,
+            ..EventQuery::default()
+        };
+        let done = match self.state.store().read_events(sid, query).await {
+            Ok(page) if page.last_seq > last => self.fill_gap(sid, last, page.last_seq).await?,
+            Ok(page) if page.last_seq < last => {
+                // Storage holds less than this client has seen: the session was lost
+                // (e.g. Redis restarted without its data) and began again. The client must
+                // reload; delivery goes on from the new sequence.
+                self.subscriptions.insert(sid.clone(), page.last_seq);
+                self.confirm(sid, page.last_seq, Some(false)).await?;
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if done {
+            self.pending_resync.remove(sid);
+        } else {
+            self.pending_resync.insert(sid.clone());
+        }
+        Ok(())
+    }
+
+    /// Retries every subscription whose confirmation or catch-up from storage failed.
+    pub(super) async fn retry_pending(&mut self) -> Result<(), End> {
+        let subscribes: Vec<(SessionId, Option<u64>)> = self
+            .pending_subscribe
+            .iter()
+            .map(|(sid, after)| (sid.clone(), *after))
+            .collect();
+        for (sid, after) in subscribes {
+            self.subscribe(sid, after).await?;
+        }
+        let pending: Vec<SessionId> = self.pending_resync.iter().cloned().collect();
+        for sid in pending {
+            self.resync(&sid).await?;
+        }
+        Ok(())
+    }
+
+    /// A new session would exceed `AFW_WS_MAX_SUBSCRIPTIONS` (re-subscribing is fine).
+    pub(super) fn at_subscription_cap(&self, sid: &SessionId) -> bool {
+        let known =
+            self.subscriptions.contains_key(sid) || self.pending_subscribe.contains_key(sid);
+        !known
+            && self.subscriptions.len() + self.pending_subscribe.len()
+                >= self.state.config().ws_max_subscriptions
+    }
+
+    pub(super) fn has_pending(&self) -> bool {
+        !self.pending_resync.is_empty() || !self.pending_subscribe.is_empty()
+    }
+}

@@ -1,0 +1,212 @@
+//! What a client may send (`subscribe`, `unsubscribe`, `input`, `ping`) and how the
+//! connection answers each: confirmations, replays on subscribe, error frames for bad
+//! messages (the connection stays), close codes for what it cannot survive.
+//!
+//! Nothing here may own the socket or the inbox (that is [`super::conn`]).
+
+use axum::extract::ws::Message;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::domain::model::{SessionId, StoredEvent};
+use crate::http::error::ApiError;
+use crate::storage::{EventPage, EventQuery};
+
+use super::close;
+use super::conn::{Conn, End};
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub(super) enum ClientMessage {
+    Subscribe {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+        after: Option<u64>,
+    },
+    Unsubscribe {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+    },
+    Input {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+        payload: Value,
+    },
+    Ping,
+}
+
+impl Conn<'_> {
+    pub(super) async fn confirm(
+        &mut self,
+        sid: &SessionId,
+        last_seq: u64,
+        recovered: Option<bool>,
+    ) -> Result<(), End> {
+        let mut payload =
+            json!({ "message": format!("Subscribed to session {sid}"), "lastSeq": last_seq });
+        if let Some(r) = recovered {
+            payload["recovered"] = Value::from(r);
+        }
+        self.send_json(
+            &json!({ "type": "subscription_confirmed", "sessionId": sid, "payload": payload }),
+        )
+        .await
+    }
+
+    pub(super) async fn handle(&mut self, msg: Message) -> Result<(), End> {
+        let text = match msg {
+            Message::Text(text) if text.len() > self.state.config().ws_max_message_bytes => {
+                return Err(End::Close(close::TOO_BIG, "Message too big"));
+            }
+            Message::Text(text) => text,
+            Message::Close(_) => return Err(End::Gone),
+            // tungstenite answers pings itself; pongs need nothing.
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Binary(data) if data.len() > self.state.config().ws_max_message_bytes => {
+                return Err(End::Close(close::TOO_BIG, "Message too big"));
+            }
+            Message::Binary(_) => {
+                return self
+                    .send_error(
+                        "Binary messages are not supported; send JSON text",
+                        None,
+                        None,
+                    )
+                    .await;
+            }
+        };
+        if !self.bucket.take() {
+            let limit = self.state.config().ws_rate_limit;
+            return self
+                .send_error(
+                    &format!(
+                        "Rate limit exceeded: at most {limit} messages per second; message dropped"
+                    ),
+                    None,
+                    None,
+                )
+                .await;
+        }
+        let msg: ClientMessage = match serde_json::from_str(text.as_str()) {
+            Ok(m) => m,
+            Err(e) => {
+                return self
+                    .send_error(&format!("Invalid message: {e}"), None, None)
+                    .await;
+            }
+        };
+        match msg {
+            ClientMessage::Ping => self.send_json(&json!({ "type": "pong" })).await,
+            ClientMessage::Subscribe { session_id, after } => match SessionId::parse(&session_id) {
+                Ok(sid) if self.at_subscription_cap(&sid) => {
+                    let limit = self.state.config().ws_max_subscriptions;
+                    let message = format!(
+                        "Too many subscriptions: a client may follow {limit} sessions; unsubscribe from one first"
+                    );
+                    self.send_error(&message, Some(&session_id), None).await
+                }
+                Ok(sid) => self.subscribe(sid, after).await,
+                Err(e) => {
+                    self.send_error(&format!("Invalid sessionId: {e}"), Some(&session_id), None)
+                        .await
+                }
+            },
+            ClientMessage::Unsubscribe { session_id } => {
+                if let Ok(sid) = SessionId::parse(&session_id) {
+                    let was_pending = self.pending_subscribe.remove(&sid).is_some();
+                    self.pending_resync.remove(&sid);
+                    if self.subscriptions.remove(&sid).is_some() || was_pending {
+                        self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
+                    }
+                }
+                Ok(())
+            }
+            ClientMessage::Input {
+                session_id,
+                payload,
+            } => {
+                let sid = match SessionId::parse(&session_id) {
+                    Ok(sid) => sid,
+                    Err(e) => {
+                        return self
+                            .send_error(&format!("Invalid sessionId: {e}"), Some(&session_id), None)
+                            .await;
+                    }
+                };
+                if payload.is_null() {
+                    return self
+                        .send_error("Input payload is required", Some(&session_id), None)
+                        .await;
+                }
+                match crate::http::queue_input(self.state, &sid, payload, None).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let body = e.body();
+                        self.send_error(
+                            &e.to_string(),
+                            Some(&session_id),
+                            body.get("details").cloned(),
+                        )
+                        .await
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn subscribe(
+        &mut self,
+        sid: SessionId,
+        after: Option<u64>,
+    ) -> Result<(), End> {
+        // Subscribe first: events stored from now on are queued for us; anything both
+        // queued and read below is dropped as a duplicate by its seq.
+        self.state.shared().bus.subscribe(&sid, self.inbox);
+        let limit = match after {
+            Some(_) => self.state.config().max_events_per_session,
+            None => 0,
+        };
+        let query = EventQuery {
+            after,
+            limit,
+            ..EventQuery::default()
+        };
+        let page: EventPage = match self.state.store().read_events(&sid, query).await {
+            Ok(page) => page,
+            Err(e) => {
+                // Keep the subscription and confirm it once storage answers (the retry
+                // timer comes back to it): the client need not subscribe again. Events
+                // stored meanwhile are at or below the cursor that read will return.
+                let first_failure = self.pending_subscribe.insert(sid.clone(), after).is_none();
+                if first_failure {
+                    let message = format!(
+                        "{}; the subscription will be confirmed when it is back",
+                        ApiError::from(e)
+                    );
+                    return self.send_error(&message, Some(sid.as_str()), None).await;
+                }
+                return Ok(());
+            }
+        };
+        self.pending_subscribe.remove(&sid);
+        match after {
+            None => {
+                let last = *self
+                    .subscriptions
+                    .entry(sid.clone())
+                    .or_insert(page.last_seq);
+                self.confirm(&sid, last, None).await
+            }
+            Some(after) => {
+                let recovered = page.covers(after);
+                self.subscriptions.insert(sid.clone(), page.last_seq);
+                self.confirm(&sid, page.last_seq, Some(recovered)).await?;
+                if recovered {
+                    let events: Vec<&StoredEvent> = page.events.iter().collect();
+                    self.replay(&sid, &events).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+local p, sid = ARGV[1], ARGV[2]
+local skey = p .. K.sessions .. sid
+local cur = redis.call('GET', skey)
+if (cur or '') ~= ARGV[6] then return {0} end
+local item = false
+if ARGV[11] == '1' then
+  item = redis.call('LPOP', p .. K.input .. sid)
+  if not item then return {2} end
+end
+redis.call('SET', skey, ARGV[7])
+if ARGV[9] ~= '' then redis.call('SET', p .. K.seq .. sid, ARGV[9]) end
+local i = 13
+local n = tonumber(ARGV[i]); i = i + 1
+local ekey = p .. K.events .. sid
+if n > 0 then
+  local len, added = 0, 0
+  for _ = 1, n do
+    len = redis.call('RPUSH', ekey, ARGV[i]); added = added + #ARGV[i]; i = i + 1
+  end
+  local bkey = p .. K.bytes .. sid
+  local bytes = redis.call('INCRBY', bkey, added)
+  local cap, budget = tonumber(ARGV[10]), tonumber(ARGV[12])
+  local removed = 0
+  while len > 1 and (len > cap or bytes - removed > budget) do
+    removed = removed + #redis.call('LPOP', ekey); len = len - 1
+  end
+  if removed > 0 then redis.call('INCRBY', bkey, -removed) end
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('SET', p .. K.chain .. ARGV[i], ARGV[i + 1])
+  if ARGV[i + 2] == '1' then redis.call('RPUSH', p .. K.chains .. sid, ARGV[i]) end
+  i = i + 3
+end
+touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('ZADD', p .. K.index, ARGV[8], sid)
+redis.call('PEXPIRE', p .. K.index, ARGV[3])
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('PUBLISH', ARGV[5], ARGV[i]); i = i + 1 end
+return {1, item}

@@ -1,0 +1,13 @@
+local p, sid = ARGV[1], ARGV[2]
+local existed = redis.call('EXISTS', p .. K.sessions .. sid)
+for _, cid in ipairs(redis.call('LRANGE', p .. K.chains .. sid, 0, -1)) do
+  redis.call('DEL', p .. K.chain .. cid)
+end
+for _, id in ipairs(redis.call('SMEMBERS', p .. K.cmdids .. sid)) do
+  redis.call('DEL', p .. K.command .. id)
+end
+for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.commands, K.input, K.leases, K.cmdids}) do
+  redis.call('DEL', p .. k .. sid)
+end
+redis.call('ZREM', p .. K.index, sid)
+return existed

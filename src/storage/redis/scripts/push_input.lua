@@ -1,0 +1,7 @@
+local p, sid = ARGV[1], ARGV[2]
+if redis.call('EXISTS', p .. K.sessions .. sid) == 0 then return -1 end
+local key = p .. K.input .. sid
+if redis.call('LLEN', key) >= tonumber(ARGV[5]) then return -2 end
+local n = redis.call('RPUSH', key, ARGV[6])
+touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
+return n
