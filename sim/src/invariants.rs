@@ -26,7 +26,9 @@ use std::hash::{Hash, Hasher};
 
 use afw::hash::Fnv1a;
 
-use crate::scenario::{FaultKind, Record, Run, TtlPhase};
+use crate::plan::FaultKind;
+use crate::record::{Record, TtlPhase};
+use crate::world::Run;
 
 /// A session's stored events as the final read saw them: `(seq, n)`.
 type StoredEvents = Vec<(u64, Option<u64>)>;

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use afw_sim::invariants::{check, digest};
-use afw_sim::scenario::{Record, run};
+use afw_sim::record::Record;
+use afw_sim::world::run;
 use clap::Parser;
 
 #[derive(Parser)]

@@ -18,7 +18,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-use crate::scenario::{self, Run};
+use crate::world::{self, Run};
 
 #[derive(Default)]
 struct State {
@@ -77,6 +77,6 @@ impl<S: Subscriber> Layer<S> for TraceDigest {
 pub fn run_traced(seed: u64) -> (Run, TraceDigest) {
     let digest = TraceDigest::default();
     let subscriber = tracing_subscriber::registry().with(digest.clone());
-    let run = tracing::subscriber::with_default(subscriber, || scenario::run(seed));
+    let run = tracing::subscriber::with_default(subscriber, || world::run(seed));
     (run, digest)
 }

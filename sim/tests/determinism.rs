@@ -8,16 +8,16 @@
 use std::sync::Mutex;
 
 use afw_sim::invariants::{check, digest};
-use afw_sim::scenario::{self, Run};
 use afw_sim::trace_digest::run_traced;
+use afw_sim::world::{self, Run};
 
 /// One simulation at a time in this process: tokio's task ids are process-wide (see
-/// `scenario::run`).
+/// `world::run`).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn run(seed: u64) -> Run {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    scenario::run(seed)
+    world::run(seed)
 }
 
 #[test]

@@ -1,0 +1,200 @@
+//! After every fault has healed: each instance must take a write, the stored state is read
+//! back, and the literal TTLs are reached by clock jumps.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::plan::{EPOCH_MS, FINAL_CHECK_MS, Plan, QUEUE_TTL, SESSION_ACTIVITY_MS, SESSION_TTL};
+use crate::ports::SimClock;
+use crate::record::{Record, Shared, TtlPhase, now_ms, record};
+
+use super::input::{WAITING_ROOM, poll_input};
+use super::{http, write};
+
+/// After every fault has healed: every instance must take a write, and the stored state is
+/// read back for the checker.
+pub(crate) async fn checker(plan: Plan, history: Shared, clock: SimClock) -> turmoil::Result {
+    tokio::time::sleep(Duration::from_millis(FINAL_CHECK_MS)).await;
+    for instance in 0..plan.instances {
+        let mut ok = false;
+        for _ in 0..20 {
+            let ev = json!({"type": "file:created", "sessionId": "liveness", "timestamp": EPOCH_MS + now_ms()});
+            if let Ok((201, _)) = http(instance, "POST", "/api/events", Some(&ev)).await {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        record(&history, Record::Live { instance, ok });
+    }
+    for h in 0..plan.hooks {
+        let session = format!("hook-{h}");
+        if let Ok((200, body)) = http(
+            0,
+            "GET",
+            &format!("/api/events/{session}?limit=10000"),
+            None,
+        )
+        .await
+        {
+            let events = body["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| (e["seq"].as_u64().unwrap_or(0), e["n"].as_u64()))
+                .collect();
+            record(
+                &history,
+                Record::Final {
+                    session,
+                    events,
+                    last_seq: body["lastSeq"].as_u64().unwrap_or(0),
+                },
+            );
+        }
+    }
+    // What is left in the input queues (the pollers stopped at `RETRY_END_MS`).
+    if plan.inputs > 0 {
+        let mut sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
+        if plan.waiter.is_some() {
+            sessions.push(WAITING_ROOM.into());
+        }
+        for (i, session) in sessions.iter().enumerate() {
+            while poll_input(&history, i % plan.instances, session, 0).await == (200, true) {}
+        }
+    }
+    ttl_phase(&plan, &history, &clock).await;
+    Ok(())
+}
+
+/// Session, events and chains of `session` as one instance answers them.
+pub(crate) async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16) {
+    let session_status = http(instance, "GET", &format!("/api/sessions/{session}"), None)
+        .await
+        .map_or(0, |(s, _)| s);
+    let events = http(
+        instance,
+        "GET",
+        &format!("/api/events/{session}?limit=10000"),
+        None,
+    )
+    .await
+    .map_or(u64::MAX, |(_, b)| b["count"].as_u64().unwrap_or(u64::MAX));
+    let chains_status = http(
+        instance,
+        "GET",
+        &format!("/api/sessions/{session}/chains"),
+        None,
+    )
+    .await
+    .map_or(0, |(s, _)| s);
+    (session_status, events, chains_status)
+}
+
+/// The literal TTLs, reached by clock jumps once the workload is over: queues expire after
+/// 5 idle minutes while their session stays; sessions are whole just before 24 h of
+/// idleness and entirely gone just after; a write just before the TTL refreshes all of it.
+pub(crate) async fn ttl_phase(plan: &Plan, history: &Shared, clock: &SimClock) {
+    let wall = || Duration::from_millis(now_ms()) + clock.jumped();
+    let ev = |session: &str| json!({"type": "file:modified", "sessionId": session, "timestamp": EPOCH_MS, "cwd": "/w"});
+
+    // Queues: an item just under the queue TTL is still there; one just past it is gone,
+    // with the commands, while the session lives on.
+    let probe = "ttl-probe";
+    let set_up = write(0, "/api/events", &ev(probe)).await
+        && write(
+            0,
+            &format!("/api/sessions/{probe}/commands"),
+            &json!({"type": "pause"}),
+        )
+        .await
+        && write(
+            0,
+            &format!("/api/sessions/{probe}/input"),
+            &json!({"input": "a"}),
+        )
+        .await;
+    let input_path = format!("/api/sessions/{probe}/input?timeout=0");
+    let available = |r: Result<(u16, Value), String>| {
+        r.is_ok_and(|(s, b)| s == 200 && b["available"] == json!(true))
+    };
+    if set_up {
+        clock.jump(QUEUE_TTL - Duration::from_secs(10));
+        let before_ttl_available =
+            available(http(1 % plan.instances, "GET", &input_path, None).await);
+        let refreshed = write(
+            0,
+            &format!("/api/sessions/{probe}/input"),
+            &json!({"input": "b"}),
+        )
+        .await;
+        clock.jump(QUEUE_TTL + Duration::from_secs(1));
+        let after_ttl_available = available(http(0, "GET", &input_path, None).await);
+        let after_ttl_commands = http(
+            1 % plan.instances,
+            "GET",
+            &format!("/api/sessions/{probe}/commands"),
+            None,
+        )
+        .await
+        .map_or(usize::MAX, |(_, b)| {
+            b["commands"].as_array().map_or(usize::MAX, Vec::len)
+        });
+        let session_status = http(0, "GET", &format!("/api/sessions/{probe}"), None)
+            .await
+            .map_or(0, |(s, _)| s);
+        record(
+            history,
+            Record::QueueTtl {
+                before_ttl_available: before_ttl_available && refreshed,
+                after_ttl_available,
+                after_ttl_commands,
+                session_status,
+            },
+        );
+    }
+
+    // Sessions: the clock jumps to just before the earliest possible expiry of any hook
+    // session, then past the latest, then a day further.
+    let margin = Duration::from_secs(30);
+    let day_after = |ms: u64| Duration::from_millis(ms) + SESSION_TTL;
+    let sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
+    clock.jump(day_after(SESSION_ACTIVITY_MS.0).saturating_sub(margin + wall()));
+    for (i, session) in sessions.iter().enumerate() {
+        ttl_read(history, i % plan.instances, session, TtlPhase::BeforeTtl).await;
+    }
+    let refreshed = write(plan.instances - 1, "/api/events", &ev(&sessions[0])).await;
+    record(
+        history,
+        Record::Live {
+            instance: plan.instances - 1,
+            ok: refreshed,
+        },
+    );
+    clock.jump((day_after(SESSION_ACTIVITY_MS.1) + margin).saturating_sub(wall()));
+    for (i, session) in sessions.iter().enumerate() {
+        let phase = if i == 0 && refreshed {
+            TtlPhase::Refreshed
+        } else {
+            TtlPhase::AfterTtl
+        };
+        ttl_read(history, (i + 1) % plan.instances, session, phase).await;
+    }
+    clock.jump(SESSION_TTL);
+    ttl_read(history, 0, &sessions[0], TtlPhase::AfterTtl).await;
+}
+
+pub(crate) async fn ttl_read(history: &Shared, instance: usize, session: &str, phase: TtlPhase) {
+    let (session_status, events, chains_status) = read_whole(instance, session).await;
+    record(
+        history,
+        Record::TtlRead {
+            session: session.to_owned(),
+            phase,
+            session_status,
+            events,
+            chains_status,
+        },
+    );
+}

@@ -1,0 +1,124 @@
+//! What the clients saw, in the order it happened: the [`History`] the invariant checker
+//! ([`crate::invariants`]) judges after a run.
+//!
+//! Data only: nothing here may judge a record or talk to an instance.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What a client saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A hook's POST of event `n` of `session`, sent to `instance` at `started`: the
+    /// status, and the seq when stored.
+    Post {
+        session: String,
+        n: u64,
+        instance: usize,
+        started: u64,
+        status: u16,
+        seq: Option<u64>,
+    },
+    /// A hook read its session (`what`: "session") or polled its commands ("commands").
+    Read {
+        session: String,
+        what: &'static str,
+        instance: usize,
+        started: u64,
+        status: u16,
+    },
+    /// A dashboard queued input item `item` (each attempt is a new item).
+    InputQueued {
+        session: String,
+        item: String,
+        instance: usize,
+        started: u64,
+        status: u16,
+    },
+    /// A poll of a session's input queue (a long poll when `timeout_ms > 0`): status 0 when
+    /// no answer came, and the item it popped.
+    InputPolled {
+        session: String,
+        instance: usize,
+        started: u64,
+        timeout_ms: u64,
+        status: u16,
+        item: Option<String>,
+    },
+    /// A request that got no answer within [`REQUEST_BOUND`].
+    Hang { client: String, what: String },
+    /// A dashboard (re)subscribed: the confirmation it got.
+    Subscribed {
+        dashboard: usize,
+        session: String,
+        after: Option<u64>,
+        last_seq: u64,
+        recovered: Option<bool>,
+    },
+    /// A dashboard received an event frame.
+    Event {
+        dashboard: usize,
+        session: String,
+        seq: u64,
+        n: Option<u64>,
+    },
+    /// A dashboard's connection ended (it will reconnect), with the server's close code
+    /// if it sent one (1013: the client could not keep up).
+    Disconnected { dashboard: usize, code: Option<u16> },
+    /// A command poll claimed these command ids.
+    Claimed { session: String, ids: Vec<String> },
+    /// The final read of a session's stored events: `(seq, n)`.
+    Final {
+        session: String,
+        events: Vec<(u64, Option<u64>)>,
+        last_seq: u64,
+    },
+    /// After every fault healed: did instance i accept a write in time?
+    Live { instance: usize, ok: bool },
+    /// A read of a whole session around its TTL, after the clock jumped (see [`TtlPhase`]).
+    TtlRead {
+        session: String,
+        phase: TtlPhase,
+        session_status: u16,
+        events: u64,
+        chains_status: u16,
+    },
+    /// The probe of the queues' TTL: an input item read just before the queue TTL, and the
+    /// queues and session just after it.
+    QueueTtl {
+        before_ttl_available: bool,
+        after_ttl_available: bool,
+        after_ttl_commands: usize,
+        session_status: u16,
+    },
+}
+
+/// When a [`Record::TtlRead`] was taken, and so what it must show.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TtlPhase {
+    /// Just under 24 h after the session's last activity: whole, as the final read saw it.
+    BeforeTtl,
+    /// Past 24 h after the last activity of a session written to at `BeforeTtl`: whole,
+    /// with that one more event (its whole TTL was refreshed, events included).
+    Refreshed,
+    /// Past 24 h after the last activity: gone entirely (session, events, chains).
+    AfterTtl,
+}
+
+/// Everything recorded during one run, in the order it happened.
+#[derive(Debug, Default)]
+pub struct History {
+    pub records: Vec<(u64, Record)>,
+}
+
+pub(crate) type Shared = Rc<RefCell<History>>;
+
+pub(crate) fn now_ms() -> u64 {
+    turmoil::sim_elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn record(history: &Shared, r: Record) {
+    history.borrow_mut().records.push((now_ms(), r));
+}

@@ -1,0 +1,429 @@
+//! A simulated Redis: exactly the commands and semantics afw uses, over any byte stream.
+//!
+//! It speaks RESP2 ([`redis_protocol`]'s codec) and keeps strings, lists, hashes, sets and
+//! sorted sets with TTLs on `tokio::time` (virtual time inside turmoil, paused time in
+//! tests), Pub/Sub, and Lua scripts run by an embedded Lua 5.1 (the version Redis embeds),
+//! with `redis.call` / `redis.pcall` and Redis's type conversions. Everything runs on one
+//! thread with no await inside a command or a script, so each is atomic, as in Redis.
+//! Iteration is over ordered maps: replies and fan-out are deterministic.
+//!
+//! A conformance suite (`tests/conformance`) sends the same command sequences to this host
+//! and to a real `redis-server` and requires identical replies.
+//!
+//! Crash modes: a host built inside the turmoil host closure loses everything when the host
+//! restarts; one built outside it (shared by the restarts) keeps its data, like Redis with
+//! AOF.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use mlua::Lua;
+use redis_protocol::codec::Resp2;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::codec::Framed;
+
+mod hashes;
+mod keys;
+mod lists;
+mod lua;
+mod pubsub;
+mod sets;
+mod strings;
+mod zsets;
+
+/// `ERR wrong number of arguments` for a known command.
+fn wrong_args(name: &str) -> Reply {
+    Reply::Error(format!(
+        "ERR wrong number of arguments for '{}' command",
+        name.to_ascii_lowercase()
+    ))
+}
+
+/// A reply, before encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    fn ok() -> Self {
+        Reply::Status("OK".into())
+    }
+
+    fn err(msg: &str) -> Self {
+        Reply::Error(msg.to_owned())
+    }
+
+    fn wrong_type() -> Self {
+        Reply::err("WRONGTYPE Operation against a key holding the wrong kind of value")
+    }
+
+    fn syntax() -> Self {
+        Reply::err("ERR syntax error")
+    }
+
+    fn not_int() -> Self {
+        Reply::err("ERR value is not an integer or out of range")
+    }
+
+    fn to_frame(&self) -> BytesFrame {
+        match self {
+            Reply::Status(s) => BytesFrame::SimpleString(Bytes::from(s.clone())),
+            Reply::Error(e) => BytesFrame::Error(e.clone().into()),
+            Reply::Int(i) => BytesFrame::Integer(*i),
+            Reply::Bulk(b) => BytesFrame::BulkString(Bytes::from(b.clone())),
+            Reply::Nil => BytesFrame::Null,
+            Reply::Array(items) => BytesFrame::Array(items.iter().map(Reply::to_frame).collect()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Str(Vec<u8>),
+    List(VecDeque<Vec<u8>>),
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    Set(BTreeSet<Vec<u8>>),
+    ZSet(BTreeMap<Vec<u8>, f64>),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Value,
+    /// On the host's clock (see [`RedisHost::with_clock`]).
+    expires: Option<Duration>,
+}
+
+/// What "now" is for TTLs: a duration since a fixed zero.
+pub type HostClock = Rc<dyn Fn() -> Duration>;
+
+type Subscriber = (u64, mpsc::UnboundedSender<Reply>);
+
+/// The keyspace and everything shared by the connections of one simulated Redis.
+struct Db {
+    keys: BTreeMap<Vec<u8>, Entry>,
+    scripts: BTreeMap<String, String>,
+    channels: BTreeMap<Vec<u8>, Vec<Subscriber>>,
+    clock: HostClock,
+}
+
+fn int_arg(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+fn float_arg(arg: &[u8]) -> Option<f64> {
+    match std::str::from_utf8(arg).ok()? {
+        "-inf" => Some(f64::NEG_INFINITY),
+        "+inf" | "inf" => Some(f64::INFINITY),
+        s => s.parse().ok(),
+    }
+}
+
+/// Redis's formatting of a score in replies (integral scores without a fraction).
+fn format_score(score: f64) -> Vec<u8> {
+    if score.fract() == 0.0 && score.abs() < 1e17 {
+        format!("{}", score as i64).into_bytes()
+    } else {
+        format!("{score}").into_bytes()
+    }
+}
+
+/// Resolves Redis's inclusive, negative-from-the-end range on a sequence of `len`.
+fn range(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let stop = if stop < 0 {
+        len + stop
+    } else {
+        stop.min(len - 1)
+    };
+    (start <= stop && start < len).then_some((start as usize, stop as usize))
+}
+
+impl Db {
+    fn now(&self) -> Duration {
+        (self.clock)()
+    }
+
+    fn live(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let now = self.now();
+        if self
+            .keys
+            .get(key)
+            .is_some_and(|e| e.expires.is_some_and(|at| at <= now))
+        {
+            self.keys.remove(key);
+        }
+        self.keys.get_mut(key)
+    }
+
+    fn exists(&mut self, key: &[u8]) -> bool {
+        self.live(key).is_some()
+    }
+
+    /// The value for a write of this kind, created empty if missing; `None` on a type clash.
+    fn entry_for(&mut self, key: &[u8], empty: fn() -> Value) -> Option<&mut Value> {
+        if self.live(key).is_none() {
+            self.keys.insert(
+                key.to_vec(),
+                Entry {
+                    value: empty(),
+                    expires: None,
+                },
+            );
+        }
+        let entry = self.keys.get_mut(key)?;
+        let fresh = empty();
+        (std::mem::discriminant(&entry.value) == std::mem::discriminant(&fresh))
+            .then_some(&mut entry.value)
+    }
+
+    /// Removes a collection that became empty (Redis deletes empty keys).
+    fn drop_if_empty(&mut self, key: &[u8]) {
+        let empty = match self.keys.get(key).map(|e| &e.value) {
+            Some(Value::List(l)) => l.is_empty(),
+            Some(Value::Hash(h)) => h.is_empty(),
+            Some(Value::Set(s)) => s.is_empty(),
+            Some(Value::ZSet(z)) => z.is_empty(),
+            _ => false,
+        };
+        if empty {
+            self.keys.remove(key);
+        }
+    }
+
+    /// Runs one command (not EVAL, not (UN)SUBSCRIBE: those need the host), in the module of
+    /// its data type.
+    fn exec(&mut self, args: &[Vec<u8>]) -> Reply {
+        let Some(name) = args.first() else {
+            return Reply::err("ERR empty command");
+        };
+        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        let a = &args[1..];
+        match name.as_str() {
+            "PING" | "SELECT" | "AUTH" | "CLIENT" | "FLUSHALL" | "FLUSHDB" | "DBSIZE" | "DEL"
+            | "EXISTS" | "TYPE" | "PEXPIRE" | "EXPIRE" | "PTTL" | "TTL" => {
+                keys::exec(self, &name, a)
+            }
+            "GET" | "MGET" | "SET" | "INCRBY" => strings::exec(self, &name, a),
+            "RPUSH" | "LPUSH" | "LPOP" | "LLEN" | "LINDEX" | "LRANGE" | "LTRIM" => {
+                lists::exec(self, &name, a)
+            }
+            "HSET" | "HGET" | "HDEL" | "HGETALL" => hashes::exec(self, &name, a),
+            "SADD" | "SCARD" | "SREM" | "SMEMBERS" => sets::exec(self, &name, a),
+            "ZADD" | "ZREM" | "ZRANGE" | "ZRANGEBYSCORE" => zsets::exec(self, &name, a),
+            "PUBLISH" => pubsub::exec(self, &name, a),
+            _ => Reply::Error(format!(
+                "ERR unknown command '{}', with args beginning with: ",
+                name.to_ascii_lowercase()
+            )),
+        }
+    }
+}
+
+/// One simulated Redis server. Cheap to clone; clones share the data.
+#[derive(Clone)]
+pub struct RedisHost {
+    db: Rc<RefCell<Db>>,
+    lua: Rc<Lua>,
+    next_conn: Rc<Cell<u64>>,
+}
+
+impl Default for RedisHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedisHost {
+    /// A host whose TTLs run on tokio time since its creation (tests outside turmoil).
+    pub fn new() -> Self {
+        let zero = Instant::now();
+        Self::with_clock(Rc::new(move || zero.elapsed()))
+    }
+
+    /// A host whose TTLs run on `clock`. In the simulation this is turmoil's global virtual
+    /// time, which keeps going across restarts of the host (a bounced host gets a new
+    /// tokio runtime, whose `Instant`s mean nothing to the old deadlines).
+    pub fn with_clock(clock: HostClock) -> Self {
+        let db = Rc::new(RefCell::new(Db {
+            keys: BTreeMap::new(),
+            scripts: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            clock,
+        }));
+        let lua = Lua::new();
+        lua::install_redis_api(&lua, &db).expect("the redis Lua API installs");
+        Self {
+            db,
+            lua: Rc::new(lua),
+            next_conn: Rc::new(Cell::new(1)),
+        }
+    }
+
+    /// Wipes everything (a crash without persistence).
+    pub fn wipe(&self) {
+        self.db.borrow_mut().keys.clear();
+    }
+
+    /// Runs one command of a connection (everything but (UN)SUBSCRIBE).
+    pub fn command(&self, args: &[Vec<u8>]) -> Reply {
+        let name = args
+            .first()
+            .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
+            .unwrap_or_default();
+        match name.as_str() {
+            "EVAL" if args.len() >= 3 => {
+                let body = String::from_utf8_lossy(&args[1]).into_owned();
+                let sha = sha1_smol::Sha1::from(body.as_bytes()).digest().to_string();
+                self.db.borrow_mut().scripts.insert(sha, body.clone());
+                lua::eval(&self.lua, &body, &args[2..])
+            }
+            "EVALSHA" if args.len() >= 3 => {
+                let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+                let body = self.db.borrow().scripts.get(&sha).cloned();
+                match body {
+                    Some(body) => lua::eval(&self.lua, &body, &args[2..]),
+                    None => Reply::err("NOSCRIPT No matching script. Please use EVAL."),
+                }
+            }
+            "SCRIPT" if args.len() >= 3 && args[1].eq_ignore_ascii_case(b"LOAD") => {
+                let body = String::from_utf8_lossy(&args[2]).into_owned();
+                let sha = sha1_smol::Sha1::from(body.as_bytes()).digest().to_string();
+                self.db.borrow_mut().scripts.insert(sha.clone(), body);
+                Reply::Bulk(sha.into_bytes())
+            }
+            _ => self.db.borrow_mut().exec(args),
+        }
+    }
+
+    /// Serves one client connection until it closes.
+    pub async fn serve<S>(&self, io: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        let mut framed = Framed::new(io, Resp2::default());
+        let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Reply>();
+        let mut subscribed: BTreeSet<Vec<u8>> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                push = push_rx.recv() => {
+                    let Some(push) = push else { break };
+                    if framed.send(push.to_frame()).await.is_err() {
+                        break;
+                    }
+                }
+                frame = framed.next() => {
+                    let Some(Ok(frame)) = frame else { break };
+                    let args: Vec<Vec<u8>> = match frame {
+                        BytesFrame::Array(items) => items
+                            .into_iter()
+                            .filter_map(|f| match f {
+                                BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => Some(b.to_vec()),
+                                BytesFrame::Integer(i) => Some(i.to_string().into_bytes()),
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => continue,
+                    };
+                    let replies = self.dispatch(id, &args, &mut subscribed, &push_tx);
+                    let mut failed = false;
+                    for reply in replies {
+                        if framed.send(reply.to_frame()).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut db = self.db.borrow_mut();
+        for channel in subscribed {
+            if let Some(subs) = db.channels.get_mut(&channel) {
+                subs.retain(|(conn, _)| *conn != id);
+            }
+        }
+    }
+
+    fn dispatch(
+        &self,
+        conn: u64,
+        args: &[Vec<u8>],
+        subscribed: &mut BTreeSet<Vec<u8>>,
+        push: &mpsc::UnboundedSender<Reply>,
+    ) -> Vec<Reply> {
+        let name = args
+            .first()
+            .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
+            .unwrap_or_default();
+        match name.as_str() {
+            "SUBSCRIBE" if args.len() >= 2 => args[1..]
+                .iter()
+                .map(|channel| {
+                    if subscribed.insert(channel.clone()) {
+                        self.db
+                            .borrow_mut()
+                            .channels
+                            .entry(channel.clone())
+                            .or_default()
+                            .push((conn, push.clone()));
+                    }
+                    Reply::Array(vec![
+                        Reply::Bulk(b"subscribe".to_vec()),
+                        Reply::Bulk(channel.clone()),
+                        Reply::Int(subscribed.len() as i64),
+                    ])
+                })
+                .collect(),
+            "UNSUBSCRIBE" => {
+                let channels: Vec<Vec<u8>> = if args.len() > 1 {
+                    args[1..].to_vec()
+                } else {
+                    subscribed.iter().cloned().collect()
+                };
+                channels
+                    .into_iter()
+                    .map(|channel| {
+                        subscribed.remove(&channel);
+                        if let Some(subs) = self.db.borrow_mut().channels.get_mut(&channel) {
+                            subs.retain(|(c, _)| *c != conn);
+                        }
+                        Reply::Array(vec![
+                            Reply::Bulk(b"unsubscribe".to_vec()),
+                            Reply::Bulk(channel),
+                            Reply::Int(subscribed.len() as i64),
+                        ])
+                    })
+                    .collect()
+            }
+            // In subscribe mode, PING answers as a push: ["pong", message].
+            "PING" if !subscribed.is_empty() => vec![Reply::Array(vec![
+                Reply::Bulk(b"pong".to_vec()),
+                Reply::Bulk(args.get(1).cloned().unwrap_or_default()),
+            ])],
+            _ => vec![self.command(args)],
+        }
+    }
+}
