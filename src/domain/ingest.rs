@@ -10,7 +10,57 @@ use serde_json::{Map, Value};
 use crate::domain::model::{
     EventType, NewEvent, STEP_NUMBER_RULE, SessionId, Timestamp, is_step_number,
 };
-use crate::http::error::{ApiError, FieldError};
+
+/// One field that failed validation: where (`events[3].type`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why an event was refused. Every variant names the fields at fault; the HTTP layer
+/// answers 400 with them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Fields missing, of the wrong type or out of range; or not JSON at all.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        details: Vec<FieldError>,
+    },
+    /// `type` names no event type afw knows ([`EventType::ALL`] lists them).
+    #[error("{message}")]
+    UnknownType {
+        message: String,
+        details: Vec<FieldError>,
+    },
+}
+
+impl IngestError {
+    fn field(path: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::Invalid {
+            message: format!("Validation failed: {path} {message}"),
+            details: vec![FieldError::new(path, message)],
+        }
+    }
+
+    /// The fields at fault.
+    pub fn into_details(self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid { details, .. } | Self::UnknownType { details, .. } => details,
+        }
+    }
+}
 
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -19,11 +69,14 @@ pub const MAX_BATCH: usize = 1000;
 ///
 /// `raw` is usually a slice of the request body: the event keeps it without copying until
 /// the store writes the event's final form.
-pub fn parse_event(raw: Bytes, path: &str) -> Result<NewEvent, ApiError> {
+pub fn parse_event(raw: Bytes, path: &str) -> Result<NewEvent, IngestError> {
     let value: Value = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::field(path_or_body(path), format!("is not valid JSON: {e}")))?;
+        .map_err(|e| IngestError::field(path_or_body(path), format!("is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
-        return Err(ApiError::field(path_or_body(path), "must be a JSON object"));
+        return Err(IngestError::field(
+            path_or_body(path),
+            "must be a JSON object",
+        ));
     };
     // Outside its strings (which the parser checked) a JSON text is ASCII, so the verbatim
     // prefix is valid UTF-8.
@@ -34,7 +87,7 @@ pub fn parse_event(raw: Bytes, path: &str) -> Result<NewEvent, ApiError> {
 }
 
 /// Validates an event already parsed into a map (e.g. one the server builds itself).
-pub fn event_from_map(fields: Map<String, Value>) -> Result<NewEvent, ApiError> {
+pub fn event_from_map(fields: Map<String, Value>) -> Result<NewEvent, IngestError> {
     validate(fields, None, "")
 }
 
@@ -42,7 +95,7 @@ fn validate(
     mut fields: Map<String, Value>,
     raw_prefix: Option<Bytes>,
     path: &str,
-) -> Result<NewEvent, ApiError> {
+) -> Result<NewEvent, IngestError> {
     let at = |field: &str| {
         if path.is_empty() {
             field.to_owned()
@@ -57,15 +110,12 @@ fn validate(
             Some(kind) => Some(kind),
             None => {
                 let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                let mut extra = Map::new();
-                extra.insert("knownTypes".into(), Value::from(known.clone()));
-                return Err(ApiError::BadRequest {
+                return Err(IngestError::UnknownType {
                     message: format!(
                         "Unknown event type '{t}'. Known types: {}",
                         known.join(", ")
                     ),
                     details: vec![FieldError::new(at("type"), "is not a known event type")],
-                    extra,
                 });
             }
         },
@@ -153,10 +203,10 @@ fn validate(
                 raw_prefix,
             })
         }
-        _ => Err(ApiError::invalid(
-            format!("Invalid event: {}", summarize(&details)),
+        _ => Err(IngestError::Invalid {
+            message: format!("Invalid event: {}", summarize(&details)),
             details,
-        )),
+        }),
     }
 }
 
@@ -230,14 +280,14 @@ mod tests {
                 r#"{{"type":"step:spawned","sessionId":"s","timestamp":1,"stepNumber":{bad}}}"#
             );
             let err = parse_event(Bytes::from(raw), "").unwrap_err();
-            let ApiError::BadRequest { details, .. } = err else {
+            let IngestError::Invalid { details, .. } = err else {
                 panic!("{bad}: {err:?}")
             };
             assert_eq!(details[0].path, "stepNumber", "{bad}");
         }
         let raw = r#"{"type":"chain:compiled","sessionId":"s","timestamp":1,"steps":[{"stepNumber":null},{"stepNumber":0}]}"#;
         let err = parse_event(Bytes::from_static(raw.as_bytes()), "events[2]").unwrap_err();
-        let ApiError::BadRequest { details, .. } = err else {
+        let IngestError::Invalid { details, .. } = err else {
             panic!("{err:?}")
         };
         assert_eq!(details[0].path, "events[2].steps[1].stepNumber");
@@ -265,26 +315,25 @@ mod tests {
             "events[2]",
         )
         .unwrap_err();
-        let body = err.body();
-        let paths: Vec<&str> = body["details"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["path"].as_str().unwrap())
-            .collect();
+        let paths: Vec<String> = err.into_details().into_iter().map(|d| d.path).collect();
         assert_eq!(paths, ["events[2].sessionId", "events[2].timestamp"]);
     }
 
     #[test]
-    fn unknown_type_lists_the_known_ones() {
+    fn unknown_type_names_the_known_ones() {
         let err = parse_event(
             Bytes::from_static(br#"{"type":"session:paused","sessionId":"s","timestamp":1}"#),
             "",
         )
         .unwrap_err();
-        let body = err.body();
-        assert_eq!(body["knownTypes"].as_array().unwrap().len(), 19);
-        assert!(body["error"].as_str().unwrap().contains("session:started"));
+        let IngestError::UnknownType { message, details } = err else {
+            panic!("{err:?}")
+        };
+        assert!(message.contains("session:started"), "{message}");
+        assert_eq!(
+            details,
+            [FieldError::new("type", "is not a known event type")]
+        );
     }
 
     #[test]

@@ -1,31 +1,19 @@
 //! Errors of the HTTP layer and their one mapping to responses.
 //!
 //! Every error leaves as JSON `{"error": "<sentence>", ...details}` with the status of contract §0.
-//! Storage errors ([`crate::storage::StoreError`]) are converted here, once; no handler builds
-//! an error response by hand.
+//! Storage errors ([`StoreError`]) and refused events ([`IngestError`]) are converted here,
+//! once; no handler builds an error response by hand.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::domain::ingest::IngestError;
+use crate::domain::model::EventType;
 use crate::storage::StoreError;
 
-/// One failed check of a request, `{path, message}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
+/// One failed check of a request, `{path, message}` (the domain's validation detail).
+pub use crate::domain::ingest::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -171,6 +159,24 @@ impl ApiError {
     }
 }
 
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Invalid { message, details } => Self::invalid(message, details),
+            IngestError::UnknownType { message, details } => {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+                let mut extra = Map::new();
+                extra.insert("knownTypes".into(), Value::from(known));
+                Self::BadRequest {
+                    message,
+                    details,
+                    extra,
+                }
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -240,3 +246,29 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_event_type_answers_400_with_the_known_types() {
+        let err = crate::domain::ingest::parse_event(
+            bytes::Bytes::from_static(
+                br#"{"type":"session:paused","sessionId":"s","timestamp":1}"#,
+            ),
+            "",
+        )
+        .unwrap_err();
+        let err = ApiError::from(err);
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        let body = err.body();
+        assert_eq!(
+            body["knownTypes"].as_array().unwrap().len(),
+            EventType::ALL.len()
+        );
+        assert_eq!(EventType::ALL.len(), 19);
+        assert!(body["error"].as_str().unwrap().contains("session:started"));
+        assert_eq!(body["details"][0]["path"], "type");
+    }
+}

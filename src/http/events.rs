@@ -135,8 +135,7 @@ async fn post_batch(
             &format!("events[{i}]"),
         ) {
             Ok(ev) => events.push(ev),
-            Err(ApiError::BadRequest { details: d, .. }) => details.extend(d),
-            Err(e) => return Err(e),
+            Err(e) => details.extend(e.into_details()),
         }
     }
     if !details.is_empty() {

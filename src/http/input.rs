@@ -16,10 +16,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::actions::queue_input;
 use super::{ApiJson, ApiQuery, json, session_id};
-use crate::domain::model::{InputItem, Notice, SessionId};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 
@@ -51,46 +51,6 @@ async fn queue(
         StatusCode::CREATED,
         &json!({ "success": true, "sessionId": sid, "inputQueued": true }),
     ))
-}
-
-/// Largest input item (`input` plus `prompt`, as JSON).
-pub const MAX_INPUT_BYTES: usize = 64 * 1024;
-
-/// Shared by `POST .../input` and the WebSocket `input` message.
-pub async fn queue_input(
-    state: &AppState,
-    sid: &SessionId,
-    input: Value,
-    prompt: Option<Value>,
-) -> ApiResult<usize> {
-    // 100 queued items of at most this size: a session's queue stays small.
-    let size = serde_json::to_string(&input).map_or(0, |t| t.len())
-        + prompt
-            .as_ref()
-            .and_then(|p| serde_json::to_string(p).ok())
-            .map_or(0, |t| t.len());
-    if size > MAX_INPUT_BYTES {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_INPUT_BYTES,
-        });
-    }
-    let now = state.now();
-    let item = InputItem {
-        id: state.shared().ids.id("input", now.0),
-        input,
-        prompt,
-        timestamp: now,
-    };
-    let item_id = item.id.clone();
-    let store = state.store();
-    let queued = store.push_input(sid, item).await?;
-    let mut notice = Map::new();
-    notice.insert("inputId".into(), Value::from(item_id));
-    notice.insert("queueLength".into(), Value::from(queued));
-    store
-        .publish_notice(sid, Notice::InputQueued, notice)
-        .await?;
-    Ok(queued)
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 //! the [`Store`] port and the [`Bus`], never to a backend; nothing here may know Redis or
 //! build an instance (that is [`crate::app`]).
 
+mod actions;
 mod commands;
 pub mod cors;
 pub mod error;
@@ -19,8 +20,6 @@ mod sessions;
 mod terminal;
 mod users;
 pub mod ws;
-
-pub use input::queue_input;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};

@@ -14,13 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use super::channel::{self, Received};
 use crate::bus::Bus;
-use crate::domain::model::{EventType, Notice, SessionId, StoredEvent, Timestamp};
+use crate::domain::model::Notice;
 use crate::storage::redis::RedisLink;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -41,57 +39,26 @@ impl BridgeStatus {
     }
 }
 
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(rename = "sessionId")]
-    session_id: SessionId,
-    seq: Option<u64>,
-    #[serde(rename = "type")]
-    kind: Option<&'a str>,
-    timestamp: Option<&'a str>,
-    #[serde(borrow)]
-    event: Option<&'a RawValue>,
-    /// The session after the event, for `session:*` events.
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-    notice: Option<&'a str>,
-    payload: Option<Map<String, Value>>,
-}
-
 /// Hands one Pub/Sub message to the local bus. Malformed messages are logged and dropped.
 pub fn dispatch(bus: &Bus, payload: &[u8]) {
-    let msg: Message<'_> = match serde_json::from_slice(payload) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring a malformed Pub/Sub message");
-            return;
-        }
-    };
-    let timestamp = msg.timestamp.and_then(Timestamp::parse_rfc3339);
-    if let (Some(seq), Some(kind), Some(ts), Some(event)) = (
-        msg.seq,
-        msg.kind.and_then(EventType::parse),
-        timestamp,
-        msg.event,
-    ) {
-        let stored = StoredEvent {
-            seq,
+    match channel::decode(payload) {
+        Err(e) => tracing::warn!(error = %e, "ignoring a malformed Pub/Sub message"),
+        Ok(None) => {}
+        Ok(Some(Received::Event {
+            session_id,
+            event,
+            data,
+        })) => bus.publish_event(&session_id, &event, || data),
+        Ok(Some(Received::Notice {
+            session_id,
             kind,
-            timestamp: ts,
-            json: bytes::Bytes::copy_from_slice(event.get().as_bytes()),
-        };
-        let data = msg.data.map(|d| d.get().to_owned());
-        bus.publish_event(&msg.session_id, &stored, || data);
-    } else if let Some(notice) = msg.notice.and_then(Notice::parse) {
-        let fields = msg.payload.unwrap_or_default();
-        bus.publish_notice(
-            &msg.session_id,
-            notice,
-            &fields,
-            timestamp.unwrap_or_default(),
-        );
-        if notice == Notice::InputQueued {
-            bus.input_queued(&msg.session_id);
+            fields,
+            timestamp,
+        })) => {
+            bus.publish_notice(&session_id, kind, &fields, timestamp);
+            if kind == Notice::InputQueued {
+                bus.input_queued(&session_id);
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ mod scripts;
 
 pub use link::{LinkTimeouts, RedisLink, RedisTarget, RedisUrlError};
 
-use channel::event_message;
+use channel::{event_message, notice_message};
 use codec::{CommandRecord, bulk, command_from_hash, int, parse_json, stored_event, to_json};
 use link::public_reason;
 
@@ -915,20 +915,10 @@ impl Store for RedisStore {
         payload: Map<String, Value>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let msg = serde_json::json!({
-                "sessionId": session,
-                "notice": kind,
-                "timestamp": self.now(),
-                "instanceId": self.instance_id,
-                "payload": payload,
-            });
+            let msg = notice_message(session, kind, self.now(), &self.instance_id, &payload);
             let _: i64 = self
                 .link
-                .query(
-                    redis::cmd("PUBLISH")
-                        .arg(&self.channel)
-                        .arg(msg.to_string()),
-                )
+                .query(redis::cmd("PUBLISH").arg(&self.channel).arg(msg))
                 .await?;
             Ok(())
         })
