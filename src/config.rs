@@ -14,10 +14,10 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 3001;
 pub const DEFAULT_REDIS_PREFIX: &str = "afw:";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 800;
-pub const DEFAULT_SESSION_TTL_SECS: u64 = 24 * 3600;
-pub const DEFAULT_QUEUE_TTL_SECS: u64 = 5 * 60;
-pub const DEFAULT_MAX_EVENTS: usize = 10_000;
-pub const DEFAULT_MAX_INPUT_QUEUE: usize = 100;
+pub const DEFAULT_SESSION_TTL_SECS: u64 = StoreLimits::DEFAULT.session_ttl_ms / 1000;
+pub const DEFAULT_QUEUE_TTL_SECS: u64 = StoreLimits::DEFAULT.queue_ttl_ms / 1000;
+pub const DEFAULT_MAX_EVENTS: usize = StoreLimits::DEFAULT.max_events_per_session;
+pub const DEFAULT_MAX_INPUT_QUEUE: usize = StoreLimits::DEFAULT.max_input_queue;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_WS_MAX_CLIENTS: usize = 10_000;
 pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -36,10 +36,10 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 12_000;
-pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+pub const DEFAULT_MAX_SESSIONS: usize = StoreLimits::DEFAULT.max_sessions;
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 + 64 * 1024;
-pub const DEFAULT_SESSION_BUDGET_BYTES: usize = 16 * 1024 * 1024;
-pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 1024 * 1024 * 1024;
+pub const DEFAULT_SESSION_BUDGET_BYTES: usize = StoreLimits::DEFAULT.session_budget_bytes;
+pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = StoreLimits::DEFAULT.memory_budget_bytes;
 pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -322,7 +322,7 @@ impl Config {
             session_budget_bytes: self.session_budget_bytes.max(1),
             max_sessions: self.max_sessions.max(1),
             memory_budget_bytes: self.memory_budget_bytes.max(1),
-            ..StoreLimits::default()
+            ..StoreLimits::DEFAULT
         }
     }
 }

@@ -15,6 +15,19 @@ use crate::storage::StoreError;
 /// One failed check of a request, `{path, message}` (the domain's validation detail).
 pub use crate::domain::ingest::FieldError;
 
+/// What a rate limiter refused, as the 429 states it: which requests, the limit, and how
+/// long until the client may retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateRefusal {
+    /// The requests limited, in words ("event write", "read", ...).
+    pub noun: &'static str,
+    pub retry_after: std::time::Duration,
+    /// The burst (requests allowed at once).
+    pub limit: u32,
+    /// Requests per second.
+    pub rate: u32,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: malformed JSON, a failed validation or a bad query parameter.
@@ -64,9 +77,9 @@ pub enum ApiError {
     /// 429 from the rate limiter, with `Retry-After` and `RateLimit-*`.
     #[error(
         "Too many {} requests from this client: the limit is {} per second (bursts of {}); retry after {} ms",
-        .0.class.noun(), .0.rate, .0.limit, .0.retry_after.as_millis()
+        .0.noun, .0.rate, .0.limit, .0.retry_after.as_millis()
     )]
-    RateLimited(crate::http::guard::rate::Refused),
+    RateLimited(RateRefusal),
     /// 503, with `Retry-After`: storage is unreachable; nothing was stored.
     #[error("Storage is unavailable; retry shortly")]
     Unavailable { retry_after: u64 },

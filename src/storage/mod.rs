@@ -69,19 +69,25 @@ pub struct StoreLimits {
     pub memory_budget_bytes: usize,
 }
 
+impl StoreLimits {
+    /// The defaults; `config.rs` derives its `DEFAULT_*` settings from these, so each
+    /// limit is written once.
+    pub const DEFAULT: Self = Self {
+        session_ttl_ms: 24 * 3600 * 1000,
+        queue_ttl_ms: 5 * 60 * 1000,
+        max_events_per_session: 10_000,
+        max_input_queue: 100,
+        max_command_records: 1_000,
+        max_pending_commands: 100,
+        session_budget_bytes: 16 * 1024 * 1024,
+        max_sessions: 10_000,
+        memory_budget_bytes: 1024 * 1024 * 1024,
+    };
+}
+
 impl Default for StoreLimits {
     fn default() -> Self {
-        Self {
-            session_ttl_ms: crate::config::DEFAULT_SESSION_TTL_SECS * 1000,
-            queue_ttl_ms: crate::config::DEFAULT_QUEUE_TTL_SECS * 1000,
-            max_events_per_session: crate::config::DEFAULT_MAX_EVENTS,
-            max_input_queue: crate::config::DEFAULT_MAX_INPUT_QUEUE,
-            max_command_records: 1_000,
-            max_pending_commands: 100,
-            session_budget_bytes: crate::config::DEFAULT_SESSION_BUDGET_BYTES,
-            max_sessions: crate::config::DEFAULT_MAX_SESSIONS,
-            memory_budget_bytes: crate::config::DEFAULT_MEMORY_BUDGET_BYTES,
-        }
+        Self::DEFAULT
     }
 }
 

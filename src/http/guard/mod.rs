@@ -35,7 +35,7 @@ use tower::{Layer, Service};
 
 use crate::config::Config;
 use crate::http::AppState;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, RateRefusal};
 use auth::{Carrier, Keys, Presented};
 use origin::{Hosts, Origins};
 use rate::{ClientKey, RateLimits, RouteClass};
@@ -243,7 +243,14 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
         };
         limits
             .check(route_class(req.method(), path), &client)
-            .map_err(ApiError::RateLimited)?;
+            .map_err(|r| {
+                ApiError::RateLimited(RateRefusal {
+                    noun: r.class.noun(),
+                    retry_after: r.retry_after,
+                    limit: r.limit,
+                    rate: r.rate,
+                })
+            })?;
     }
     let announced = req
         .headers()
