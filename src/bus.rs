@@ -21,7 +21,7 @@ use crate::domain::model::{Notice, SessionId, StoredEvent, Timestamp};
 
 /// What a client's connection task receives.
 #[derive(Debug, Clone)]
-pub enum Outbound {
+pub(crate) enum Outbound {
     /// A stored event; the client drops it if it already has `seq`.
     Event {
         session_id: SessionId,
@@ -43,7 +43,7 @@ pub enum Outbound {
 
 /// The receiving side of one WebSocket client, as the bus sees it.
 #[derive(Debug)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     pub id: u64,
     tx: mpsc::Sender<Outbound>,
     kicked: AtomicBool,
@@ -52,7 +52,7 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(id: u64, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
+    pub(crate) fn new(id: u64, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let inbox = Arc::new(Self {
             id,
@@ -63,7 +63,8 @@ impl Inbox {
         (inbox, rx)
     }
 
-    pub fn is_kicked(&self) -> bool {
+    #[cfg(test)]
+    fn is_kicked(&self) -> bool {
         self.kicked.load(Ordering::Relaxed)
     }
 
@@ -106,7 +107,7 @@ impl Bus {
         }
     }
 
-    pub fn subscribe(&self, session_id: &SessionId, inbox: &Arc<Inbox>) {
+    pub(crate) fn subscribe(&self, session_id: &SessionId, inbox: &Arc<Inbox>) {
         let mut subs = write(&self.subscribers);
         let list = subs.entry(session_id.clone()).or_default();
         if !list.iter().any(|i| i.id == inbox.id) {
@@ -115,7 +116,7 @@ impl Bus {
         }
     }
 
-    pub fn unsubscribe(&self, session_id: &SessionId, inbox_id: u64) {
+    pub(crate) fn unsubscribe(&self, session_id: &SessionId, inbox_id: u64) {
         let mut subs = write(&self.subscribers);
         if let Some(list) = subs.get_mut(session_id) {
             let before = list.len();
@@ -129,20 +130,15 @@ impl Bus {
     }
 
     /// Number of (client, session) subscriptions.
-    pub fn subscription_count(&self) -> usize {
+    pub(crate) fn subscription_count(&self) -> usize {
         self.subscriptions.load(Ordering::Relaxed)
-    }
-
-    pub fn has_subscribers(&self, session_id: &SessionId) -> bool {
-        let subs = read(&self.subscribers);
-        subs.contains_key(session_id)
     }
 
     /// Delivers a stored event to every local subscriber of its session.
     ///
     /// `session` gives the session as stored after the event, as JSON; it is only asked
     /// for (`session:*` events with local subscribers) when a frame carries it.
-    pub fn publish_event(
+    pub(crate) fn publish_event(
         &self,
         session_id: &SessionId,
         event: &StoredEvent,
@@ -168,7 +164,7 @@ impl Bus {
 
     /// Delivers a notification (`session:updated`, `command:queued`, `input:queued`,
     /// `awaiting`) to the session's local subscribers.
-    pub fn publish_notice(
+    pub(crate) fn publish_notice(
         &self,
         session_id: &SessionId,
         kind: Notice,
@@ -194,7 +190,7 @@ impl Bus {
 
     /// Asks every local subscriber and input long poll to re-check its sessions against
     /// storage, after a Pub/Sub outage in which messages may have been lost.
-    pub fn resync_all(&self) {
+    pub(crate) fn resync_all(&self) {
         for waker in &self.input_wakers {
             waker.notify_waiters();
         }
@@ -209,13 +205,13 @@ impl Bus {
     }
 
     /// Wakes the long polls waiting for input on this session.
-    pub fn input_queued(&self, session_id: &SessionId) {
+    pub(crate) fn input_queued(&self, session_id: &SessionId) {
         self.input_waker(session_id).notify_waiters();
     }
 
     /// What an input long poll waits on. Create the `notified()` future (and `enable` it)
     /// before checking the queue, so an arrival in between is not missed.
-    pub fn input_waker(&self, session_id: &SessionId) -> &Notify {
+    pub(crate) fn input_waker(&self, session_id: &SessionId) -> &Notify {
         // A specified hash: the same shard in every process, run and toolchain.
         &self.input_wakers[(crate::hash::of(session_id) % INPUT_SHARDS as u64) as usize]
     }
@@ -226,7 +222,7 @@ impl Bus {
 /// event's own fields at the top level. Without a session the stored bytes are the frame
 /// (no copy, no re-serialisation). `session` is the session as stored after the event (JSON):
 /// `session:*` frames carry it as `data`, which the dashboard's session lists read.
-pub fn event_frame(event: &StoredEvent, session: Option<&str>) -> Utf8Bytes {
+pub(crate) fn event_frame(event: &StoredEvent, session: Option<&str>) -> Utf8Bytes {
     match session {
         Some(data) if event.kind.carries_session() => with_data(&event.json, data),
         _ => Utf8Bytes::try_from(event.json.clone()).unwrap_or_else(|_| Utf8Bytes::from("{}")),
@@ -244,7 +240,7 @@ fn with_data(event: &[u8], data: &str) -> Utf8Bytes {
 /// The frame of a notification that is not a stored event: flat, `{type, sessionId,
 /// timestamp, ...fields}`, without `seq` (notices are not history). The three envelope
 /// fields win over a field of the same name.
-pub fn notice_frame(
+pub(crate) fn notice_frame(
     session_id: &SessionId,
     kind: Notice,
     fields: &Map<String, Value>,

@@ -34,10 +34,10 @@ impl Hasher for Fnv1a {
 }
 
 /// For hash maps whose bucket order must not depend on the process or the toolchain.
-pub type FixedState = BuildHasherDefault<Fnv1a>;
+pub(crate) type FixedState = BuildHasherDefault<Fnv1a>;
 
 /// The hash of `value` (through its `Hash`), the same in every process and release.
-pub fn of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+pub(crate) fn of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
     let mut h = Fnv1a::default();
     value.hash(&mut h);
     h.finish()

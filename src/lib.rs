@@ -8,6 +8,8 @@
 //!
 //! "contract §N" in comments names a section of `docs/contract.md`.
 
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod bus;
 pub mod config;
@@ -15,6 +17,6 @@ pub mod domain;
 pub mod hash;
 pub mod http;
 pub mod ports;
-pub mod server;
+pub(crate) mod server;
 pub mod storage;
 mod sync;

@@ -120,13 +120,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let auth = app.state.shared().guard.keys.enabled();
+    let auth = app.state.requires_keys();
     warn_about_exposure(app.state.config(), auth);
     let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(
         %addr,
         storage = app.backend(),
-        instance = %app.state.shared().instance_id,
+        instance = %app.state.instance_id(),
         auth = if auth { "on" } else { "off" },
         "afw listening on {addr} with {} storage, API keys {}",
         app.backend(),

@@ -6,6 +6,8 @@
 //! plan and a fault schedule ([`plan`]), [`world`] runs it with the [`faults`] and the actors; clients record what they see and
 //! [`invariants`] judges it. `cargo run -p afw-sim --release -- --seed N` replays a seed.
 
+#![warn(unreachable_pub)]
+
 mod actors;
 pub mod client;
 mod faults;

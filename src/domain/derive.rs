@@ -13,13 +13,13 @@ use crate::domain::model::{
 
 /// What an event changed beyond the session itself, for the store's indexes.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// A chain id this event created (or recompiled).
     pub chain_compiled: Option<String>,
 }
 
 /// The session an event creates when it names an unknown session.
-pub fn session_for_unknown(ev: &NewEvent, now: Timestamp) -> Session {
+pub(crate) fn session_for_unknown(ev: &NewEvent, now: Timestamp) -> Session {
     Session::new(
         ev.session_id.clone(),
         SessionStatus::InProgress,
@@ -29,7 +29,7 @@ pub fn session_for_unknown(ev: &NewEvent, now: Timestamp) -> Session {
 }
 
 /// Applies one event to its session and chains. `now` is the server's clock.
-pub fn apply_event(
+pub(crate) fn apply_event(
     session: &mut Session,
     chains: &mut Vec<Chain>,
     ev: &NewEvent,
@@ -224,7 +224,7 @@ fn target_chain<'a>(
 
 /// Chains one session derives at most; later `chain:compiled` events with new chain ids
 /// are stored but derive no chain.
-pub const MAX_CHAINS_PER_SESSION: usize = 1000;
+pub(crate) const MAX_CHAINS_PER_SESSION: usize = 1000;
 
 /// The step an event names by `stepNumber`; a step the chain did not declare is added.
 fn target_step<'a>(chain: &'a mut Chain, ev: &NewEvent) -> Option<&'a mut ChainStep> {

@@ -63,7 +63,7 @@ impl IngestError {
 }
 
 /// The most events one batch may carry.
-pub const MAX_BATCH: usize = 1000;
+pub(crate) const MAX_BATCH: usize = 1000;
 
 /// Parses one event from its raw JSON. `path` prefixes error paths (`events[3].type`).
 ///
@@ -87,7 +87,7 @@ pub fn parse_event(raw: Bytes, path: &str) -> Result<NewEvent, IngestError> {
 }
 
 /// Validates an event already parsed into a map (e.g. one the server builds itself).
-pub fn event_from_map(fields: Map<String, Value>) -> Result<NewEvent, IngestError> {
+pub(crate) fn event_from_map(fields: Map<String, Value>) -> Result<NewEvent, IngestError> {
     validate(fields, None, "")
 }
 

@@ -5,7 +5,7 @@
 //! know HTTP, Redis or the bus; the adapters around it ([`crate::storage`], [`crate::http`])
 //! call in, never the other way round.
 
-pub mod derive;
+pub(crate) mod derive;
 pub mod ingest;
 pub mod model;
-pub mod session;
+pub(crate) mod session;

@@ -12,7 +12,7 @@ use crate::domain::model::{
 };
 
 /// `PUT /api/sessions/:id`: finishing a session stamps its end and duration.
-pub fn apply_update(s: &mut Session, update: SessionUpdate, now: Timestamp) {
+pub(crate) fn apply_update(s: &mut Session, update: SessionUpdate, now: Timestamp) {
     if let Some(status) = update.status {
         s.status = status;
         if matches!(status, SessionStatus::Completed | SessionStatus::Failed) {
@@ -34,20 +34,20 @@ pub fn apply_update(s: &mut Session, update: SessionUpdate, now: Timestamp) {
 }
 
 /// The session now waits for input.
-pub fn apply_awaiting(s: &mut Session, prompt: LastPrompt, now: Timestamp) {
+pub(crate) fn apply_awaiting(s: &mut Session, prompt: LastPrompt, now: Timestamp) {
     s.conversation_state = Some(ConversationState::AwaitingInput);
     s.last_prompt = Some(prompt);
     s.last_activity_at = now;
 }
 
 /// An input item was handed to the waiting agent.
-pub fn apply_input_popped(s: &mut Session, now: Timestamp) {
+pub(crate) fn apply_input_popped(s: &mut Session, now: Timestamp) {
     s.conversation_state = Some(ConversationState::Idle);
     s.last_activity_at = now;
 }
 
 /// An acknowledged command failed when the ack carries a (non-null) error.
-pub fn ack_status(error: Option<&Value>) -> CommandStatus {
+pub(crate) fn ack_status(error: Option<&Value>) -> CommandStatus {
     if error.is_some_and(|e| !e.is_null()) {
         CommandStatus::Failed
     } else {
@@ -56,12 +56,12 @@ pub fn ack_status(error: Option<&Value>) -> CommandStatus {
 }
 
 /// Newest activity first, then id: the listing order of every backend.
-pub fn listing_key(s: &Session) -> (std::cmp::Reverse<u64>, SessionId) {
+pub(crate) fn listing_key(s: &Session) -> (std::cmp::Reverse<u64>, SessionId) {
     (std::cmp::Reverse(s.last_activity_at.0), s.id.clone())
 }
 
 /// Filters, orders and pages sessions the same way for every backend.
-pub fn page_sessions(mut sessions: Vec<Session>, filter: &SessionFilter) -> SessionPage {
+pub(crate) fn page_sessions(mut sessions: Vec<Session>, filter: &SessionFilter) -> SessionPage {
     sessions.retain(|s| {
         filter.status.is_none_or(|st| s.status == st)
             && filter

@@ -12,10 +12,10 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 
 /// Largest input item (`input` plus `prompt`, as JSON).
-pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+pub(super) const MAX_INPUT_BYTES: usize = 64 * 1024;
 
 /// Shared by `POST .../input` and the WebSocket `input` message.
-pub async fn queue_input(
+pub(super) async fn queue_input(
     state: &AppState,
     sid: &SessionId,
     input: Value,

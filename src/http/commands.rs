@@ -18,9 +18,9 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 
 /// Longest lease a poller may ask for (it is also bounded by the queue TTL).
-pub const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
+pub(super) const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/sessions/{id}/commands", post(queue).get(claim))
         .route("/api/commands/{id}/commands", post(queue).get(claim))

@@ -18,13 +18,13 @@ use tower::{Layer, Service};
 use tower_http::cors::{Cors, CorsLayer};
 
 #[derive(Clone, Debug)]
-pub struct BrowserCorsLayer {
+pub(crate) struct BrowserCorsLayer {
     cors: CorsLayer,
 }
 
 impl BrowserCorsLayer {
     /// For origins already checked against the allow-list.
-    pub fn allowed_origins() -> Self {
+    pub(crate) fn allowed_origins() -> Self {
         use axum::http::{HeaderName, Method};
         use std::time::Duration;
         use tower_http::cors::AllowOrigin;
@@ -70,7 +70,7 @@ impl<S> Layer<S> for BrowserCorsLayer {
 /// One inner service: requests without `Origin` go to it directly, the others through
 /// tower-http's CORS around it (so a per-request clone copies it once, not twice).
 #[derive(Clone, Debug)]
-pub struct BrowserCors<S> {
+pub(crate) struct BrowserCors<S> {
     cors: Cors<S>,
 }
 

@@ -13,12 +13,12 @@ use crate::domain::model::EventType;
 use crate::storage::StoreError;
 
 /// One failed check of a request, `{path, message}` (the domain's validation detail).
-pub use crate::domain::ingest::FieldError;
+pub(crate) use crate::domain::ingest::FieldError;
 
 /// What a rate limiter refused, as the 429 states it: which requests, the limit, and how
 /// long until the client may retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateRefusal {
+pub(crate) struct RateRefusal {
     /// The requests limited, in words ("event write", "read", ...).
     pub noun: &'static str,
     pub retry_after: std::time::Duration,
@@ -29,7 +29,7 @@ pub struct RateRefusal {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400: malformed JSON, a failed validation or a bad query parameter.
     #[error("{message}")]
     BadRequest {
@@ -92,7 +92,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest {
             message: message.into(),
             details: Vec::new(),
@@ -100,7 +100,7 @@ impl ApiError {
         }
     }
 
-    pub fn invalid(message: impl Into<String>, details: Vec<FieldError>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>, details: Vec<FieldError>) -> Self {
         Self::BadRequest {
             message: message.into(),
             details,
@@ -108,7 +108,7 @@ impl ApiError {
         }
     }
 
-    pub fn field(path: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn field(path: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         Self::invalid(
             format!("Validation failed: {path} {message}"),
@@ -116,14 +116,14 @@ impl ApiError {
         )
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound {
             message: message.into(),
             extra: Map::new(),
         }
     }
 
-    pub fn session_not_found(session_id: &str) -> Self {
+    pub(crate) fn session_not_found(session_id: &str) -> Self {
         let mut extra = Map::new();
         extra.insert("sessionId".into(), Value::from(session_id));
         Self::NotFound {
@@ -132,7 +132,7 @@ impl ApiError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -152,7 +152,7 @@ impl ApiError {
     }
 
     /// The JSON body: `{"error": ..., ...details}`.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut body = Map::new();
         body.insert("error".into(), Value::from(self.to_string()));
         match self {
@@ -258,7 +258,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]
 mod tests {

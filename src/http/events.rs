@@ -23,10 +23,10 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::storage::EventQuery;
 
-pub const DEFAULT_EVENTS_LIMIT: usize = 1000;
-pub const MAX_EVENTS_LIMIT: usize = 10_000;
+pub(super) const DEFAULT_EVENTS_LIMIT: usize = 1000;
+pub(super) const MAX_EVENTS_LIMIT: usize = 10_000;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/events", post(post_one))
         .route("/api/events/batch", post(post_batch))

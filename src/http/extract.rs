@@ -49,7 +49,7 @@ fn body_error(rejection: BytesRejection, state: &AppState) -> ApiError {
 /// The body of a JSON request, after the content-type and size checks, as received
 /// (no copy). Empty bodies are `None` so handlers with optional bodies can accept them.
 /// UTF-8 is checked by the JSON parser.
-pub struct JsonText(pub Option<Bytes>);
+pub(super) struct JsonText(pub Option<Bytes>);
 
 impl FromRequest<AppState> for JsonText {
     type Rejection = ApiError;
@@ -74,7 +74,7 @@ impl FromRequest<AppState> for JsonText {
 }
 
 /// Deserialises JSON with a precise path in the error.
-pub fn from_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
+pub(super) fn from_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -108,7 +108,7 @@ pub fn from_json<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, 
 
 /// serde's messages in the API's words: JSON types instead of Rust types, and no Rust
 /// type names (`expected struct Ack` says nothing to a client).
-pub fn api_words(message: &str) -> String {
+pub(super) fn api_words(message: &str) -> String {
     const MARK: &str = "expected ";
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -151,7 +151,7 @@ pub fn api_words(message: &str) -> String {
 }
 
 /// A required JSON body of type `T`.
-pub struct ApiJson<T>(pub T);
+pub(super) struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
@@ -165,7 +165,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 }
 
 /// An optional JSON body: an empty body is `T::default()`.
-pub struct OptionalJson<T>(pub T);
+pub(super) struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
@@ -179,7 +179,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
 }
 
 /// Query parameters of type `T`; bad numbers and unknown values are a 400.
-pub struct ApiQuery<T>(pub T);
+pub(super) struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
@@ -210,7 +210,7 @@ fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
 
 /// Path parameters; a segment that cannot be decoded (invalid UTF-8 after percent
 /// decoding) is a JSON 400 like every other bad input.
-pub struct Path<T>(pub T);
+pub(super) struct Path<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Path<T>
 where
@@ -242,7 +242,7 @@ where
 }
 
 /// Parses a session id from a path segment.
-pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+pub(super) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).map_err(|e| ApiError::field("sessionId", e.to_string()))
 }
 

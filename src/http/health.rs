@@ -10,7 +10,7 @@ use serde_json::json;
 use super::json;
 use crate::http::AppState;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))

@@ -23,9 +23,9 @@ use super::{ApiJson, ApiQuery, json, session_id};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 
-pub const MAX_TIMEOUT_MS: u64 = 60_000;
+pub(super) const MAX_TIMEOUT_MS: u64 = 60_000;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/sessions/{id}/input", post(queue).get(pop))
 }
 

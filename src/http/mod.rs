@@ -8,18 +8,18 @@
 
 mod actions;
 mod commands;
-pub mod cors;
-pub mod error;
+pub(crate) mod cors;
+pub(crate) mod error;
 mod events;
 mod extract;
-pub mod guard;
+pub(crate) mod guard;
 mod health;
 mod input;
 mod respond;
 mod sessions;
 mod terminal;
 mod users;
-pub mod ws;
+pub(crate) mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -41,29 +41,29 @@ use guard::{GateLayer, Guard, Step};
 use respond::{json, json_array, raw_json, serialize_within};
 
 /// Shared by every handler and connection task of one instance.
-pub struct Shared {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub bus: Arc<Bus>,
-    pub clock: Arc<dyn Clock>,
-    pub ids: Arc<IdGen>,
-    pub instance_id: String,
-    pub started: tokio::time::Instant,
-    pub ws_clients: AtomicUsize,
-    pub next_client_id: AtomicU64,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: Arc<Bus>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<IdGen>,
+    pub(crate) instance_id: String,
+    pub(crate) started: tokio::time::Instant,
+    pub(crate) ws_clients: AtomicUsize,
+    pub(crate) next_client_id: AtomicU64,
     /// Flips to `true` when the instance shuts down; WS tasks close with 1001.
-    pub shutdown: watch::Sender<bool>,
+    pub(crate) shutdown: watch::Sender<bool>,
     /// The Pub/Sub bridge, in Redis mode.
-    pub bridge: Option<Arc<BridgeStatus>>,
+    pub(crate) bridge: Option<Arc<BridgeStatus>>,
     /// Origins, hosts, keys and rate limits.
-    pub guard: Guard,
+    pub(crate) guard: Guard,
 }
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
 impl AppState {
-    pub fn new(shared: Shared) -> Self {
+    pub(crate) fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
     }
 
@@ -75,17 +75,27 @@ impl AppState {
         self.0.store.as_ref()
     }
 
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         Timestamp(self.0.clock.now_ms())
     }
 
-    pub fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.0
+    }
+
+    /// Whether requests need an API key (`AFW_API_KEY`/`AFW_API_KEYS` set).
+    pub fn requires_keys(&self) -> bool {
+        self.0.guard.keys.enabled()
+    }
+
+    /// This instance's id (`AFW_INSTANCE_ID`, else drawn at start).
+    pub fn instance_id(&self) -> &str {
+        &self.0.instance_id
     }
 }
 
 /// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
-pub fn router(state: &AppState) -> Router {
+pub(crate) fn router(state: &AppState) -> Router {
     let api = Router::new()
         .merge(routes())
         .merge(ws::router())
@@ -116,10 +126,10 @@ fn routes() -> Router<AppState> {
 }
 
 /// Fallback for unknown routes: JSON, never HTML.
-pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+pub(crate) async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("No route for {method} {}", uri.path()))
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }

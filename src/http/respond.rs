@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::http::error::{ApiError, ApiResult};
 
 /// A JSON response from bytes that are already JSON.
-pub fn raw_json(status: StatusCode, body: impl Into<Body>) -> Response {
+pub(super) fn raw_json(status: StatusCode, body: impl Into<Body>) -> Response {
     (
         status,
         [
@@ -25,7 +25,10 @@ pub fn raw_json(status: StatusCode, body: impl Into<Body>) -> Response {
 
 /// Serialises `items` one by one until `max` bytes; at least one. The JSON texts and
 /// whether all of them fit.
-pub fn serialize_within<T: Serialize>(items: &[T], max: usize) -> ApiResult<(Vec<String>, bool)> {
+pub(super) fn serialize_within<T: Serialize>(
+    items: &[T],
+    max: usize,
+) -> ApiResult<(Vec<String>, bool)> {
     let mut out = Vec::with_capacity(items.len());
     let mut total = 0;
     for item in items {
@@ -41,7 +44,7 @@ pub fn serialize_within<T: Serialize>(items: &[T], max: usize) -> ApiResult<(Vec
 }
 
 /// `[a,b,c]` from JSON texts.
-pub fn json_array(items: &[String]) -> String {
+pub(super) fn json_array(items: &[String]) -> String {
     let mut out = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
     out.push('[');
     for (i, item) in items.iter().enumerate() {
@@ -55,7 +58,7 @@ pub fn json_array(items: &[String]) -> String {
 }
 
 /// A JSON response with a status.
-pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => raw_json(status, bytes),
         Err(e) => ApiError::Internal(format!("serialising a response: {e}")).into_response(),

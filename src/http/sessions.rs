@@ -19,10 +19,10 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::storage::{Cursor, SessionFilter, SessionPage, SessionUpdate};
 
-pub const DEFAULT_LIST_LIMIT: usize = 200;
-pub const MAX_LIST_LIMIT: usize = 1000;
+pub(super) const DEFAULT_LIST_LIMIT: usize = 200;
+pub(super) const MAX_LIST_LIMIT: usize = 1000;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/sessions", post(create).get(list))
         .route(
@@ -158,7 +158,7 @@ async fn create(
 }
 
 /// Largest `metadata` a session may carry (as JSON).
-pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+pub(super) const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,7 +169,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-pub fn parse_status(field: &str, s: &str) -> ApiResult<SessionStatus> {
+pub(super) fn parse_status(field: &str, s: &str) -> ApiResult<SessionStatus> {
     SessionStatus::parse(s).ok_or_else(|| {
         ApiError::field(
             field,

@@ -16,9 +16,9 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::storage::EventQuery;
 
-pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/terminal/{session_id}/output", post(output))
         .route("/api/terminal/{session_id}/buffer", get(buffer))

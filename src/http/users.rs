@@ -18,19 +18,19 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::storage::SessionFilter;
 
 /// A user is online when one of their sessions is running and was active this recently.
-pub const ONLINE_WINDOW_MS: u64 = 5 * 60 * 1000;
+pub(super) const ONLINE_WINDOW_MS: u64 = 5 * 60 * 1000;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/users", get(list))
         .route("/api/users/{user_id}/sessions", get(sessions_of))
 }
 
 /// Users are derived from at most this many sessions (the most recently active).
-pub const MAX_SCANNED_SESSIONS: usize = 10_000;
+pub(super) const MAX_SCANNED_SESSIONS: usize = 10_000;
 /// A user entry lists at most this many of their sessions (newest activity first);
 /// `sessionCount` counts them all.
-pub const MAX_SESSIONS_PER_USER: usize = 100;
+pub(super) const MAX_SESSIONS_PER_USER: usize = 100;
 const DEFAULT_USERS_LIMIT: usize = 100;
 const MAX_USERS_LIMIT: usize = 1000;
 

@@ -7,7 +7,7 @@
 //! [`crate::storage::Store`]. Nothing in this module may read the OS clock or OS randomness
 //! except the production adapters named as such.
 
-pub mod tls;
+pub(crate) mod tls;
 
 use crate::sync::lock;
 use std::sync::Mutex;

@@ -20,13 +20,13 @@ pub enum TlsError {
     Config(String),
 }
 
-pub struct TlsConnector {
+pub(crate) struct TlsConnector {
     inner: Arc<dyn Connector>,
     tls: RustlsConnector,
 }
 
 impl TlsConnector {
-    pub fn new(inner: Arc<dyn Connector>, ca_file: Option<&Path>) -> Result<Self, TlsError> {
+    pub(crate) fn new(inner: Arc<dyn Connector>, ca_file: Option<&Path>) -> Result<Self, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = ca_file {

@@ -20,7 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// What a connection is doing, for its timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Waiting for a request to begin, since this instant.
     Idle(tokio::time::Instant),
     /// A request head has begun to arrive at this instant and is not complete yet.
@@ -31,10 +31,10 @@ pub enum Phase {
 
 /// Shared by a connection's socket wrapper, its service and its watchdog.
 #[derive(Debug)]
-pub struct Activity(Mutex<Phase>);
+pub(crate) struct Activity(Mutex<Phase>);
 
 impl Activity {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self(Mutex::new(Phase::Idle(tokio::time::Instant::now()))))
     }
 
@@ -43,7 +43,7 @@ impl Activity {
         *phase = f(*phase);
     }
 
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         *lock(&self.0)
     }
 
@@ -55,7 +55,7 @@ impl Activity {
     }
 
     /// The service was handed a request (its head is complete).
-    pub fn request_started(&self) {
+    pub(crate) fn request_started(&self) {
         self.update(|p| match p {
             Phase::Busy(n) => Phase::Busy(n + 1),
             _ => Phase::Busy(1),
@@ -63,7 +63,7 @@ impl Activity {
     }
 
     /// The service answered a request.
-    pub fn request_done(&self) {
+    pub(crate) fn request_done(&self) {
         self.update(|p| match p {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
             _ => Phase::Idle(tokio::time::Instant::now()),
@@ -71,7 +71,7 @@ impl Activity {
     }
 }
 
-pub struct EdgeIo<T> {
+pub(crate) struct EdgeIo<T> {
     inner: T,
     activity: Arc<Activity>,
     /// A rewritten error answer still to be written, and how much of it is written.
@@ -80,7 +80,11 @@ pub struct EdgeIo<T> {
 }
 
 impl<T> EdgeIo<T> {
-    pub fn new(inner: T, activity: Arc<Activity>, slot: Option<OwnedSemaphorePermit>) -> Self {
+    pub(crate) fn new(
+        inner: T,
+        activity: Arc<Activity>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         Self {
             inner,
             activity,
@@ -91,7 +95,7 @@ impl<T> EdgeIo<T> {
 }
 
 /// hyper's own answer to an unparsable head, given a JSON body; `None` for anything else.
-pub fn json_error_answer(buf: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn json_error_answer(buf: &[u8]) -> Option<Vec<u8>> {
     // Cheap exit for every ordinary answer (this runs on each write).
     if !(buf.starts_with(b"HTTP/1.1 4") || buf.starts_with(b"HTTP/1.1 5")) {
         return None;

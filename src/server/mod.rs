@@ -11,7 +11,7 @@
 //! `tokio::time` only, so the simulation runs this code as it is. This module must not
 //! look into requests beyond their path.
 
-pub mod io;
+pub(crate) mod io;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,14 +38,14 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// The connection limits of one server.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
 }
 
 impl Limits {
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
         Self {
             max_connections: config.max_connections.max(1),
             header_timeout: Duration::from_secs(config.header_timeout_secs),
@@ -56,7 +56,7 @@ impl Limits {
 
 /// Accepts and serves connections until `stop` flips to `true`, then waits for the
 /// connections being served to finish their requests (WebSocket tasks watch the same flag).
-pub async fn serve<L>(
+pub(crate) async fn serve<L>(
     mut listener: L,
     router: Router,
     limits: Limits,

@@ -10,7 +10,7 @@
 //! The session rules both share live in [`crate::domain::session`].
 
 pub mod memory;
-pub mod redis;
+pub(crate) mod redis;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -242,7 +242,7 @@ async fn every_key_follows_the_layout_and_has_a_ttl() {
         format!("afw:commands:{sid}"),
         format!("afw:events:{sid}"),
         // Written by /health: PING alone answers while Redis refuses writes.
-        format!("afw:health:{}", app.state.shared().instance_id),
+        format!("afw:health:{}", app.state.instance_id()),
         "afw:index:sessions".to_owned(),
         format!("afw:input:{sid}"),
         format!("afw:leases:{sid}"),

@@ -13,7 +13,7 @@ use crate::config::Secret;
 
 /// Where a request may carry its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Carrier {
+pub(crate) enum Carrier {
     /// `Authorization: Bearer` or `x-api-key` (every request).
     Header,
     /// `?apiKey=` (the WebSocket upgrade only: browsers cannot set headers on it).
@@ -22,13 +22,13 @@ pub enum Carrier {
 
 /// What a request presented.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Presented<'a> {
+pub(crate) enum Presented<'a> {
     None,
     Key(std::borrow::Cow<'a, str>, Carrier),
 }
 
 /// The longest accepted API key, in bytes.
-pub const MAX_KEY_BYTES: usize = 128;
+pub(crate) const MAX_KEY_BYTES: usize = 128;
 const WORDS: usize = MAX_KEY_BYTES / 8;
 
 /// A key padded to the fixed width (as words, compared eight bytes at a time), and its
@@ -68,7 +68,7 @@ impl Padded {
 pub struct KeyTooLong;
 
 /// The configured keys. Empty: auth is off.
-pub struct Keys {
+pub(crate) struct Keys {
     keys: Vec<Padded>,
 }
 
@@ -80,7 +80,7 @@ impl std::fmt::Debug for Keys {
 
 impl Keys {
     /// Every non-empty key of `AFW_API_KEY` and the comma-separated `AFW_API_KEYS`.
-    pub fn new(key: Option<&Secret>, keys: Option<&Secret>) -> Result<Self, KeyTooLong> {
+    pub(crate) fn new(key: Option<&Secret>, keys: Option<&Secret>) -> Result<Self, KeyTooLong> {
         let listed = keys.map(|k| k.0.split(',').collect::<Vec<_>>());
         let keys = key
             .map(|k| k.0.as_str())
@@ -94,17 +94,17 @@ impl Keys {
     }
 
     /// How many keys are configured.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.keys.len()
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         !self.keys.is_empty()
     }
 
     /// The index of the configured key that matches (every key is compared, always, over
     /// the full width).
-    pub fn check(&self, presented: &str) -> Option<usize> {
+    pub(crate) fn check(&self, presented: &str) -> Option<usize> {
         // Longer than any key can be: public information, no secret involved.
         let p = pad(presented.as_bytes())?;
         let mut found = None;
@@ -118,7 +118,7 @@ impl Keys {
 }
 
 /// The key a request carries: a header first, then `?apiKey=` (percent-decoded).
-pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
+pub(crate) fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Presented<'a> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

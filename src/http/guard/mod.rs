@@ -13,9 +13,9 @@
 //! call them). This module decides and answers refusals through [`ApiError`]; it never
 //! reads bodies and knows routes only by their class.
 
-pub mod auth;
-pub mod origin;
-pub mod rate;
+pub(crate) mod auth;
+pub(crate) mod origin;
+pub(crate) mod rate;
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -42,11 +42,11 @@ use rate::{ClientKey, RateLimits, RouteClass};
 
 /// The peer address of the connection a request came on (set by [`crate::server`]).
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
 /// The edge rules of one instance, built once from its configuration.
 #[derive(Debug)]
-pub struct Guard {
+pub(crate) struct Guard {
     pub origins: Origins,
     pub hosts: Hosts,
     pub keys: Keys,
@@ -66,7 +66,7 @@ pub enum BadSetting {
 }
 
 impl Guard {
-    pub fn from_config(config: &Config) -> Result<Self, BadSetting> {
+    pub(crate) fn from_config(config: &Config) -> Result<Self, BadSetting> {
         let mut trusted_proxies = Vec::new();
         for item in config.trusted_proxies.split(',').map(str::trim) {
             if item.is_empty() {
@@ -170,7 +170,7 @@ type Answer<F> = Either<std::future::Ready<Result<Response, Infallible>>, F>;
 
 /// Which step a [`Gate`] runs.
 #[derive(Clone, Copy, Debug)]
-pub enum Step {
+pub(crate) enum Step {
     /// Step 1: [`screen`].
     Screen,
     /// Step 3: [`check`], then the body deadline.
@@ -180,7 +180,7 @@ pub enum Step {
 /// The layer of one step. Hand-written services (not `from_fn`): they run on every
 /// request, and answer without boxing a future or cloning the inner service.
 #[derive(Clone)]
-pub struct GateLayer(pub AppState, pub Step);
+pub(crate) struct GateLayer(pub AppState, pub Step);
 
 impl<S> Layer<S> for GateLayer {
     type Service = Gate<S>;
@@ -194,7 +194,7 @@ impl<S> Layer<S> for GateLayer {
 }
 
 #[derive(Clone)]
-pub struct Gate<S> {
+pub(crate) struct Gate<S> {
     state: AppState,
     step: Step,
     inner: S,
@@ -305,7 +305,7 @@ fn with_body_deadline(req: Request, timeout: Duration) -> Request {
 /// The request body did not arrive within `AFW_BODY_TIMEOUT_SECS`.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?}")]
-pub struct BodyTimeout(pub Duration);
+pub(crate) struct BodyTimeout(pub Duration);
 
 /// A request body that must arrive whole before its deadline. The timer is only set up
 /// when the body is not there at once (the common small body never needs it).
@@ -347,7 +347,7 @@ impl HttpBody for DeadlineBody {
 }
 
 /// Whether a body error is (caused by) the body deadline.
-pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if err.is::<BodyTimeout>() {

@@ -11,7 +11,7 @@ use axum::http::header;
 
 /// The origin allow-list (`AFW_CORS_ORIGINS`).
 #[derive(Debug, Clone)]
-pub struct Origins {
+pub(crate) struct Origins {
     /// Exact origins, lowercased, without a trailing slash.
     allowed: Vec<String>,
     /// `*` was asked for.
@@ -19,7 +19,7 @@ pub struct Origins {
 }
 
 impl Origins {
-    pub fn parse(list: &str) -> Self {
+    pub(crate) fn parse(list: &str) -> Self {
         let mut allowed = Vec::new();
         let mut any = false;
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -32,13 +32,9 @@ impl Origins {
         Self { allowed, any }
     }
 
-    pub fn allows_any(&self) -> bool {
-        self.any
-    }
-
     /// Whether a request carrying `origin` may proceed. afw's own origin (the scheme and
     /// the request's own `Host`) is always allowed, so pages afw serves can call it.
-    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, origin: &str, host: Option<&str>) -> bool {
         if self.any {
             return true;
         }
@@ -59,7 +55,7 @@ impl Origins {
 
 /// The `Host` rule (`AFW_ALLOWED_HOSTS`).
 #[derive(Debug, Clone)]
-pub struct Hosts {
+pub(crate) struct Hosts {
     /// Extra names, lowercased, without port.
     extra: Vec<String>,
     /// The listener is on a loopback address: loopback names only (plus `extra`).
@@ -67,7 +63,7 @@ pub struct Hosts {
 }
 
 impl Hosts {
-    pub fn new(list: &str, loopback: bool) -> Self {
+    pub(crate) fn new(list: &str, loopback: bool) -> Self {
         let extra = list
             .split(',')
             .map(str::trim)
@@ -79,7 +75,7 @@ impl Hosts {
 
     /// Whether a request with this `Host` header value may proceed. A request without
     /// `Host` is not from a browser and passes.
-    pub fn allows(&self, host: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, host: Option<&str>) -> bool {
         let Some(host) = host else {
             return true;
         };
@@ -102,7 +98,7 @@ fn host_name(host: &str) -> &str {
 }
 
 /// The request's `Host` (HTTP/1.1) as text, if present and readable.
-pub fn host_header(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn host_header(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::HOST).and_then(|v| v.to_str().ok())
 }
 

@@ -24,7 +24,7 @@ const MAX_CLIENTS: usize = 10_000;
 
 /// What a request is, for its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
+pub(crate) enum RouteClass {
     /// Event writes: `POST /api/events`, `/api/events/batch`, terminal output.
     Events,
     /// Every other `GET`.
@@ -37,7 +37,7 @@ pub enum RouteClass {
 
 impl RouteClass {
     /// What one request of the class is, for messages.
-    pub fn noun(self) -> &'static str {
+    pub(crate) fn noun(self) -> &'static str {
         match self {
             Self::Events => "event write",
             Self::Reads => "read",
@@ -49,7 +49,7 @@ impl RouteClass {
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ClientKey {
+pub(crate) enum ClientKey {
     /// The index of the API key it presented.
     ApiKey(usize),
     Addr(IpAddr),
@@ -59,7 +59,7 @@ pub enum ClientKey {
 
 /// `tokio::time` as governor's clock: virtual in tests and in the simulation.
 #[derive(Debug, Clone)]
-pub struct TokioTime {
+pub(crate) struct TokioTime {
     origin: tokio::time::Instant,
 }
 
@@ -84,7 +84,7 @@ type Limiter =
 
 /// A refusal: how long until the client may try again, and the limit it hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub class: RouteClass,
     pub retry_after: Duration,
     /// The burst (requests allowed at once).
@@ -102,7 +102,7 @@ struct ClassLimit {
     last_retain_ms: AtomicU64,
 }
 
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     clock: TokioTime,
     events: ClassLimit,
     reads: ClassLimit,
@@ -118,7 +118,7 @@ impl std::fmt::Debug for RateLimits {
 
 impl RateLimits {
     /// `None` when rate limiting is off. `keys`: how many API keys are configured.
-    pub fn from_config(config: &Config, keys: usize) -> Option<Self> {
+    pub(crate) fn from_config(config: &Config, keys: usize) -> Option<Self> {
         if config.rate_limit_off {
             return None;
         }
@@ -151,7 +151,7 @@ impl RateLimits {
     }
 
     /// Counts one request of `class` for `client`; `Err` if it is over the limit.
-    pub fn check(&self, class: RouteClass, client: &ClientKey) -> Result<(), Refused> {
+    pub(crate) fn check(&self, class: RouteClass, client: &ClientKey) -> Result<(), Refused> {
         let limit = match class {
             RouteClass::Events => &self.events,
             RouteClass::Reads => &self.reads,

@@ -41,7 +41,7 @@ pub(super) enum End {
 }
 
 /// Runs one client connection to its end.
-pub async fn run<S>(socket: S, state: AppState)
+pub(crate) async fn run<S>(socket: S, state: AppState)
 where
     S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Send,
 {

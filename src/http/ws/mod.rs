@@ -15,7 +15,7 @@
 mod conn;
 mod protocol;
 
-pub use conn::run;
+pub(crate) use conn::run;
 
 use axum::Router;
 use axum::extract::State;
@@ -28,16 +28,16 @@ use serde_json::json;
 use crate::http::AppState;
 
 /// Close codes used by the server.
-pub mod close {
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL: u16 = 1002;
-    pub const INVALID_DATA: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const TRY_AGAIN_LATER: u16 = 1013;
+pub(crate) mod close {
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    pub(crate) const PROTOCOL: u16 = 1002;
+    pub(crate) const INVALID_DATA: u16 = 1007;
+    pub(crate) const POLICY: u16 = 1008;
+    pub(crate) const TOO_BIG: u16 = 1009;
+    pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
 

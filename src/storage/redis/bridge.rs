@@ -25,12 +25,12 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Whether the bridge is subscribed right now (for `/health`).
 #[derive(Debug, Default)]
-pub struct BridgeStatus {
+pub(crate) struct BridgeStatus {
     subscribed: AtomicBool,
 }
 
 impl BridgeStatus {
-    pub fn is_subscribed(&self) -> bool {
+    pub(crate) fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed)
     }
 
@@ -40,7 +40,7 @@ impl BridgeStatus {
 }
 
 /// Hands one Pub/Sub message to the local bus. Malformed messages are logged and dropped.
-pub fn dispatch(bus: &Bus, payload: &[u8]) {
+pub(crate) fn dispatch(bus: &Bus, payload: &[u8]) {
     match channel::decode(payload) {
         Err(e) => tracing::warn!(error = %e, "ignoring a malformed Pub/Sub message"),
         Ok(None) => {}
@@ -65,7 +65,7 @@ pub fn dispatch(bus: &Bus, payload: &[u8]) {
 
 /// Runs the bridge until `shutdown` flips: subscribe, forward, and on any failure
 /// reconnect with jittered backoff.
-pub async fn run(
+pub(crate) async fn run(
     link: Arc<RedisLink>,
     channel: String,
     bus: Arc<Bus>,

@@ -13,7 +13,7 @@ use super::codec::to_json;
 
 /// The Pub/Sub message of a stored event (contract §4), carrying the event verbatim, and for
 /// the event types whose frames carry it, the session after the event as `data`.
-pub fn event_message(
+pub(super) fn event_message(
     sid: &SessionId,
     ev: &StoredEvent,
     instance: &str,

@@ -19,7 +19,7 @@ use crate::sync::lock;
 
 /// Where Redis is and how to talk to it, parsed from `REDIS_URL`.
 #[derive(Debug, Clone)]
-pub struct RedisTarget {
+pub(crate) struct RedisTarget {
     pub host: String,
     pub port: u16,
     pub info: RedisConnectionInfo,
@@ -42,7 +42,7 @@ pub enum RedisUrlError {
 }
 
 impl RedisTarget {
-    pub fn parse(url: &str) -> Result<Self, RedisUrlError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, RedisUrlError> {
         let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
         let tls = match scheme.to_ascii_lowercase().as_str() {
             "rediss" | "valkeys" => true,
@@ -84,7 +84,7 @@ impl RedisTarget {
     }
 
     /// `redis[s]://host:port/db`, without credentials, for logs.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         format!("{scheme}://{}:{}/{}", self.host, self.port, self.info.db())
     }
@@ -92,7 +92,7 @@ impl RedisTarget {
 
 /// Timeouts and retry pacing of the connection layer.
 #[derive(Debug, Clone, Copy)]
-pub struct LinkTimeouts {
+pub(crate) struct LinkTimeouts {
     /// Longest wait for one command's answer, and for a new connection.
     pub op: Duration,
     /// First redial delay after a failure; doubles up to `max_backoff`.
@@ -121,7 +121,7 @@ struct LinkState {
 }
 
 /// One multiplexed connection, redialled on failure.
-pub struct RedisLink {
+pub(crate) struct RedisLink {
     connector: Arc<dyn Connector>,
     target: RedisTarget,
     timeouts: LinkTimeouts,
@@ -160,7 +160,7 @@ pub(super) fn refusal(e: &redis::RedisError) -> Option<&'static str> {
 }
 
 impl RedisLink {
-    pub fn new(
+    pub(crate) fn new(
         connector: Arc<dyn Connector>,
         target: RedisTarget,
         timeouts: LinkTimeouts,
@@ -176,20 +176,20 @@ impl RedisLink {
         }
     }
 
-    pub fn target(&self) -> &RedisTarget {
+    pub(crate) fn target(&self) -> &RedisTarget {
         &self.target
     }
 
-    pub fn timeouts(&self) -> LinkTimeouts {
+    pub(crate) fn timeouts(&self) -> LinkTimeouts {
         self.timeouts
     }
 
-    pub fn connector(&self) -> &Arc<dyn Connector> {
+    pub(crate) fn connector(&self) -> &Arc<dyn Connector> {
         &self.connector
     }
 
     /// The jittered delay before the `failures`-th redial: half to all of the doubled base.
-    pub fn backoff(&self, failures: u32) -> Duration {
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
         let exp = self
             .timeouts
             .base_backoff
@@ -201,7 +201,7 @@ impl RedisLink {
     }
 
     /// A random pause length in `0..=max` ms, from the injected RNG.
-    pub fn jitter_ms(&self, max: u64) -> u64 {
+    pub(crate) fn jitter_ms(&self, max: u64) -> u64 {
         self.ids.next_u64() % (max + 1)
     }
 
@@ -284,10 +284,6 @@ impl RedisLink {
         }
     }
 
-    pub fn is_connected(&self) -> bool {
-        lock(&self.state).conn.is_some()
-    }
-
     /// Runs one script invocation with the operation timeout.
     pub(super) async fn invoke<T: redis::FromRedisValue>(
         &self,
@@ -299,7 +295,10 @@ impl RedisLink {
     }
 
     /// Runs one command with the operation timeout.
-    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
         let outcome = tokio::time::timeout(self.timeouts.op, cmd.query_async(&mut conn)).await;
         self.settle(outcome)

@@ -35,14 +35,14 @@ use std::time::Duration;
 use redis::{Script, Value as RValue};
 use serde_json::{Map, Value};
 
-pub mod bridge;
+pub(crate) mod bridge;
 mod channel;
 mod codec;
 mod keys;
 mod link;
 mod scripts;
 
-pub use link::{LinkTimeouts, RedisLink, RedisTarget, RedisUrlError};
+pub(crate) use link::{LinkTimeouts, RedisLink, RedisTarget, RedisUrlError};
 
 use channel::{event_message, notice_message};
 use codec::{CommandRecord, bulk, command_from_hash, int, parse_json, stored_event, to_json};
@@ -91,7 +91,7 @@ struct Scripts {
 
 /// The Redis backend. Cheap to clone; clones share the state.
 #[derive(Clone)]
-pub struct RedisStore(Arc<RedisCore>);
+pub(crate) struct RedisStore(Arc<RedisCore>);
 
 impl std::ops::Deref for RedisStore {
     type Target = RedisCore;
@@ -139,7 +139,7 @@ struct PendingAppend {
     reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, StoreError>>,
 }
 
-pub struct RedisCore {
+pub(crate) struct RedisCore {
     link: Arc<RedisLink>,
     keys: Keys,
     channel: String,
@@ -173,7 +173,7 @@ enum CommitOutcome {
 }
 
 impl RedisStore {
-    pub fn new(
+    pub(crate) fn new(
         link: Arc<RedisLink>,
         prefix: &str,
         instance_id: &str,
@@ -226,12 +226,8 @@ impl RedisCore {
     }
 
     /// The Pub/Sub channel, `{prefix}events`.
-    pub fn channel(&self) -> &str {
+    pub(crate) fn channel(&self) -> &str {
         &self.channel
-    }
-
-    pub fn link(&self) -> &Arc<RedisLink> {
-        &self.link
     }
 
     fn now(&self) -> Timestamp {

@@ -62,34 +62,34 @@ fn script(parts: &[&str]) -> String {
     out
 }
 
-pub fn commit() -> String {
+pub(super) fn commit() -> String {
     script(&[TOUCH, COMMIT_BODY])
 }
 
-pub fn load() -> String {
+pub(super) fn load() -> String {
     script(&[LOAD_BODY])
 }
 
-pub fn read() -> String {
+pub(super) fn read() -> String {
     script(&[READ_BODY])
 }
 
-pub fn push_input() -> String {
+pub(super) fn push_input() -> String {
     script(&[TOUCH, PUSH_INPUT_BODY])
 }
 
-pub fn push_command() -> String {
+pub(super) fn push_command() -> String {
     script(&[TOUCH, PUSH_COMMAND_BODY])
 }
 
-pub fn claim() -> String {
+pub(super) fn claim() -> String {
     script(&[TOUCH, CLAIM_BODY])
 }
 
-pub fn ack() -> String {
+pub(super) fn ack() -> String {
     script(&[ACK_BODY])
 }
 
-pub fn delete() -> String {
+pub(super) fn delete() -> String {
     script(&[DELETE_BODY])
 }
