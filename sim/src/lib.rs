@@ -2,9 +2,21 @@
 //!
 //! The production router, Redis adapter and Pub/Sub bridge run inside turmoil on the sim
 //! ports ([`ports`]) against a simulated Redis ([`redis_host`], held to a real
-//! `redis-server` by the conformance suite in `tests/conformance`). One `u64` seed draws a
-//! plan and a fault schedule ([`plan`]), [`world`] runs it with the [`faults`] and the actors; clients record what they see and
-//! [`invariants`] judges it. `cargo run -p afw-sim --release -- --seed N` replays a seed.
+//! `redis-server` by the conformance suite in `tests/conformance`). One `u64` seed decides
+//! a run; `cargo run -p afw-sim --release -- --seed N` replays it.
+//!
+//! # Layout
+//!
+//! * [`plan`]: what a seed draws (instances, clients, faults), in one fixed order, and the
+//!   run's timeline.
+//! * [`world`]: builds the turmoil world (the Redis host, the instances, the actors) and
+//!   steps it, with `faults` starting and healing each fault on time.
+//! * `actors`: hooks, dashboards, the commander, the typist and input pollers, the
+//!   checker; each records what it sees into the [`record`] history and judges nothing.
+//! * [`invariants`]: judges a finished run, one module per invariant group.
+//! * [`redis_host`]: the simulated Redis, one module per data type, plus Lua and Pub/Sub.
+//! * [`client`], [`ports`], [`trace_digest`]: the sim's HTTP/WebSocket client, its ports,
+//!   and the trace digest that proves a replay identical.
 
 #![warn(unreachable_pub)]
 

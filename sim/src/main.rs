@@ -7,9 +7,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use afw_sim::invariants::{check, digest};
+use afw_sim::invariants::{Report, check, digest};
 use afw_sim::record::Record;
-use afw_sim::world::run;
+use afw_sim::world::{Run, run};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -68,44 +68,8 @@ fn main() -> ExitCode {
         jumped += result.jumped;
         checks += report.checks;
         faults += result.plan.faults.len();
-        let verdict = if report.violations.is_empty() {
-            "ok"
-        } else {
-            "VIOLATED"
-        };
-        println!(
-            "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt; digest {}",
-            result.plan.instances,
-            result.plan.hooks,
-            result.plan.dashboards,
-            result
-                .plan
-                .slow_dashboard
-                .map(|d| format!(" (dashboard {d} slow)"))
-                .unwrap_or_default(),
-            result
-                .plan
-                .faults
-                .iter()
-                .map(|f| format!("{:?}@{}ms", f.kind, f.at_ms))
-                .collect::<Vec<_>>(),
-            report.checks,
-            report.lost_by_plan,
-            report.input_in_doubt,
-            digest(&result),
-        );
+        print_seed(*seed, &result, &report);
         if !report.violations.is_empty() {
-            for v in &report.violations {
-                println!("  invariant {}: {}", v.invariant, v.detail);
-            }
-            println!("  last records:");
-            let records = &result.history.records;
-            for (at, r) in records.iter().skip(records.len().saturating_sub(12)) {
-                if !matches!(r, Record::Final { .. }) {
-                    println!("    [{at} ms] {r:?}");
-                }
-            }
-            println!("  replay: cargo run -p afw-sim --release -- --seed {seed} --trace");
             failed.push(*seed);
         }
     }
@@ -132,5 +96,49 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// One line per seed; for a failing seed its violations, its last records and how to
+/// replay it.
+fn print_seed(seed: u64, result: &Run, report: &Report) {
+    let verdict = if report.violations.is_empty() {
+        "ok"
+    } else {
+        "VIOLATED"
+    };
+    println!(
+        "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt; digest {}",
+        result.plan.instances,
+        result.plan.hooks,
+        result.plan.dashboards,
+        result
+            .plan
+            .slow_dashboard
+            .map(|d| format!(" (dashboard {d} slow)"))
+            .unwrap_or_default(),
+        result
+            .plan
+            .faults
+            .iter()
+            .map(|f| format!("{:?}@{}ms", f.kind, f.at_ms))
+            .collect::<Vec<_>>(),
+        report.checks,
+        report.lost_by_plan,
+        report.input_in_doubt,
+        digest(result),
+    );
+    if !report.violations.is_empty() {
+        for v in &report.violations {
+            println!("  invariant {}: {}", v.invariant, v.detail);
+        }
+        println!("  last records:");
+        let records = &result.history.records;
+        for (at, r) in records.iter().skip(records.len().saturating_sub(12)) {
+            if !matches!(r, Record::Final { .. }) {
+                println!("    [{at} ms] {r:?}");
+            }
+        }
+        println!("  replay: cargo run -p afw-sim --release -- --seed {seed} --trace");
     }
 }

@@ -127,6 +127,8 @@ pub struct Plan {
 }
 
 impl Plan {
+    // Long on purpose: every draw from the seed's generator happens here, in one fixed
+    // order that is the replay contract of a seed; helpers would hide that order.
     pub fn draw(seed: u64) -> Self {
         let mut rng = SeededRng::seed_from_u64(seed);
         let instances = rng.random_range(2..=5usize);

@@ -45,7 +45,7 @@ pub enum Record {
         status: u16,
         item: Option<String>,
     },
-    /// A request that got no answer within [`REQUEST_BOUND`].
+    /// A request that got no answer within [`crate::plan::REQUEST_BOUND`].
     Hang { client: String, what: String },
     /// A dashboard (re)subscribed: the confirmation it got.
     Subscribed {

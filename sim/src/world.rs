@@ -76,12 +76,33 @@ pub fn run(seed: u64) -> Run {
         .tick_duration(Duration::from_millis(TICK_MS))
         .build();
 
-    // The data survives a bounce because it lives outside the host closure (AOF); a crash
-    // that loses data wipes it first.
+    let clock = SimClock::default();
+    let redis = redis_host(&mut sim, &clock);
+    instances(&mut sim, &plan, seed, &clock);
+    actors(&mut sim, &plan, seed, &history, &down, &clock);
+    let sim_error = step_to_the_end(&mut sim, &plan, &redis, &down);
+    let stepped = sim.elapsed();
+    drop(sim);
+    let history = Rc::try_unwrap(history)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|rc| History {
+            records: rc.borrow().records.clone(),
+        });
+    Run {
+        plan,
+        history,
+        sim_error,
+        stepped,
+        jumped: clock.jumped(),
+    }
+}
+
+/// The simulated Redis host. Its data lives outside the host closure, so it survives a
+/// bounce (AOF); a crash that loses data wipes it first.
+fn redis_host(sim: &mut turmoil::Sim<'_>, clock: &SimClock) -> RedisHost {
     // TTLs on the simulation's global clock, which survives the host's restarts. It reads
     // None while turmoil holds its world borrow: keep the last value seen.
     // Clock jumps move it as they move every instance's clock.
-    let clock = SimClock::default();
     let last_seen = Rc::new(std::cell::Cell::new(Duration::ZERO));
     let redis_clock = clock.clone();
     let redis = RedisHost::with_clock(Rc::new(move || {
@@ -102,6 +123,11 @@ pub fn run(seed: u64) -> Run {
             }
         }
     });
+    redis
+}
+
+/// One afw instance per host, built by the production `app::build` on the sim ports.
+fn instances(sim: &mut turmoil::Sim<'_>, plan: &Plan, seed: u64, clock: &SimClock) {
     for i in 0..plan.instances {
         let clock = clock.clone();
         sim.host(instance_name(i), move || {
@@ -129,6 +155,18 @@ pub fn run(seed: u64) -> Run {
             }
         });
     }
+}
+
+/// The clients, each seeded from the run's seed: hooks, dashboards, the commander, the
+/// typist, the waiter and the input pollers, then the checker.
+fn actors(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    seed: u64,
+    history: &Shared,
+    down: &Down,
+    clock: &SimClock,
+) {
     for h in 0..plan.hooks {
         sim.client(
             format!("hook{h}"),
@@ -182,10 +220,19 @@ pub fn run(seed: u64) -> Run {
         "checker",
         checker(plan.clone(), history.clone(), clock.clone()),
     );
+}
 
+/// Steps the world until every client is done, starting and healing the plan's faults on
+/// time. The error, if the simulation failed.
+fn step_to_the_end(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    redis: &RedisHost,
+    down: &Down,
+) -> Option<String> {
     let mut pending: Vec<Fault> = plan.faults.clone();
     let mut healing: Vec<(u64, FaultKind)> = Vec::new();
-    let sim_error = loop {
+    loop {
         match sim.step() {
             Ok(true) => break None,
             Ok(false) => {}
@@ -194,27 +241,13 @@ pub fn run(seed: u64) -> Run {
         let now = sim.elapsed().as_millis() as u64;
         while pending.first().is_some_and(|f| f.at_ms <= now) {
             let fault = pending.remove(0);
-            apply(&mut sim, &redis, &down, &fault.kind, true);
+            apply(sim, redis, down, &fault.kind, true);
             healing.push((now + fault.heal_after_ms, fault.kind));
         }
         healing.sort_by_key(|(at, _)| *at);
         while healing.first().is_some_and(|(at, _)| *at <= now) {
             let (_, kind) = healing.remove(0);
-            apply(&mut sim, &redis, &down, &kind, false);
+            apply(sim, redis, down, &kind, false);
         }
-    };
-    let stepped = sim.elapsed();
-    drop(sim);
-    let history = Rc::try_unwrap(history)
-        .map(RefCell::into_inner)
-        .unwrap_or_else(|rc| History {
-            records: rc.borrow().records.clone(),
-        });
-    Run {
-        plan,
-        history,
-        sim_error,
-        stepped,
-        jumped: clock.jumped(),
     }
 }

@@ -378,6 +378,8 @@ async fn preload(
     Ok(())
 }
 
+// Long on purpose: one benchmark scenario (connect the dashboards, post, wait for every
+// frame, report the latencies) kept in one place so its measurement is read whole.
 async fn fanout(
     addr: String,
     clients: usize,

@@ -41,52 +41,9 @@ pub(crate) fn apply_event(
     let ts = ev.timestamp;
 
     match ev.kind {
-        EventType::SessionStarted => {
-            if let Some(cwd) = ev.str_field("cwd") {
-                session.cwd = cwd.to_owned();
-            }
-            set_opt(&mut session.hostname, ev.str_field("hostname"));
-            set_opt(&mut session.platform, ev.str_field("platform"));
-            set_opt(&mut session.user, ev.str_field("user"));
-            if session.status == SessionStatus::Pending {
-                session.status = SessionStatus::InProgress;
-            }
-        }
-        EventType::SessionEnded => {
-            session.status = match ev.str_field("status").and_then(SessionStatus::parse) {
-                Some(SessionStatus::Failed) => SessionStatus::Failed,
-                _ => SessionStatus::Completed,
-            };
-            session.ended_at = Some(ts);
-            session.duration = ev
-                .u64_field("duration")
-                .or_else(|| Some(ts.0.saturating_sub(session.started_at.0)));
-            set_opt(
-                &mut session.end_reason,
-                ev.str_field("reason").or_else(|| ev.str_field("endReason")),
-            );
-            set_opt(&mut session.summary, ev.str_field("summary"));
-            session.conversation_state = Some(ConversationState::Idle);
-        }
-        EventType::ChainCompiled => {
-            let id = ev
-                .str_field("chainId")
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("{}-{}", ev.session_id, ts.0));
-            let chain = compile_chain(&id, ev);
-            let full = chains.len() >= MAX_CHAINS_PER_SESSION;
-            match chains.iter_mut().find(|c| c.id == id) {
-                Some(existing) => *existing = chain,
-                None if full => {
-                    // The event is stored; it derives no more chains (memory stays bounded).
-                    tracing::debug!(session = %ev.session_id, chain = %id, "chain cap reached");
-                    return effects;
-                }
-                None => chains.push(chain),
-            }
-            session.current_chain = Some(id.clone());
-            effects.chain_compiled = Some(id);
-        }
+        EventType::SessionStarted => session_started(session, ev),
+        EventType::SessionEnded => session_ended(session, ev),
+        EventType::ChainCompiled => effects.chain_compiled = chain_compiled(session, chains, ev),
         EventType::ChainStarted => {
             if let Some(chain) = target_chain(session, chains, ev) {
                 chain.status = Status::InProgress;
@@ -103,92 +60,16 @@ pub(crate) fn apply_event(
                 bump(&mut session.total_chains_completed);
             }
         }
-        EventType::StepSpawned | EventType::StepStarted => {
-            if let Some(chain) = target_chain(session, chains, ev)
-                && let Some(step) = target_step(chain, ev)
-            {
-                step.status = Status::InProgress;
-                if ev.kind == EventType::StepSpawned || step.started_at.is_none() {
-                    step.started_at = Some(ts);
-                }
-                let n = step.step_number;
-                chain.current_step = Some(n);
-                if chain.status == Status::Pending {
-                    chain.status = Status::InProgress;
-                    chain.started_at.get_or_insert(ts);
-                }
-            }
-        }
+        EventType::StepSpawned | EventType::StepStarted => step_running(session, chains, ev),
         EventType::StepCompleted | EventType::StepFailed => {
-            if let Some(chain) = target_chain(session, chains, ev)
-                && let Some(step) = target_step(chain, ev)
-            {
-                step.status = if ev.kind == EventType::StepFailed {
-                    Status::Failed
-                } else {
-                    match ev.str_field("status").and_then(SessionStatus::parse) {
-                        Some(s @ (Status::Failed | Status::Skipped | Status::Completed)) => s,
-                        _ if ev.fields.get("succeeded") == Some(&Value::Bool(false)) => {
-                            Status::Failed
-                        }
-                        _ => Status::Completed,
-                    }
-                };
-                step.completed_at = Some(ts);
-                step.duration = ev.u64_field("duration").or_else(|| {
-                    step.started_at
-                        .map(|started| ts.0.saturating_sub(started.0))
-                });
-                for (key, slot) in [
-                    ("result", &mut step.result),
-                    ("error", &mut step.error),
-                    ("learning", &mut step.learning),
-                ] {
-                    if let Some(v) = ev.fields.get(key).filter(|v| !v.is_null()) {
-                        *slot = Some(v.clone());
-                    }
-                }
-            }
+            step_finished(session, chains, ev);
             bump(&mut session.total_steps_executed);
         }
-        EventType::InteractionAwaitingInput => {
-            session.conversation_state = Some(ConversationState::AwaitingInput);
-            session.last_prompt = Some(LastPrompt {
-                text: ev
-                    .str_field("question")
-                    .or_else(|| ev.str_field("promptText"))
-                    .unwrap_or_default()
-                    .to_owned(),
-                kind: ev
-                    .str_field("inputType")
-                    .or_else(|| ev.str_field("promptType"))
-                    .unwrap_or("text")
-                    .to_owned(),
-                quick_responses: ev
-                    .fields
-                    .get("quickResponses")
-                    .and_then(Value::as_array)
-                    .cloned(),
-                timestamp: ts,
-            });
-        }
+        EventType::InteractionAwaitingInput => awaiting_input(session, ev),
         EventType::InteractionInputReceived => {
             session.conversation_state = Some(ConversationState::Active);
         }
-        EventType::ErrorOccurred => {
-            if ev.str_field("severity") == Some("critical") {
-                let entry = ev
-                    .fields
-                    .get("error")
-                    .or_else(|| ev.fields.get("message"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                session
-                    .critical_errors
-                    .get_or_insert_with(Vec::new)
-                    .push(entry);
-            }
-        }
+        EventType::ErrorOccurred => critical_error(session, ev),
         EventType::FileCreated
         | EventType::FileModified
         | EventType::FileDeleted
@@ -198,6 +79,153 @@ pub(crate) fn apply_event(
         | EventType::WarningOccurred => {}
     }
     effects
+}
+
+/// `session:started`: where and by whom the session runs; a pending session starts.
+fn session_started(session: &mut Session, ev: &NewEvent) {
+    if let Some(cwd) = ev.str_field("cwd") {
+        session.cwd = cwd.to_owned();
+    }
+    set_opt(&mut session.hostname, ev.str_field("hostname"));
+    set_opt(&mut session.platform, ev.str_field("platform"));
+    set_opt(&mut session.user, ev.str_field("user"));
+    if session.status == SessionStatus::Pending {
+        session.status = SessionStatus::InProgress;
+    }
+}
+
+/// `session:ended`: the final status (failed only when the event says so), end, duration,
+/// reason and summary.
+fn session_ended(session: &mut Session, ev: &NewEvent) {
+    let ts = ev.timestamp;
+    session.status = match ev.str_field("status").and_then(SessionStatus::parse) {
+        Some(SessionStatus::Failed) => SessionStatus::Failed,
+        _ => SessionStatus::Completed,
+    };
+    session.ended_at = Some(ts);
+    session.duration = ev
+        .u64_field("duration")
+        .or_else(|| Some(ts.0.saturating_sub(session.started_at.0)));
+    set_opt(
+        &mut session.end_reason,
+        ev.str_field("reason").or_else(|| ev.str_field("endReason")),
+    );
+    set_opt(&mut session.summary, ev.str_field("summary"));
+    session.conversation_state = Some(ConversationState::Idle);
+}
+
+/// `chain:compiled`: a new chain (or a recompiled one, replaced whole) becomes current;
+/// `None` once the session holds [`MAX_CHAINS_PER_SESSION`] chains.
+fn chain_compiled(session: &mut Session, chains: &mut Vec<Chain>, ev: &NewEvent) -> Option<String> {
+    let ts = ev.timestamp;
+    let id = ev
+        .str_field("chainId")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}-{}", ev.session_id, ts.0));
+    let chain = compile_chain(&id, ev);
+    let full = chains.len() >= MAX_CHAINS_PER_SESSION;
+    match chains.iter_mut().find(|c| c.id == id) {
+        Some(existing) => *existing = chain,
+        None if full => {
+            // The event is stored; it derives no more chains (memory stays bounded).
+            tracing::debug!(session = %ev.session_id, chain = %id, "chain cap reached");
+            return None;
+        }
+        None => chains.push(chain),
+    }
+    session.current_chain = Some(id.clone());
+    Some(id)
+}
+
+/// `step:spawned` / `step:started`: the step runs, and so does its chain.
+fn step_running(session: &Session, chains: &mut [Chain], ev: &NewEvent) {
+    let ts = ev.timestamp;
+    if let Some(chain) = target_chain(session, chains, ev)
+        && let Some(step) = target_step(chain, ev)
+    {
+        step.status = Status::InProgress;
+        if ev.kind == EventType::StepSpawned || step.started_at.is_none() {
+            step.started_at = Some(ts);
+        }
+        let n = step.step_number;
+        chain.current_step = Some(n);
+        if chain.status == Status::Pending {
+            chain.status = Status::InProgress;
+            chain.started_at.get_or_insert(ts);
+        }
+    }
+}
+
+/// `step:completed` / `step:failed`: the step's outcome, end, duration and output.
+fn step_finished(session: &Session, chains: &mut [Chain], ev: &NewEvent) {
+    let ts = ev.timestamp;
+    if let Some(chain) = target_chain(session, chains, ev)
+        && let Some(step) = target_step(chain, ev)
+    {
+        step.status = if ev.kind == EventType::StepFailed {
+            Status::Failed
+        } else {
+            match ev.str_field("status").and_then(SessionStatus::parse) {
+                Some(s @ (Status::Failed | Status::Skipped | Status::Completed)) => s,
+                _ if ev.fields.get("succeeded") == Some(&Value::Bool(false)) => Status::Failed,
+                _ => Status::Completed,
+            }
+        };
+        step.completed_at = Some(ts);
+        step.duration = ev.u64_field("duration").or_else(|| {
+            step.started_at
+                .map(|started| ts.0.saturating_sub(started.0))
+        });
+        for (key, slot) in [
+            ("result", &mut step.result),
+            ("error", &mut step.error),
+            ("learning", &mut step.learning),
+        ] {
+            if let Some(v) = ev.fields.get(key).filter(|v| !v.is_null()) {
+                *slot = Some(v.clone());
+            }
+        }
+    }
+}
+
+/// `interaction:awaiting-input`: the session waits, and the prompt is kept.
+fn awaiting_input(session: &mut Session, ev: &NewEvent) {
+    let ts = ev.timestamp;
+    session.conversation_state = Some(ConversationState::AwaitingInput);
+    session.last_prompt = Some(LastPrompt {
+        text: ev
+            .str_field("question")
+            .or_else(|| ev.str_field("promptText"))
+            .unwrap_or_default()
+            .to_owned(),
+        kind: ev
+            .str_field("inputType")
+            .or_else(|| ev.str_field("promptType"))
+            .unwrap_or("text")
+            .to_owned(),
+        quick_responses: ev
+            .fields
+            .get("quickResponses")
+            .and_then(Value::as_array)
+            .cloned(),
+        timestamp: ts,
+    });
+}
+
+/// `error:occurred` with severity `critical` is kept on the session.
+fn critical_error(session: &mut Session, ev: &NewEvent) {
+    if ev.str_field("severity") == Some("critical") {
+        let entry = ev
+            .fields
+            .get("error")
+            .or_else(|| ev.fields.get("message"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        session
+            .critical_errors
+            .get_or_insert_with(Vec::new)
+            .push(entry);
+    }
 }
 
 fn set_opt(slot: &mut Option<String>, value: Option<&str>) {

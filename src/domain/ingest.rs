@@ -106,80 +106,23 @@ fn validate(
     let mut details = Vec::new();
 
     let kind = match fields.get("type") {
-        Some(Value::String(t)) => match EventType::parse(t) {
-            Some(kind) => Some(kind),
-            None => {
-                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                return Err(IngestError::UnknownType {
-                    message: format!(
-                        "Unknown event type '{t}'. Known types: {}",
-                        known.join(", ")
-                    ),
-                    details: vec![FieldError::new(at("type"), "is not a known event type")],
-                });
-            }
-        },
-        Some(_) => {
-            details.push(FieldError::new(at("type"), "must be a string"));
-            None
+        Some(Value::String(t)) if EventType::parse(t).is_none() => {
+            return Err(unknown_type(t, at("type")));
         }
-        None => {
-            details.push(FieldError::new(at("type"), "is required"));
-            None
-        }
+        v => required(&mut details, at("type"), v, kind_of),
     };
-
-    let session_id = match fields.get("sessionId") {
-        Some(Value::String(s)) => match SessionId::parse(s) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                details.push(FieldError::new(at("sessionId"), e.to_string()));
-                None
-            }
-        },
-        Some(_) => {
-            details.push(FieldError::new(at("sessionId"), "must be a string"));
-            None
-        }
-        None => {
-            details.push(FieldError::new(at("sessionId"), "is required"));
-            None
-        }
-    };
-
-    let timestamp = match fields.get("timestamp") {
-        Some(Value::String(s)) => match Timestamp::parse_rfc3339(s) {
-            Some(ts) => Some(ts),
-            None => {
-                details.push(FieldError::new(
-                    at("timestamp"),
-                    "must be an RFC 3339 date-time such as 2026-02-21T03:20:37.123Z",
-                ));
-                None
-            }
-        },
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(ms) => Some(Timestamp(ms)),
-            None => {
-                details.push(FieldError::new(
-                    at("timestamp"),
-                    "must be milliseconds since the epoch when numeric",
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            details.push(FieldError::new(
-                at("timestamp"),
-                "must be an RFC 3339 string or epoch milliseconds",
-            ));
-            None
-        }
-        None => {
-            details.push(FieldError::new(at("timestamp"), "is required"));
-            None
-        }
-    };
+    let session_id = required(
+        &mut details,
+        at("sessionId"),
+        fields.get("sessionId"),
+        session_id_of,
+    );
+    let timestamp = required(
+        &mut details,
+        at("timestamp"),
+        fields.get("timestamp"),
+        timestamp_of,
+    );
 
     for optional in ["user", "eventId"] {
         if let Some(v) = fields.get(optional)
@@ -208,6 +151,61 @@ fn validate(
             details,
         }),
     }
+}
+
+/// A required field: parsed, or noted in `details` as missing or invalid.
+fn required<T>(
+    details: &mut Vec<FieldError>,
+    path: String,
+    value: Option<&Value>,
+    parse: fn(&Value) -> Result<T, String>,
+) -> Option<T> {
+    let result = match value {
+        None => Err("is required".to_owned()),
+        Some(v) => parse(v),
+    };
+    result
+        .map_err(|why| details.push(FieldError::new(path, why)))
+        .ok()
+}
+
+fn kind_of(v: &Value) -> Result<EventType, String> {
+    v.as_str()
+        .and_then(EventType::parse)
+        .ok_or_else(|| "must be a string".to_owned())
+}
+
+fn unknown_type(given: &str, path: String) -> IngestError {
+    let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+    IngestError::UnknownType {
+        message: format!(
+            "Unknown event type '{given}'. Known types: {}",
+            known.join(", ")
+        ),
+        details: vec![FieldError::new(path, "is not a known event type")],
+    }
+}
+
+fn session_id_of(v: &Value) -> Result<SessionId, String> {
+    match v {
+        Value::String(s) => SessionId::parse(s).map_err(|e| e.to_string()),
+        _ => Err("must be a string".to_owned()),
+    }
+}
+
+fn timestamp_of(v: &Value) -> Result<Timestamp, String> {
+    let why = match v {
+        Value::String(s) => match Timestamp::parse_rfc3339(s) {
+            Some(ts) => return Ok(ts),
+            None => "must be an RFC 3339 date-time such as 2026-02-21T03:20:37.123Z",
+        },
+        Value::Number(n) => match n.as_u64() {
+            Some(ms) => return Ok(Timestamp(ms)),
+            None => "must be milliseconds since the epoch when numeric",
+        },
+        _ => "must be an RFC 3339 string or epoch milliseconds",
+    };
+    Err(why.to_owned())
 }
 
 /// `stepNumber` (on any event) and `steps[i].stepNumber` (on `chain:compiled`) must be

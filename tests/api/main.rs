@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod helpers;
 mod input;
+mod layout;
 mod limits;
 mod real_clients;
 mod security;

@@ -95,6 +95,8 @@ pub(crate) async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16
 /// The literal TTLs, reached by clock jumps once the workload is over: queues expire after
 /// 5 idle minutes while their session stays; sessions are whole just before 24 h of
 /// idleness and entirely gone just after; a write just before the TTL refreshes all of it.
+// Long on purpose: a script of clock jumps and reads, each step depending on the time
+// the previous one left; it reads as the timeline it checks.
 pub(crate) async fn ttl_phase(plan: &Plan, history: &Shared, clock: &SimClock) {
     let wall = || Duration::from_millis(now_ms()) + clock.jumped();
     let ev = |session: &str| json!({"type": "file:modified", "sessionId": session, "timestamp": EPOCH_MS, "cwd": "/w"});

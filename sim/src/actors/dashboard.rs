@@ -18,6 +18,8 @@ use crate::record::{Record, Shared, now_ms, record};
 
 /// A dashboard: follows every hook session over the WebSocket of a random instance,
 /// reconnecting (with `after`) when its plan says or when its instance goes away.
+// Long on purpose: connect, subscribe, read frames, notice silence, reconnect with
+// `after`: one client's life, in order, with its cursors spanning all of it.
 pub(crate) async fn dashboard(
     id: usize,
     plan: Plan,

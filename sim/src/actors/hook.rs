@@ -12,6 +12,9 @@ use crate::record::{Record, Shared, now_ms, record};
 
 /// A hook: posts its session's events through random instances (a load balancer), retrying
 /// refused writes, and polls for commands between events.
+// Long on purpose: a hook's life (post each event, retry refused writes, poll for
+// commands) reads top to bottom like the real hook's loop, and its state (rng, retries,
+// the event counter) spans all of it.
 pub(crate) async fn hook(
     id: usize,
     plan: Plan,

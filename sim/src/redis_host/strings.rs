@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::{Db, Entry, Reply, Value, int_arg, wrong_args};
 
+// A command table: one arm per command, each as `redis-server` answers it; longer
+// than most functions because the commands are many, not because one is.
 pub(super) fn exec(db: &mut Db, name: &str, a: &[Vec<u8>]) -> Reply {
     let arity = |n: usize| a.len() >= n;
     match name {

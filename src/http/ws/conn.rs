@@ -12,6 +12,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
 
+use tokio::sync::mpsc;
+
 use crate::bus::{Inbox, Outbound, event_frame};
 use crate::domain::model::{SessionId, StoredEvent};
 use crate::http::AppState;
@@ -72,58 +74,9 @@ where
         });
         match conn.send_json(&hello).await {
             Err(end) => end,
-            Ok(()) => {
-                let period = Duration::from_secs(cfg.ws_heartbeat_secs);
-                let mut heartbeat =
-                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut shutdown = shared.shutdown.subscribe();
-                let mut last_heard = tokio::time::Instant::now();
-                let mut resync_retry = tokio::time::interval(RESYNC_RETRY);
-                resync_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    if *shutdown.borrow_and_update() {
-                        break End::Close(close::GOING_AWAY, "Server is shutting down");
-                    }
-                    let step = tokio::select! {
-                        biased;
-                        _ = shutdown.changed() => Ok(()),
-                        _ = inbox.kick.notified() => {
-                            Err(End::Close(close::TRY_AGAIN_LATER, "Send queue full: client too slow"))
-                        }
-                        out = rx.recv() => match out {
-                            Some(out) => conn.deliver(out).await,
-                            None => Err(End::Gone),
-                        },
-                        msg = stream.next() => match msg {
-                            Some(Ok(msg)) => {
-                                last_heard = tokio::time::Instant::now();
-                                conn.handle(msg).await
-                            }
-                            Some(Err(e)) => Err(read_error(&e)),
-                            None => Err(End::Gone),
-                        },
-                        _ = heartbeat.tick() => {
-                            // Browsers answer protocol pings by themselves: a client from
-                            // which nothing came for two heartbeats is gone or stuck.
-                            if last_heard.elapsed() >= period * 2 {
-                                Err(End::Close(close::POLICY, "No pong or message for two heartbeats"))
-                            } else {
-                                conn.heartbeat().await
-                            }
-                        }
-                        _ = resync_retry.tick(), if conn.has_pending() => {
-                            conn.retry_pending().await
-                        }
-                    };
-                    if let Err(end) = step {
-                        break end;
-                    }
-                }
-            }
+            Ok(()) => serve(&mut conn, &mut stream, &mut rx).await,
         }
     };
-
     for sid in conn
         .subscriptions
         .keys()
@@ -132,21 +85,81 @@ where
         shared.bus.unsubscribe(sid, id);
     }
     if let End::Close(code, reason) = end {
-        if code == close::TOO_BIG {
-            let limit = state.config().ws_max_message_bytes;
-            let message = format!("Message too big: the limit is {limit} bytes");
-            let _ = conn.send_error(&message, None, None).await;
+        close_with(&mut conn, &mut stream, code, reason).await;
+    }
+}
+
+/// Serves a greeted client until something ends the connection: shutdown, a full send
+/// queue, the peer, silence for two heartbeats, or a protocol error.
+async fn serve<St>(conn: &mut Conn<'_>, stream: &mut St, rx: &mut mpsc::Receiver<Outbound>) -> End
+where
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let (state, inbox) = (conn.state, conn.inbox);
+    let period = Duration::from_secs(state.config().ws_heartbeat_secs);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = state.shared().shutdown.subscribe();
+    let mut last_heard = tokio::time::Instant::now();
+    let mut resync_retry = tokio::time::interval(RESYNC_RETRY);
+    resync_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *shutdown.borrow_and_update() {
+            break End::Close(close::GOING_AWAY, "Server is shutting down");
         }
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.changed() => Ok(()),
+            _ = inbox.kick.notified() => {
+                Err(End::Close(close::TRY_AGAIN_LATER, "Send queue full: client too slow"))
+            }
+            out = rx.recv() => match out {
+                Some(out) => conn.deliver(out).await,
+                None => Err(End::Gone),
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(msg)) => {
+                    last_heard = tokio::time::Instant::now();
+                    conn.handle(msg).await
+                }
+                Some(Err(e)) => Err(read_error(&e)),
+                None => Err(End::Gone),
+            },
+            _ = heartbeat.tick() => {
+                // Browsers answer protocol pings by themselves: a client from which
+                // nothing came for two heartbeats is gone or stuck.
+                if last_heard.elapsed() >= period * 2 {
+                    Err(End::Close(close::POLICY, "No pong or message for two heartbeats"))
+                } else {
+                    conn.heartbeat().await
+                }
+            }
+            _ = resync_retry.tick(), if conn.has_pending() => conn.retry_pending().await,
         };
-        if conn.send(Message::Close(Some(frame))).await.is_ok() {
-            // Let the peer answer the close handshake, so our last frames are read rather
-            // than discarded by a TCP reset.
-            let drain = async { while let Some(Ok(_)) = stream.next().await {} };
-            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        if let Err(end) = step {
+            break end;
         }
+    }
+}
+
+/// Closes with `code`: says why first when a message was too big, then waits (briefly) for
+/// the peer's close, so the last frames are read rather than discarded by a TCP reset.
+async fn close_with<St>(conn: &mut Conn<'_>, stream: &mut St, code: u16, reason: &'static str)
+where
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    if code == close::TOO_BIG {
+        let limit = conn.state.config().ws_max_message_bytes;
+        let message = format!("Message too big: the limit is {limit} bytes");
+        let _ = conn.send_error(&message, None, None).await;
+    }
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    if conn.send(Message::Close(Some(frame))).await.is_ok() {
+        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
 }
 

@@ -97,59 +97,74 @@ impl Conn<'_> {
         };
         match msg {
             ClientMessage::Ping => self.send_json(&json!({ "type": "pong" })).await,
-            ClientMessage::Subscribe { session_id, after } => match SessionId::parse(&session_id) {
-                Ok(sid) if self.at_subscription_cap(&sid) => {
-                    let limit = self.state.config().ws_max_subscriptions;
-                    let message = format!(
-                        "Too many subscriptions: a client may follow {limit} sessions; unsubscribe from one first"
-                    );
-                    self.send_error(&message, Some(&session_id), None).await
-                }
-                Ok(sid) => self.subscribe(sid, after).await,
-                Err(e) => {
-                    self.send_error(&format!("Invalid sessionId: {e}"), Some(&session_id), None)
-                        .await
-                }
-            },
+            ClientMessage::Subscribe { session_id, after } => {
+                self.on_subscribe(&session_id, after).await
+            }
             ClientMessage::Unsubscribe { session_id } => {
-                if let Ok(sid) = SessionId::parse(&session_id) {
-                    let was_pending = self.pending_subscribe.remove(&sid).is_some();
-                    self.pending_resync.remove(&sid);
-                    if self.subscriptions.remove(&sid).is_some() || was_pending {
-                        self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
-                    }
-                }
+                self.unsubscribe(&session_id);
                 Ok(())
             }
             ClientMessage::Input {
                 session_id,
                 payload,
-            } => {
-                let sid = match SessionId::parse(&session_id) {
-                    Ok(sid) => sid,
-                    Err(e) => {
-                        return self
-                            .send_error(&format!("Invalid sessionId: {e}"), Some(&session_id), None)
-                            .await;
-                    }
-                };
-                if payload.is_null() {
-                    return self
-                        .send_error("Input payload is required", Some(&session_id), None)
-                        .await;
-                }
-                match crate::http::actions::queue_input(self.state, &sid, payload, None).await {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        let body = e.body();
-                        self.send_error(
-                            &e.to_string(),
-                            Some(&session_id),
-                            body.get("details").cloned(),
-                        )
-                        .await
-                    }
-                }
+            } => self.input(&session_id, payload).await,
+        }
+    }
+
+    /// `subscribe`, within the cap on subscriptions per client.
+    async fn on_subscribe(&mut self, session_id: &str, after: Option<u64>) -> Result<(), End> {
+        match SessionId::parse(session_id) {
+            Ok(sid) if self.at_subscription_cap(&sid) => {
+                let limit = self.state.config().ws_max_subscriptions;
+                let message = format!(
+                    "Too many subscriptions: a client may follow {limit} sessions; unsubscribe from one first"
+                );
+                self.send_error(&message, Some(session_id), None).await
+            }
+            Ok(sid) => self.subscribe(sid, after).await,
+            Err(e) => {
+                self.send_error(&format!("Invalid sessionId: {e}"), Some(session_id), None)
+                    .await
+            }
+        }
+    }
+
+    /// `unsubscribe`: a session not followed (or not valid) is nothing to undo.
+    fn unsubscribe(&mut self, session_id: &str) {
+        if let Ok(sid) = SessionId::parse(session_id) {
+            let was_pending = self.pending_subscribe.remove(&sid).is_some();
+            self.pending_resync.remove(&sid);
+            if self.subscriptions.remove(&sid).is_some() || was_pending {
+                self.state.shared().bus.unsubscribe(&sid, self.inbox.id);
+            }
+        }
+    }
+
+    /// `input`: queued as `POST .../input` would; a refusal is an error frame.
+    async fn input(&mut self, session_id: &str, payload: Value) -> Result<(), End> {
+        let sid = match SessionId::parse(session_id) {
+            Ok(sid) => sid,
+            Err(e) => {
+                return self
+                    .send_error(&format!("Invalid sessionId: {e}"), Some(session_id), None)
+                    .await;
+            }
+        };
+        if payload.is_null() {
+            return self
+                .send_error("Input payload is required", Some(session_id), None)
+                .await;
+        }
+        match crate::http::actions::queue_input(self.state, &sid, payload, None).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let body = e.body();
+                self.send_error(
+                    &e.to_string(),
+                    Some(session_id),
+                    body.get("details").cloned(),
+                )
+                .await
             }
         }
     }

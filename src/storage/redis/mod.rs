@@ -23,9 +23,9 @@
 //! in `seq` order, and come back to every instance (this one included) through
 //! [`bridge`].
 //!
-//! Connections are dialled through the injected [`Connector`] (never `redis::Client`),
-//! with bounded timeouts. While Redis is unreachable every operation fails fast with
-//! [`StoreError::Unavailable`]; redials back off with jitter from the injected [`IdGen`].
+//! The connection is [`link`]'s: dialled through the injected connector (never
+//! `redis::Client`), with bounded timeouts; while Redis is unreachable every operation
+//! fails fast with [`StoreError::Unavailable`].
 
 use crate::sync::lock;
 use std::collections::BTreeMap;

@@ -1,0 +1,188 @@
+//! The invariants of design.md, checked over a run's recorded history.
+//!
+//! 1. Every write answered 2xx is stored at the end, unless the plan destroyed Redis data
+//!    (then the loss is counted and reported, not hidden).
+//! 2. Every dashboard sees each event of its sessions exactly once, in `seq` order: after a
+//!    confirmation, events continue at the confirmed cursor + 1 with no gap, duplicate or
+//!    reordering; `recovered: false` moves the cursor (the client reloads). At the end each
+//!    dashboard has caught up with the stored sequence.
+//! 3. Every command is claimed by at most one poll. Every input item is popped at most
+//!    once, every acknowledged item is popped (unless lost by plan or possibly taken by an
+//!    unanswered poll), and no poll answers "empty" while an item queued before its
+//!    deadline waits.
+//! 4. No request goes unanswered past its bound, and the simulation neither panics nor runs
+//!    over its time. Every answer is one the API allows; a request served entirely while
+//!    Redis is unreachable from its instance answers 503 (not 2xx, not 404); no false 404
+//!    for a session with acknowledged writes.
+//! 5. Liveness: after the last fault healed, every instance takes a write again.
+//! 6. TTL, with afw's real TTLs reached by clock jumps: just under 24 h after its last
+//!    activity a session is whole (as the final read saw it); a write then refreshes all of
+//!    it, events included; past 24 h of idleness it is gone entirely (session, events and
+//!    chains together). Queues outlive 5 idle minutes minus a little, not 5 minutes plus a
+//!    little, and their session stays.
+
+//!
+//! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`queues`] (3),
+//! [`answers`] (4); hangs, liveness and TTLs (4, 5, 6) are judged per record in
+//! [`end_of_run`]. The checks run in a fixed order, so a report reads the same every time.
+//! Nothing here may run the simulation: it reads a finished [`Run`].
+
+mod answers;
+mod delivery;
+mod durability;
+mod queues;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+use afw::hash::Fnv1a;
+
+use crate::record::{Record, TtlPhase};
+use crate::world::Run;
+
+/// A session's stored events as the final read saw them: `(seq, n)`.
+type StoredEvents = Vec<(u64, Option<u64>)>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub violations: Vec<Violation>,
+    /// Acknowledged events missing at the end because the plan wiped Redis.
+    pub lost_by_plan: usize,
+    /// Acknowledged input items never seen popped, when a later poll of their session
+    /// failed (503 or no answer) and may have popped them (see `check_input`).
+    pub input_in_doubt: usize,
+    pub checks: usize,
+}
+
+fn violation(report: &mut Report, invariant: &'static str, detail: String) {
+    if report.violations.len() < 50 {
+        report.violations.push(Violation { invariant, detail });
+    }
+}
+
+/// Each session's final read: its stored events and last `seq`.
+type Finals<'a> = BTreeMap<&'a str, (&'a StoredEvents, u64)>;
+
+pub fn check(run: &Run) -> Report {
+    let mut report = Report::default();
+    let records: Vec<&Record> = run.history.records.iter().map(|(_, r)| r).collect();
+
+    if let Some(e) = &run.sim_error {
+        violation(
+            &mut report,
+            "4 no panic, no hang",
+            format!("simulation failed: {e}"),
+        );
+    }
+    let finals: Finals<'_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Final {
+                session,
+                events,
+                last_seq,
+            } => Some((session.as_str(), (events, *last_seq))),
+            _ => None,
+        })
+        .collect();
+    durability::check(run, &records, &finals, &mut report);
+    delivery::check(run, &records, &finals, &mut report);
+    queues::check_commands(&records, &mut report);
+    queues::check_input(run, &mut report);
+    answers::check_answers(run, &mut report);
+    end_of_run(&records, &finals, &mut report);
+    report
+}
+
+/// 4 (hangs), 5 (liveness) and 6 (TTLs), judged record by record in the order recorded.
+fn end_of_run(records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
+    for r in records {
+        match r {
+            Record::Hang { client, what } => {
+                violation(report, "4 no panic, no hang", format!("{client}: {what}"))
+            }
+            Record::Live { instance, ok } => {
+                report.checks += 1;
+                if !ok {
+                    violation(
+                        report,
+                        "5 liveness",
+                        format!("instance {instance} took no write after healing"),
+                    );
+                }
+            }
+            Record::TtlRead {
+                session,
+                phase,
+                session_status,
+                events,
+                chains_status,
+            } => {
+                report.checks += 1;
+                let stored = finals.get(session.as_str()).map(|(e, _)| e.len() as u64);
+                let expected = match (phase, stored) {
+                    (TtlPhase::AfterTtl, _) => Some((404, 0, 404)),
+                    (TtlPhase::BeforeTtl, Some(0)) => None,
+                    (TtlPhase::BeforeTtl, Some(n)) => Some((200, n, 200)),
+                    (TtlPhase::Refreshed, Some(n)) => Some((200, n + 1, 200)),
+                    (_, None) => None,
+                };
+                if let Some(expected) = expected
+                    && (*session_status, *events, *chains_status) != expected
+                {
+                    violation(
+                        report,
+                        "6 TTL",
+                        format!(
+                            "{session} {phase:?}: session {session_status}, {events} events, \
+                             chains {chains_status}; expected {expected:?} \
+                             (session, events, chains)"
+                        ),
+                    );
+                }
+            }
+            Record::QueueTtl {
+                before_ttl_available,
+                after_ttl_available,
+                after_ttl_commands,
+                session_status,
+            } => {
+                report.checks += 1;
+                let seen = (
+                    *before_ttl_available,
+                    *after_ttl_available,
+                    *after_ttl_commands,
+                    *session_status,
+                );
+                if seen != (true, false, 0, 200) {
+                    violation(
+                        report,
+                        "6 TTL",
+                        format!(
+                            "queues around their 5 min TTL: (input before, input after, \
+                             commands after, session after) = {seen:?}, expected \
+                             (true, false, 0, 200)"
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A digest of everything the clients saw: equal for equal runs.
+pub fn digest(run: &Run) -> String {
+    let mut h = Fnv1a::default();
+    for (at, r) in &run.history.records {
+        at.hash(&mut h);
+        format!("{r:?}").hash(&mut h);
+    }
+    format!("{:016x}", h.finish())
+}
