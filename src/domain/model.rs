@@ -528,7 +528,16 @@ pub enum CommandStatus {
 }
 
 impl CommandStatus {
-    /// The wire name (`pending`, `delivered`, ...), from the serde derive: one spelling.
+    pub const ALL: [CommandStatus; 5] = [
+        Self::Pending,
+        Self::Delivered,
+        Self::Acked,
+        Self::Failed,
+        Self::Expired,
+    ];
+
+    /// The wire name (`pending`, `delivered`, ...); a test holds it to the serde derive,
+    /// and the Lua scripts get these names as their `S` table.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

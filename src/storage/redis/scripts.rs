@@ -8,6 +8,8 @@
 //! (single Redis, not Cluster). The bodies are Lua files beside this one (`scripts/*.lua`),
 //! so they read, diff and lint as Lua; each is prefixed with the key table at build time.
 
+use crate::domain::model::CommandStatus;
+
 /// Refreshes every key of a session together: session, events, seq and chains get the
 /// session TTL; queues and command records get the queue TTL.
 const TOUCH: &str = include_str!("scripts/touch.lua");
@@ -56,10 +58,20 @@ const DELETE_BODY: &str = include_str!("scripts/delete.lua");
 /// spelled once in Rust and once, generated from it, in Lua.
 fn script(parts: &[&str]) -> String {
     let mut out = super::keys::lua_preamble();
+    out.push_str(&status_preamble());
     for part in parts {
         out.push_str(part);
     }
     out
+}
+
+/// `local S = {pending = 'pending', ...}`: command statuses, spelled by [`CommandStatus`].
+fn status_preamble() -> String {
+    let names: Vec<String> = CommandStatus::ALL
+        .iter()
+        .map(|s| format!("{0} = '{0}'", s.as_str()))
+        .collect();
+    format!("local S = {{{}}}\n", names.join(", "))
 }
 
 pub(super) fn commit() -> String {
@@ -92,4 +104,42 @@ pub(super) fn ack() -> String {
 
 pub(super) fn delete() -> String {
     script(&[DELETE_BODY])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_spell_statuses_and_keys_only_through_their_tables() {
+        let all = [
+            commit(),
+            load(),
+            read(),
+            push_input(),
+            push_command(),
+            claim(),
+            ack(),
+            delete(),
+        ];
+        for script in &all {
+            assert!(script.contains("local S = {pending = 'pending', delivered = 'delivered'"));
+            let body = script
+                .split_once("\n")
+                .unwrap()
+                .1
+                .split_once("\n")
+                .unwrap()
+                .1;
+            for status in CommandStatus::ALL {
+                assert!(
+                    !body.contains(&format!("'{}'", status.as_str())),
+                    "{status:?}"
+                );
+            }
+            for (_, kind) in super::super::keys::KINDS {
+                assert!(!body.contains(&format!("'{kind}")), "{kind} spelled in Lua");
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@ local lkey = p .. K.leases .. sid
 local ids = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', lkey, '-inf', now)) do
   redis.call('ZREM', lkey, id)
-  if redis.call('HGET', p .. K.command .. id, 'status') == 'delivered' then table.insert(ids, id) end
+  if redis.call('HGET', p .. K.command .. id, 'status') == S.delivered then table.insert(ids, id) end
 end
 local qkey = p .. K.commands .. sid
 for _, id in ipairs(redis.call('LRANGE', qkey, 0, -1)) do table.insert(ids, id) end
@@ -13,7 +13,7 @@ for _, id in ipairs(ids) do
   local ckey = p .. K.command .. id
   local json = redis.call('HGET', ckey, 'json')
   if json then
-    redis.call('HSET', ckey, 'status', 'delivered', 'deliveredAt', ARGV[5])
+    redis.call('HSET', ckey, 'status', S.delivered, 'deliveredAt', ARGV[5])
     if lease > 0 then
       redis.call('HSET', ckey, 'leaseUntil', now + lease)
       redis.call('ZADD', lkey, now + lease, id)

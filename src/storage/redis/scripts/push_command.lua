@@ -11,14 +11,14 @@ if redis.call('SCARD', idkey) >= records then
     if excess <= 0 then break end
     local ckey = p .. K.command .. old
     local st = redis.call('HGET', ckey, 'status')
-    if st ~= 'pending' and not redis.call('HGET', ckey, 'leaseUntil') then
+    if st ~= S.pending and not redis.call('HGET', ckey, 'leaseUntil') then
       redis.call('DEL', ckey)
       redis.call('SREM', idkey, old)
       excess = excess - 1
     end
   end
 end
-redis.call('HSET', p .. K.command .. id, 'json', ARGV[6], 'sessionId', sid, 'status', 'pending')
+redis.call('HSET', p .. K.command .. id, 'json', ARGV[6], 'sessionId', sid, 'status', S.pending)
 redis.call('RPUSH', p .. K.commands .. sid, id)
 redis.call('SADD', p .. K.cmdids .. sid, id)
 touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
