@@ -180,26 +180,8 @@ impl RedisStore {
         limits: StoreLimits,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self(Arc::new(RedisCore::new(
-            link,
-            prefix,
-            instance_id,
-            limits,
-            clock,
-        )))
-    }
-}
-
-impl RedisCore {
-    fn new(
-        link: Arc<RedisLink>,
-        prefix: &str,
-        instance_id: &str,
-        limits: StoreLimits,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
         let keys = Keys::new(prefix);
-        Self {
+        Self(Arc::new(RedisCore {
             link,
             channel: keys.channel(),
             health_key: keys.health(instance_id),
@@ -222,9 +204,11 @@ impl RedisCore {
                 ack: Script::new(&scripts::ack()),
                 delete: Script::new(&scripts::delete()),
             },
-        }
+        }))
     }
+}
 
+impl RedisCore {
     /// The Pub/Sub channel, `{prefix}events`.
     pub(crate) fn channel(&self) -> &str {
         &self.channel
