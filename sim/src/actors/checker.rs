@@ -60,8 +60,27 @@ pub(crate) async fn checker(plan: Plan, history: Shared, clock: SimClock) -> tur
         if plan.waiter.is_some() {
             sessions.push(WAITING_ROOM.into());
         }
+        // Bounded: the typist queues at most 10 attempts per item (and the waiter one), so
+        // a queue that still answers an item past that never drains (a pop that does not
+        // remove), and is a violation, not a run that waits out its time.
+        let most = plan.inputs * 10 + 1;
         for (i, session) in sessions.iter().enumerate() {
-            while poll_input(&history, i % plan.instances, session, 0).await == (200, true) {}
+            let mut pops = 0;
+            while poll_input(&history, i % plan.instances, session, 0).await == (200, true) {
+                pops += 1;
+                if pops > most {
+                    record(
+                        &history,
+                        Record::Hang {
+                            client: "checker".into(),
+                            what: format!(
+                                "the input queue of {session} still answered an item after {pops} pops (at most {most} were ever queued)"
+                            ),
+                        },
+                    );
+                    break;
+                }
+            }
         }
     }
     ttl_phase(&plan, &history, &clock).await;

@@ -287,11 +287,20 @@ impl Conn<'_> {
                 if seq <= last {
                     return Ok(());
                 }
-                if seq > last + 1 && !self.fill_gap(&session_id, last, seq - 1).await? {
-                    // The missing events cannot be read now: hold this one back too, and
-                    // retry from storage (which has them all, in order) until it answers.
-                    self.pending_resync.insert(session_id);
-                    return Ok(());
+                if seq > last + 1 {
+                    if !self.fill_gap(&session_id, last, seq - 1).await? {
+                        // The missing events cannot be read now: hold this one back too, and
+                        // retry from storage (which has them all, in order) until it answers.
+                        self.pending_resync.insert(session_id);
+                        return Ok(());
+                    }
+                    // Storage did not reach this event's predecessor: the event is not
+                    // stored (an event of an earlier incarnation of the session, published
+                    // before Redis lost its data and delivered late). Not sent: what the
+                    // client has is what storage holds.
+                    if self.subscriptions.get(&session_id) != Some(&(seq - 1)) {
+                        return Ok(());
+                    }
                 }
                 self.send(Message::Text(frame)).await?;
                 self.subscriptions.insert(session_id, seq);
@@ -318,7 +327,9 @@ impl Conn<'_> {
             return Ok(false);
         };
         if !page.covers(after) {
-            self.subscriptions.insert(sid.clone(), up_to);
+            // The client reloads from `lastSeq`; the cursor follows storage, never past it.
+            self.subscriptions
+                .insert(sid.clone(), up_to.min(page.last_seq));
             self.confirm(sid, page.last_seq, Some(false)).await?;
             return Ok(true);
         }
