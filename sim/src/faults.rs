@@ -31,7 +31,10 @@ pub(crate) fn apply(
             redis.wipe();
             sim.bounce(redis_name);
         }
-        (FaultKind::RedisCrashKeepData, false) => sim.bounce(redis_name),
+        (FaultKind::RedisCrashKeepData, false) => {
+            redis.restart();
+            sim.bounce(redis_name);
+        }
         (FaultKind::Partition(i), true) => sim.partition(instance_name(*i), redis_name),
         (FaultKind::Partition(i), false) => sim.repair(instance_name(*i), redis_name),
         (FaultKind::PartitionToRedis(i), true) => {

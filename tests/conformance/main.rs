@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use redis::Value;
 use redis::aio::MultiplexedConnection;
-use server::{RedisServer, spawn_sim_redis};
+use server::{RedisServer, SimRestart, spawn_sim_redis, spawn_sim_redis_controlled};
 
 async fn connect(port: u16) -> MultiplexedConnection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
@@ -204,6 +204,64 @@ async fn lua_scripts_and_conversions() {
         &["SCRIPT", "LOAD", "return ARGV[1] .. ARGV[2]"],
     ])
     .await;
+}
+
+/// Redis does not persist its script cache, with or without AOF: after a restart every
+/// `EVALSHA` answers `NOSCRIPT` until the script is loaded again, while the keys are kept
+/// (AOF) or gone (no persistence). The simulation's Redis crashes restart the same way.
+#[tokio::test]
+async fn the_script_cache_is_lost_on_restart_with_and_without_aof() {
+    for aof in [true, false] {
+        let mut real_server = if aof {
+            RedisServer::start_with_aof()
+        } else {
+            RedisServer::start()
+        };
+        let (sim_port, sim_control) = spawn_sim_redis_controlled();
+        let (mut real, mut sim) = (connect(real_server.port).await, connect(sim_port).await);
+        let body = "return redis.call('GET', KEYS[1])";
+        for cmd in [&["SET", "k", "v"][..], &["SCRIPT", "LOAD", body]] {
+            assert_eq!(
+                run(&mut sim, cmd).await,
+                run(&mut real, cmd).await,
+                "{cmd:?}"
+            );
+        }
+        let Value::BulkString(sha) = run(&mut real, &["SCRIPT", "LOAD", body]).await else {
+            panic!("SCRIPT LOAD answers the sha")
+        };
+        let sha = String::from_utf8(sha).unwrap();
+        let evalsha: &[&str] = &["EVALSHA", &sha, "1", "k"];
+        assert_eq!(
+            run(&mut real, evalsha).await,
+            Value::BulkString(b"v".to_vec())
+        );
+        assert_eq!(
+            run(&mut sim, evalsha).await,
+            Value::BulkString(b"v".to_vec())
+        );
+
+        real_server.kill();
+        real_server.restart();
+        sim_control.restart(if aof {
+            SimRestart::KeepData
+        } else {
+            SimRestart::LoseData
+        });
+        let (mut real, mut sim) = (connect(real_server.port).await, connect(sim_port).await);
+        let forgot = run(&mut real, evalsha).await;
+        assert_eq!(
+            forgot,
+            Value::SimpleString("error: NOSCRIPT".into()),
+            "aof {aof}"
+        );
+        assert_eq!(run(&mut sim, evalsha).await, forgot, "aof {aof}");
+        // The data as persistence left it; EVAL loads the script again, EVALSHA then works.
+        for cmd in [&["GET", "k"][..], &["EVAL", body, "1", "k"], evalsha] {
+            let want = run(&mut real, cmd).await;
+            assert_eq!(run(&mut sim, cmd).await, want, "aof {aof}: {cmd:?}");
+        }
+    }
 }
 
 #[tokio::test]

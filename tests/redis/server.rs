@@ -194,12 +194,29 @@ fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
+/// A restart of a simulated Redis served by [`spawn_sim_redis_controlled`]: with its data
+/// (AOF) or without.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // used by tests/conformance, which shares this file
+pub enum SimRestart {
+    KeepData,
+    LoseData,
+}
+
+type Control = tokio::sync::mpsc::UnboundedSender<(SimRestart, std::sync::mpsc::Sender<()>)>;
+
 /// Serves a fresh simulated Redis on a loopback port, on a thread of its own (its Lua state
 /// is single-threaded). Test scaffolding only: in the simulation it runs as a turmoil host.
 pub fn spawn_sim_redis() -> u16 {
+    spawn_sim_redis_controlled().0
+}
+
+/// [`spawn_sim_redis`], with a handle that restarts it the way the simulation's faults do.
+pub fn spawn_sim_redis_controlled() -> (u16, SimControl) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     listener.set_nonblocking(true).expect("nonblocking");
+    let (control, mut requests) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -208,6 +225,16 @@ pub fn spawn_sim_redis() -> u16 {
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async move {
             let host = afw_sim::redis_host::RedisHost::new();
+            let restarts = host.clone();
+            tokio::task::spawn_local(async move {
+                while let Some((how, done)) = requests.recv().await {
+                    match how {
+                        SimRestart::KeepData => restarts.restart(),
+                        SimRestart::LoseData => restarts.wipe(),
+                    }
+                    let _ = std::sync::mpsc::Sender::send(&done, ());
+                }
+            });
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -218,5 +245,19 @@ pub fn spawn_sim_redis() -> u16 {
             }
         });
     });
-    port
+    (port, SimControl(control))
+}
+
+/// Restarts a simulated Redis from a test.
+#[allow(dead_code)] // used by tests/conformance, which shares this file
+pub struct SimControl(Control);
+
+#[allow(dead_code)] // used by tests/conformance, which shares this file
+impl SimControl {
+    /// Returns once the host has restarted.
+    pub fn restart(&self, how: SimRestart) {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.0.send((how, done)).expect("the simulated Redis runs");
+        wait.recv().expect("the simulated Redis restarts");
+    }
 }

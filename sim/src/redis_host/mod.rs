@@ -277,9 +277,18 @@ impl RedisHost {
         }
     }
 
-    /// Wipes everything (a crash without persistence).
+    /// What a restart keeps with persistence (AOF): the keys. The script cache is not
+    /// persisted by Redis, with or without AOF, so a restarted server answers `NOSCRIPT`
+    /// to the `EVALSHA` of every script it had loaded.
+    pub fn restart(&self) {
+        self.db.borrow_mut().scripts.clear();
+    }
+
+    /// What a restart without persistence keeps: nothing, keys and scripts alike.
     pub fn wipe(&self) {
-        self.db.borrow_mut().keys.clear();
+        let mut db = self.db.borrow_mut();
+        db.keys.clear();
+        db.scripts.clear();
     }
 
     /// Runs one command of a connection (everything but (UN)SUBSCRIBE).
