@@ -24,6 +24,7 @@ mod actors;
 pub mod client;
 mod faults;
 pub mod invariants;
+mod model;
 pub mod plan;
 pub mod ports;
 pub mod record;

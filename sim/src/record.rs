@@ -73,6 +73,14 @@ pub enum Record {
         events: Vec<(u64, Option<u64>)>,
         last_seq: u64,
     },
+    /// The final read of a hook session's derived state: its stored events as `GET
+    /// /api/events` answered, and the session with its chains as `GET /api/sessions/:id`
+    /// answered right after (no write reaches the session in between).
+    Derived {
+        session: String,
+        events: Vec<serde_json::Value>,
+        read: serde_json::Value,
+    },
     /// After every fault healed: did instance i accept a write in time?
     Live { instance: usize, ok: bool },
     /// A read of a whole session around its TTL, after the clock jumped (see [`TtlPhase`]).

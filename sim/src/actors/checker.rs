@@ -47,11 +47,23 @@ pub(crate) async fn checker(plan: Plan, history: Shared, clock: SimClock) -> tur
             record(
                 &history,
                 Record::Final {
-                    session,
+                    session: session.clone(),
                     events,
                     last_seq: body["lastSeq"].as_u64().unwrap_or(0),
                 },
             );
+            if let Ok((200, read)) = http(0, "GET", &format!("/api/sessions/{session}"), None).await
+            {
+                let events = body["events"].as_array().cloned().unwrap_or_default();
+                record(
+                    &history,
+                    Record::Derived {
+                        session,
+                        events,
+                        read,
+                    },
+                );
+            }
         }
     }
     // What is left in the input queues (the pollers stopped at `RETRY_END_MS`).

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
-use serde_json::json;
+use serde_json::{Value, json};
 
+use super::script::hook_script;
 use super::{http, pick_up};
 use crate::faults::Down;
 use crate::plan::{EPOCH_MS, Plan, RETRY_END_MS, SeededRng, WORKLOAD_END_MS};
@@ -29,51 +30,28 @@ pub(crate) async fn hook(
         .quiet_hook
         .filter(|(h, _)| *h == id)
         .map(|(_, f)| plan.faults[f].at_ms + plan.faults[f].heal_after_ms / 2);
-    for n in 0..plan.events_per_hook as u64 {
-        if now_ms() > WORKLOAD_END_MS || quiet_at.is_some_and(|t| now_ms() > t) {
+    let script = hook_script(rng_seed ^ 0x5c21_97f3, &session, plan.events_per_hook);
+    let mut next = 0;
+    for round in 0u64.. {
+        if next >= script.len()
+            || now_ms() > WORKLOAD_END_MS
+            || quiet_at.is_some_and(|t| now_ms() > t)
+        {
             break;
         }
-        let kind = if n == 0 {
-            "session:started"
+        // Now and then a batch of two or three, as the hooks send a backlog.
+        let take = if rng.random_bool(0.15) {
+            rng.random_range(2..=3usize)
         } else {
-            "file:modified"
-        };
-        let ev = json!({"type": kind, "sessionId": session, "timestamp": EPOCH_MS + now_ms(), "n": n, "cwd": "/w"});
-        for _attempt in 0..40 {
-            if now_ms() > RETRY_END_MS {
-                break;
-            }
-            let instance = pick_up(&mut rng, plan.instances, &down);
-            let started = now_ms();
-            match http(instance, "POST", "/api/events", Some(&ev)).await {
-                Ok((status, body)) => {
-                    record(
-                        &history,
-                        Record::Post {
-                            session: session.clone(),
-                            n,
-                            instance,
-                            started,
-                            status,
-                            seq: body["seq"].as_u64(),
-                        },
-                    );
-                    if status == 201 {
-                        break;
-                    }
-                }
-                Err(e) if e == "timeout" => record(
-                    &history,
-                    Record::Hang {
-                        client: session.clone(),
-                        what: format!("POST event {n} via {instance}"),
-                    },
-                ),
-                // A crashed instance refuses connections: try another.
-                Err(_) => {}
-            }
-            tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+            1
         }
+        .min(script.len() - next);
+        let events: Vec<(u64, Value)> = (next..next + take)
+            .map(|i| (i as u64, stamped(&script[i], &session, i as u64)))
+            .collect();
+        next += take;
+        post(&history, &plan, &mut rng, &down, &session, &events).await;
+        let n = round;
         if n % 5 == 2 {
             let instance = pick_up(&mut rng, plan.instances, &down);
             let started = now_ms();
@@ -135,4 +113,77 @@ pub(crate) async fn hook(
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
     }
     Ok(())
+}
+
+/// An event of the script as sent: its body with the session, the time and its index `n`.
+fn stamped(body: &Value, session: &str, n: u64) -> Value {
+    let mut ev = body.clone();
+    ev["sessionId"] = json!(session);
+    ev["timestamp"] = json!(EPOCH_MS + now_ms());
+    ev["n"] = json!(n);
+    ev
+}
+
+/// Posts one event (or a batch) through random instances until one answers 201, each
+/// answer recorded per event (a batch's `results[i].seq` for event i).
+async fn post(
+    history: &Shared,
+    plan: &Plan,
+    rng: &mut SeededRng,
+    down: &Down,
+    session: &str,
+    events: &[(u64, Value)],
+) {
+    let (path, body) = match events {
+        [(_, one)] => ("/api/events", one.clone()),
+        many => (
+            "/api/events/batch",
+            json!({"events": many.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>()}),
+        ),
+    };
+    for _attempt in 0..40 {
+        if now_ms() > RETRY_END_MS {
+            break;
+        }
+        let instance = pick_up(rng, plan.instances, down);
+        let started = now_ms();
+        match http(instance, "POST", path, Some(&body)).await {
+            Ok((status, answer)) => {
+                for (i, (n, _)) in events.iter().enumerate() {
+                    let seq = if events.len() == 1 {
+                        answer["seq"].as_u64()
+                    } else {
+                        answer["results"][i]["seq"].as_u64()
+                    };
+                    record(
+                        history,
+                        Record::Post {
+                            session: session.to_owned(),
+                            n: *n,
+                            instance,
+                            started,
+                            status,
+                            seq,
+                        },
+                    );
+                }
+                if status == 201 {
+                    return;
+                }
+            }
+            Err(e) if e == "timeout" => record(
+                history,
+                Record::Hang {
+                    client: session.to_owned(),
+                    what: format!(
+                        "POST {path} {:?} via {instance}",
+                        events.first().map(|e| e.0)
+                    ),
+                },
+            ),
+            // A crashed instance refuses connections: try another.
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+    }
 }

@@ -20,6 +20,7 @@ mod commander;
 mod dashboard;
 mod hook;
 mod input;
+mod script;
 
 pub(crate) use checker::checker;
 pub(crate) use commander::commander;

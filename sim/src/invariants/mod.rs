@@ -24,11 +24,13 @@
 //!
 //! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`queues`] (3),
 //! [`answers`] (4); hangs, liveness and TTLs (4, 5, 6) are judged per record in
-//! [`end_of_run`]. The checks run in a fixed order, so a report reads the same every time.
+//! [`end_of_run`]; [`derived`] (7) holds afw's derived state to the reference model and
+//! each acknowledged or delivered event to its stored seq. The checks run in a fixed order, so a report reads the same every time.
 //! Nothing here may run the simulation: it reads a finished [`Run`].
 
 mod answers;
 mod delivery;
+mod derived;
 mod durability;
 mod queues;
 
@@ -96,6 +98,7 @@ pub fn check(run: &Run) -> Report {
     queues::check_commands(&records, &mut report);
     queues::check_input(run, &mut report);
     answers::check_answers(run, &mut report);
+    derived::check(run, &records, &finals, &mut report);
     end_of_run(&records, &finals, &mut report);
     report
 }

@@ -1,0 +1,116 @@
+//! 7. What afw derives matches the reference model ([`crate::model`]): replaying a
+//!    session's stored events in `seq` order predicts its status, end, conversation
+//!    state, counters, current chain, and each chain's status and step statuses, and the
+//!    final read agrees. Also: the stored list has unique, contiguous seqs, and each
+//!    acknowledged `seq` holds the acknowledged event (unless the plan wiped Redis).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use afw::domain::model::Timestamp;
+
+use super::{Finals, Report, violation};
+use crate::model;
+use crate::record::Record;
+use crate::world::Run;
+
+pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
+    let popped: BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::InputPolled {
+                session,
+                item: Some(_),
+                ..
+            } => Some(session.as_str()),
+            _ => None,
+        })
+        .collect();
+    for r in records {
+        if let Record::Derived {
+            session,
+            events,
+            read,
+        } = r
+        {
+            report.checks += 1;
+            let predicted = model::replay(events);
+            let wrong =
+                model::differences(&predicted, read, popped.contains(session.as_str()), |ms| {
+                    Timestamp(ms).to_rfc3339()
+                });
+            if !wrong.is_empty() {
+                violation(
+                    report,
+                    "7 derived state",
+                    format!("{session}: {}", wrong.join("; ")),
+                );
+            }
+        }
+    }
+    contiguous(finals, report);
+    if !run.plan.destroys_data() {
+        acknowledged_where_stored(records, finals, report);
+    }
+}
+
+/// The stored list of every session has unique, contiguous seqs.
+fn contiguous(finals: &Finals<'_>, report: &mut Report) {
+    for (session, (events, _)) in finals {
+        report.checks += 1;
+        let seqs: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
+        if seqs.windows(2).any(|w| w[1] != w[0] + 1) {
+            violation(
+                report,
+                "7 stored seqs",
+                format!("{session}: stored seqs are not contiguous: {seqs:?}"),
+            );
+        }
+    }
+}
+
+/// Each acknowledged `(n, seq)` is stored at that `seq`, and what a dashboard saw at a
+/// `seq` is what is stored there.
+fn acknowledged_where_stored(records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
+    let stored: BTreeMap<(&str, u64), Option<u64>> = finals
+        .iter()
+        .flat_map(|(session, (events, _))| {
+            events.iter().map(move |(seq, n)| ((*session, *seq), *n))
+        })
+        .collect();
+    for r in records {
+        let (what, session, seq, n) = match r {
+            Record::Post {
+                session,
+                n,
+                status: 201,
+                seq: Some(seq),
+                ..
+            } => ("acknowledged", session, *seq, Some(*n)),
+            Record::Event {
+                session, seq, n, ..
+            } => ("delivered", session, *seq, *n),
+            _ => continue,
+        };
+        // Writes after the final read (the TTL phase's) are not in it.
+        let Some((_, last_seq)) = finals.get(session.as_str()) else {
+            continue;
+        };
+        if seq > *last_seq {
+            continue;
+        }
+        report.checks += 1;
+        match stored.get(&(session.as_str(), seq)) {
+            Some(at) if *at == n => {}
+            Some(at) => violation(
+                report,
+                "7 event identity",
+                format!("{session}: event {n:?} {what} at seq {seq}, but seq {seq} holds {at:?}"),
+            ),
+            None => violation(
+                report,
+                "7 event identity",
+                format!("{session}: event {n:?} {what} at seq {seq}, which is not stored"),
+            ),
+        }
+    }
+}
