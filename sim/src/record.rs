@@ -90,6 +90,8 @@ pub enum Record {
         session_status: u16,
         events: u64,
         chains_status: u16,
+        /// How many chains `GET /api/sessions/:id/chains` listed.
+        chains: usize,
     },
     /// The probe of the queues' TTL: an input item read just before the queue TTL, and the
     /// queues and session just after it.

@@ -41,6 +41,9 @@ pub struct Run {
     pub stepped: Duration,
     /// Wall-clock time the clock jumps skipped (idle stretches).
     pub jumped: Duration,
+    /// The keys still live in the simulated Redis at the end, with their time left
+    /// (`None`: no TTL). By then every session's TTL has passed a day ago.
+    pub leftover_keys: Vec<(String, Option<Duration>)>,
 }
 
 /// Tokio numbers tasks from one process-wide counter, and a runtime that shuts down (a
@@ -83,6 +86,7 @@ pub fn run(seed: u64) -> Run {
     let sim_error = step_to_the_end(&mut sim, &plan, &redis, &down);
     let stepped = sim.elapsed();
     drop(sim);
+    let leftover_keys = redis.live_keys();
     let history = Rc::try_unwrap(history)
         .map(RefCell::into_inner)
         .unwrap_or_else(|rc| History {
@@ -94,6 +98,7 @@ pub fn run(seed: u64) -> Run {
         sim_error,
         stepped,
         jumped: clock.jumped(),
+        leftover_keys,
     }
 }
 

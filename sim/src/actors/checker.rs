@@ -99,8 +99,9 @@ pub(crate) async fn checker(plan: Plan, history: Shared, clock: SimClock) -> tur
     Ok(())
 }
 
-/// Session, events and chains of `session` as one instance answers them.
-pub(crate) async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16) {
+/// Session, events and chains of `session` as one instance answers them: the session's
+/// status, the event count, the chains' status and how many chains.
+pub(crate) async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16, usize) {
     let session_status = http(instance, "GET", &format!("/api/sessions/{session}"), None)
         .await
         .map_or(0, |(s, _)| s);
@@ -112,15 +113,17 @@ pub(crate) async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16
     )
     .await
     .map_or(u64::MAX, |(_, b)| b["count"].as_u64().unwrap_or(u64::MAX));
-    let chains_status = http(
+    let (chains_status, chains) = http(
         instance,
         "GET",
         &format!("/api/sessions/{session}/chains"),
         None,
     )
     .await
-    .map_or(0, |(s, _)| s);
-    (session_status, events, chains_status)
+    .map_or((0, 0), |(s, b)| {
+        (s, b["chains"].as_array().map_or(0, Vec::len))
+    });
+    (session_status, events, chains_status, chains)
 }
 
 /// The literal TTLs, reached by clock jumps once the workload is over: queues expire after
@@ -219,7 +222,7 @@ pub(crate) async fn ttl_phase(plan: &Plan, history: &Shared, clock: &SimClock) {
 }
 
 pub(crate) async fn ttl_read(history: &Shared, instance: usize, session: &str, phase: TtlPhase) {
-    let (session_status, events, chains_status) = read_whole(instance, session).await;
+    let (session_status, events, chains_status, chains) = read_whole(instance, session).await;
     record(
         history,
         Record::TtlRead {
@@ -228,6 +231,7 @@ pub(crate) async fn ttl_read(history: &Shared, instance: usize, session: &str, p
             session_status,
             events,
             chains_status,
+            chains,
         },
     );
 }

@@ -100,11 +100,43 @@ pub fn check(run: &Run) -> Report {
     answers::check_answers(run, &mut report);
     derived::check(run, &records, &finals, &mut report);
     end_of_run(&records, &finals, &mut report);
+    nothing_outlives_its_ttl(run, &mut report);
     report
+}
+
+/// 6, at the key level: when the run ends every session's TTL passed a day ago, so no key
+/// of a hook session is left, and no key at all is left without a TTL (it would leak).
+fn nothing_outlives_its_ttl(run: &Run, report: &mut Report) {
+    for (key, ttl) in &run.leftover_keys {
+        report.checks += 1;
+        if ttl.is_none() {
+            violation(
+                report,
+                "6 TTL",
+                format!("key {key} has no TTL: it never expires"),
+            );
+        } else if key.contains("hook-") {
+            violation(
+                report,
+                "6 TTL",
+                format!("key {key} outlived its session's TTL"),
+            );
+        }
+    }
 }
 
 /// 4 (hangs), 5 (liveness) and 6 (TTLs), judged record by record in the order recorded.
 fn end_of_run(records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
+    let chain_counts: BTreeMap<&str, usize> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Derived { session, read, .. } => Some((
+                session.as_str(),
+                read["chains"].as_array().map_or(0, Vec::len),
+            )),
+            _ => None,
+        })
+        .collect();
     for r in records {
         match r {
             Record::Hang { client, what } => {
@@ -126,26 +158,29 @@ fn end_of_run(records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
                 session_status,
                 events,
                 chains_status,
+                chains,
             } => {
                 report.checks += 1;
                 let stored = finals.get(session.as_str()).map(|(e, _)| e.len() as u64);
+                // The chains the final read saw: they live and expire with their session.
+                let derived = chain_counts.get(session.as_str()).copied().unwrap_or(0);
                 let expected = match (phase, stored) {
-                    (TtlPhase::AfterTtl, _) => Some((404, 0, 404)),
+                    (TtlPhase::AfterTtl, _) => Some((404, 0, 404, 0)),
                     (TtlPhase::BeforeTtl, Some(0)) => None,
-                    (TtlPhase::BeforeTtl, Some(n)) => Some((200, n, 200)),
-                    (TtlPhase::Refreshed, Some(n)) => Some((200, n + 1, 200)),
+                    (TtlPhase::BeforeTtl, Some(n)) => Some((200, n, 200, derived)),
+                    (TtlPhase::Refreshed, Some(n)) => Some((200, n + 1, 200, derived)),
                     (_, None) => None,
                 };
                 if let Some(expected) = expected
-                    && (*session_status, *events, *chains_status) != expected
+                    && (*session_status, *events, *chains_status, *chains) != expected
                 {
                     violation(
                         report,
                         "6 TTL",
                         format!(
                             "{session} {phase:?}: session {session_status}, {events} events, \
-                             chains {chains_status}; expected {expected:?} \
-                             (session, events, chains)"
+                             chains {chains_status} ({chains} chains); expected {expected:?} \
+                             (session, events, chains, chain count)"
                         ),
                     );
                 }

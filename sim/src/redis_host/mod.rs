@@ -284,6 +284,22 @@ impl RedisHost {
         self.db.borrow_mut().scripts.clear();
     }
 
+    /// Every key still live, with the time it has left (`None`: no TTL), in key order.
+    pub fn live_keys(&self) -> Vec<(String, Option<Duration>)> {
+        let mut db = self.db.borrow_mut();
+        let now = db.now();
+        db.keys.retain(|_, e| e.expires.is_none_or(|at| at > now));
+        db.keys
+            .iter()
+            .map(|(k, e)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    e.expires.map(|at| at - now),
+                )
+            })
+            .collect()
+    }
+
     /// What a restart without persistence keeps: nothing, keys and scripts alike.
     pub fn wipe(&self) {
         let mut db = self.db.borrow_mut();
