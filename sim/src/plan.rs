@@ -190,6 +190,27 @@ impl Plan {
                 });
             }
         }
+        // Blips as often as long outages: on half the seeds a burst of one to four short
+        // (< 2 s) cuts in a row on one instance's link to Redis, each healed before the
+        // next. Drawn after the faults above, so their draws are as they were.
+        if rng.random_bool(0.5) {
+            let i = rng.random_range(0..instances);
+            let mut at_ms = rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1 - 6_000);
+            for _ in 0..rng.random_range(1..=4usize) {
+                let heal_after_ms = rng.random_range(100..2_000u64);
+                let kind = if rng.random_bool(0.5) {
+                    FaultKind::Partition(i)
+                } else {
+                    FaultKind::PartitionToRedis(i)
+                };
+                faults.push(Fault {
+                    at_ms,
+                    heal_after_ms,
+                    kind,
+                });
+                at_ms += heal_after_ms + rng.random_range(250..1_000u64);
+            }
+        }
         // A fault that would overlap an earlier-drawn one on the same target is dropped
         // (the link faults were drawn last, so they give way).
         let mut kept: Vec<Fault> = Vec::new();
