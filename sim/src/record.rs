@@ -81,6 +81,9 @@ pub enum Record {
         events: Vec<serde_json::Value>,
         read: serde_json::Value,
     },
+    /// After every fault healed: did instance i's `/health` report its Pub/Sub bridge
+    /// subscribed (`redis.pubsub`) within a few seconds?
+    Bridge { instance: usize, subscribed: bool },
     /// After every fault healed: did instance i accept a write in time?
     Live { instance: usize, ok: bool },
     /// A read of a whole session around its TTL, after the clock jumped (see [`TtlPhase`]).

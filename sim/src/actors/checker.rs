@@ -28,6 +28,27 @@ pub(crate) async fn checker(plan: Plan, history: Shared, clock: SimClock) -> tur
         }
         record(&history, Record::Live { instance, ok });
     }
+    // Every bridge is back on Pub/Sub (the first fault-free write above may have raced it:
+    // a few tries, 250 ms apart).
+    for instance in 0..plan.instances {
+        let mut subscribed = false;
+        for _ in 0..12 {
+            if let Ok((200, body)) = http(instance, "GET", "/health", None).await
+                && body["redis"]["pubsub"] == "subscribed"
+            {
+                subscribed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        record(
+            &history,
+            Record::Bridge {
+                instance,
+                subscribed,
+            },
+        );
+    }
     for h in 0..plan.hooks {
         let session = format!("hook-{h}");
         if let Ok((200, body)) = http(

@@ -142,6 +142,21 @@ fn end_of_run(records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
             Record::Hang { client, what } => {
                 violation(report, "4 no panic, no hang", format!("{client}: {what}"))
             }
+            Record::Bridge {
+                instance,
+                subscribed,
+            } => {
+                report.checks += 1;
+                if !subscribed {
+                    violation(
+                        report,
+                        "5 liveness",
+                        format!(
+                            "instance {instance}'s Pub/Sub bridge was not subscribed after healing"
+                        ),
+                    );
+                }
+            }
             Record::Live { instance, ok } => {
                 report.checks += 1;
                 if !ok {
