@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Finals, Report, violation};
+use crate::plan::FINAL_CHECK_MS;
 use crate::record::Record;
 use crate::world::Run;
 
@@ -65,6 +66,45 @@ pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report:
                     report,
                     "2 exactly once, in order",
                     format!("dashboard {d}, {session}: caught up to {seen} of {last_seq}"),
+                );
+            }
+        }
+    }
+}
+
+/// A dashboard that afw disconnected says why with a close code the protocol names (1001
+/// shutting down, 1008 silent for two heartbeats, 1013 too slow for its send queue), and
+/// one kicked for being too slow comes back: it subscribes again (with `after` for the
+/// sessions it had events of) before the dashboards stop.
+pub(super) fn check_disconnects(run: &Run, report: &mut Report) {
+    let records = &run.history.records;
+    for (i, (at, r)) in records.iter().enumerate() {
+        let Record::Disconnected { dashboard, code } = r else {
+            continue;
+        };
+        report.checks += 1;
+        if let Some(code) = code
+            && ![1001, 1008, 1013].contains(code)
+        {
+            violation(
+                report,
+                "2 exactly once, in order",
+                format!(
+                    "dashboard {dashboard} at {at} ms: closed with {code}, not a code afw uses"
+                ),
+            );
+        }
+        // The dashboards stop at FINAL_CHECK_MS + 8 s; a kick in the last seconds has no
+        // time left to come back.
+        if *code == Some(1013) && *at + 5_000 < FINAL_CHECK_MS + 8_000 {
+            let resumed = records[i..].iter().any(|(_, later)| {
+                matches!(later, Record::Subscribed { dashboard: d, .. } if d == dashboard)
+            });
+            if !resumed {
+                violation(
+                    report,
+                    "2 exactly once, in order",
+                    format!("dashboard {dashboard}, kicked at {at} ms (1013), never resumed"),
                 );
             }
         }

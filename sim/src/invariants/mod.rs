@@ -95,6 +95,7 @@ pub fn check(run: &Run) -> Report {
         .collect();
     durability::check(run, &records, &finals, &mut report);
     delivery::check(run, &records, &finals, &mut report);
+    delivery::check_disconnects(run, &mut report);
     queues::check_commands(&records, &mut report);
     queues::check_input(run, &mut report);
     answers::check_answers(run, &mut report);
