@@ -108,13 +108,18 @@ fn the_same_seed_gives_the_same_packet_trace() {
 ///   a dashboard after it had resubscribed to the new one (`recovered: false`, `lastSeq` 2)
 ///   and were sent as a continuation ("got seq 24 after 2"). A live event past what
 ///   storage holds is no longer sent.
+/// * 883282125 (CI's random batch, 2026-12-01): a long poll on an instance whose link to
+///   Redis was held answered 503; its pop, held in the network, reached Redis after the
+///   hold and took an item queued 5 ms after the poll gave up. The pop without a client
+///   acknowledgement is the documented design limit; the checker now counts such an item
+///   "in doubt" (a failed poll may pop until its held link is released), not a violation.
 #[test]
 #[cfg_attr(
     not(tokio_unstable),
     ignore = "deterministic only with --cfg tokio_unstable"
 )]
 fn seeds_that_once_failed_pass() {
-    let regressions: &[u64] = &[30613];
+    let regressions: &[u64] = &[30613, 883_282_125];
     for &seed in regressions {
         let report = check(&run(seed));
         assert!(

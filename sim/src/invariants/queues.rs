@@ -39,7 +39,7 @@ pub(super) fn check_commands(records: &[&Record], report: &mut Report) {
 /// it. The hooks' API has no acknowledgement for input that would let afw do better
 /// without risking duplicates (docs/decisions.md).
 pub(super) fn check_input(run: &Run, report: &mut Report) {
-    let (popped, failed_polls) = pops(&run.history.records, report);
+    let (popped, failed_polls) = pops(run, report);
     let acked: Vec<(u64, &str, &str)> = run
         .history
         .records
@@ -60,15 +60,17 @@ pub(super) fn check_input(run: &Run, report: &mut Report) {
 
 /// Each item popped at most once: when each was taken, and the polls that failed (and so
 /// may have taken one unseen).
-fn pops<'a>(
-    records: &'a [(u64, Record)],
-    report: &mut Report,
-) -> (BTreeMap<&'a str, u64>, Vec<(&'a str, u64)>) {
+///
+/// A failed poll may pop until its pop can no longer reach Redis: when it answered, unless
+/// its instance's link was held or slowed then, in which case the pop may still arrive (and
+/// take an item queued after the poll gave up) until that fault heals.
+fn pops<'a>(run: &'a Run, report: &mut Report) -> (BTreeMap<&'a str, u64>, Vec<(&'a str, u64)>) {
     let mut popped: BTreeMap<&str, u64> = BTreeMap::new();
     let mut failed_polls: Vec<(&str, u64)> = Vec::new();
-    for (ended, r) in records {
+    for (ended, r) in &run.history.records {
         if let Record::InputPolled {
             session,
+            instance,
             started,
             status,
             item,
@@ -76,7 +78,20 @@ fn pops<'a>(
         } = r
         {
             if *status == 0 || *status == 503 {
-                failed_polls.push((session.as_str(), *ended));
+                let delayed_until = run
+                    .plan
+                    .faults
+                    .iter()
+                    .filter(|f| {
+                        matches!(f.kind, FaultKind::Hold(i) | FaultKind::Latency(i, _) if i == *instance)
+                            && f.at_ms <= *ended
+                            && *started <= f.at_ms + f.heal_after_ms
+                    })
+                    // Held packets arrive on release, give or take a link's latency.
+                    .map(|f| f.at_ms + f.heal_after_ms + 500)
+                    .max()
+                    .unwrap_or(0);
+                failed_polls.push((session.as_str(), (*ended).max(delayed_until)));
             }
             if let Some(item) = item {
                 report.checks += 1;
