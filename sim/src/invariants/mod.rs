@@ -20,12 +20,18 @@
 //!    it, events included; past 24 h of idleness it is gone entirely (session, events and
 //!    chains together). Queues outlive 5 idle minutes minus a little, not 5 minutes plus a
 //!    little, and their session stays.
+//! 7. Derived state: afw's reads of sessions and chains match the reference model
+//!    ([`crate::model`]) replayed over the stored events; each seq holds one event.
+//! 8. Timeliness: an acknowledged event reaches every subscribed dashboard, and an input
+//!    item its long poll, within a bound of its acknowledgement, or of the heal of a fault
+//!    that delayed it.
 
 //!
 //! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`queues`] (3),
 //! [`answers`] (4); hangs, liveness and TTLs (4, 5, 6) are judged per record in
 //! [`end_of_run`]; [`derived`] (7) holds afw's derived state to the reference model and
-//! each acknowledged or delivered event to its stored seq. The checks run in a fixed order, so a report reads the same every time.
+//! each acknowledged or delivered event to its stored seq; [`timely`] (8) asks whether
+//! what arrived arrived in time. The checks run in a fixed order, so a report reads the same every time.
 //! Nothing here may run the simulation: it reads a finished [`Run`].
 
 mod answers;
@@ -33,6 +39,7 @@ mod delivery;
 mod derived;
 mod durability;
 mod queues;
+mod timely;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -100,6 +107,7 @@ pub fn check(run: &Run) -> Report {
     queues::check_input(run, &mut report);
     answers::check_answers(run, &mut report);
     derived::check(run, &records, &finals, &mut report);
+    timely::check(run, &mut report);
     end_of_run(&records, &finals, &mut report);
     nothing_outlives_its_ttl(run, &mut report);
     report

@@ -1,0 +1,207 @@
+//! 8. Timeliness: what reaches a client late is as wrong as what never reaches it, when
+//!    nothing excuses the wait. An acknowledged event reaches every dashboard subscribed to
+//!    its session within [`QUIET_BOUND_MS`] of its acknowledgement; a long poll answers
+//!    with an acknowledged input item within that bound of the later of its start and the
+//!    item's acknowledgement. A fault excuses the wait while it lasts and for
+//!    [`HEAL_BOUND_MS`] after it healed (reconnect backoff, resubscribe, resync), when it
+//!    began before the answer was due.
+//!
+//! Exactness is [`super::delivery`]'s: this module only asks "in time?" of what did
+//! arrive, and of events a dashboard should have had while it stayed connected.
+
+use std::collections::BTreeMap;
+
+use super::{Report, violation};
+use crate::plan::FINAL_CHECK_MS;
+use crate::record::Record;
+use crate::world::Run;
+
+/// With no fault about: an event goes Redis → Pub/Sub → every bridge → every inbox, and
+/// an input notice wakes the long poll, in milliseconds; a second covers scheduling.
+pub(crate) const QUIET_BOUND_MS: u64 = 1_000;
+/// After a heal: the bridge redials within its backoff (at most 2 s), waits for the
+/// store's link, resyncs; a held-back subscription retries every 500 ms.
+pub(crate) const HEAL_BOUND_MS: u64 = 5_000;
+
+const INVARIANT: &str = "8 timely";
+
+/// When something that happened at `at` must have been answered: `at` + the quiet bound,
+/// pushed past every fault that began before that and healed after it.
+fn due(windows: &[(u64, u64)], at: u64) -> u64 {
+    let mut due = at + QUIET_BOUND_MS;
+    for &(start, healed) in windows {
+        if start < due && healed + HEAL_BOUND_MS > due {
+            due = healed + HEAL_BOUND_MS;
+        }
+    }
+    due
+}
+
+/// The plan's faults as `(start, healed)`, by start.
+fn fault_windows(run: &Run) -> Vec<(u64, u64)> {
+    let mut w: Vec<(u64, u64)> = run
+        .plan
+        .faults
+        .iter()
+        .map(|f| (f.at_ms, f.at_ms + f.heal_after_ms))
+        .collect();
+    w.sort_unstable();
+    w
+}
+
+pub(super) fn check(run: &Run, report: &mut Report) {
+    let windows = fault_windows(run);
+    events_in_time(run, &windows, report);
+    input_in_time(run, &windows, report);
+}
+
+/// One dashboard's view of one session: when it was confirmed, when its connection ended,
+/// and when each seq arrived.
+#[derive(Default)]
+struct Watch {
+    /// `(confirmed at, connection ended at)` for each subscription, in order.
+    spans: Vec<(u64, u64)>,
+    /// A confirmation said `recovered: false` at these times (the session started over).
+    restarts: Vec<u64>,
+    arrived: BTreeMap<u64, u64>,
+}
+
+fn watches(run: &Run) -> BTreeMap<(usize, &str), Watch> {
+    let mut out: BTreeMap<(usize, &str), Watch> = BTreeMap::new();
+    let end = FINAL_CHECK_MS + 8_000;
+    for (at, r) in &run.history.records {
+        match r {
+            Record::Subscribed {
+                dashboard,
+                session,
+                recovered,
+                ..
+            } => {
+                let w = out.entry((*dashboard, session.as_str())).or_default();
+                w.spans.push((*at, end));
+                if *recovered == Some(false) {
+                    w.restarts.push(*at);
+                }
+            }
+            Record::Disconnected { dashboard, .. } => {
+                for ((d, _), w) in out.iter_mut() {
+                    if d == dashboard {
+                        for span in w.spans.iter_mut().filter(|s| s.1 == end) {
+                            span.1 = *at;
+                        }
+                    }
+                }
+            }
+            Record::Event {
+                dashboard,
+                session,
+                seq,
+                ..
+            } => {
+                out.entry((*dashboard, session.as_str()))
+                    .or_default()
+                    .arrived
+                    .entry(*seq)
+                    .or_insert(*at);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every acknowledged event reached, in time, each dashboard that was subscribed to its
+/// session when it was acknowledged and stayed connected until it was due. Not asked of
+/// the slow dashboard (it reads slowly on purpose) nor across a `recovered: false`.
+fn events_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
+    let watches = watches(run);
+    for (at, r) in &run.history.records {
+        let Record::Post {
+            session,
+            status: 201,
+            seq: Some(seq),
+            ..
+        } = r
+        else {
+            continue;
+        };
+        let due = due(windows, *at);
+        for ((d, s), w) in &watches {
+            if *s != session.as_str() || run.plan.slow_dashboard == Some(*d) {
+                continue;
+            }
+            let watching = w.spans.iter().any(|&(from, to)| from <= *at && due <= to);
+            let restarted = w.restarts.iter().any(|t| (*at..=due).contains(t));
+            if !watching || restarted {
+                continue;
+            }
+            report.checks += 1;
+            match w.arrived.get(seq) {
+                Some(got) if *got <= due => {}
+                Some(got) => violation(
+                    report,
+                    INVARIANT,
+                    format!(
+                        "dashboard {d}, {session}: seq {seq} acknowledged at {at} ms arrived \
+                         at {got} ms, due by {due} ms"
+                    ),
+                ),
+                None => violation(
+                    report,
+                    INVARIANT,
+                    format!(
+                        "dashboard {d}, {session}: seq {seq} acknowledged at {at} ms never \
+                         arrived (due by {due} ms, connected throughout)"
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+/// A long poll that got an acknowledged item got it in time: not at its deadline when the
+/// item was there long before (a lost wake-up).
+fn input_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
+    let acked: BTreeMap<&str, u64> = run
+        .history
+        .records
+        .iter()
+        .filter_map(|(at, r)| match r {
+            Record::InputQueued {
+                item, status: 201, ..
+            } => Some((item.as_str(), *at)),
+            _ => None,
+        })
+        .collect();
+    for (answered, r) in &run.history.records {
+        let Record::InputPolled {
+            session,
+            started,
+            timeout_ms,
+            status: 200,
+            item: Some(item),
+            ..
+        } = r
+        else {
+            continue;
+        };
+        let Some(queued) = acked.get(item.as_str()) else {
+            continue;
+        };
+        if *timeout_ms == 0 {
+            continue;
+        }
+        report.checks += 1;
+        let due = due(windows, (*queued).max(*started));
+        if *answered > due {
+            violation(
+                report,
+                INVARIANT,
+                format!(
+                    "{session}: a long poll started at {started} ms ({timeout_ms} ms) got \
+                     {item}, acknowledged at {queued} ms, only at {answered} ms (due by {due} ms)"
+                ),
+            );
+        }
+    }
+}
