@@ -41,6 +41,7 @@ total_h = sum(float(x) for x in re.findall(r"idle stretches \(([\d.]+) h\)", out
 failed = [s for s, v, _, _ in seeds if v != "ok"]
 lost = sum(int(x) for x in re.findall(r"(\d+) lost by plan", out))
 doubt = sum(int(x) for x in re.findall(r"(\d+) input in doubt", out))
+cdoubt = sum(int(x) for x in re.findall(r"(\d+) commands in doubt", out))
 print(f"{len(seeds)} seeds in {wall} s: {len(seeds) / wall * 60:.0f} seeds/min; "
       f"simulated/wall time {stepped / wall:.0f}x stepped, "
       f"{total_h * 3600 / wall:.0f}x with the clock jumps over idle stretches "
@@ -48,7 +49,8 @@ print(f"{len(seeds)} seeds in {wall} s: {len(seeds) / wall * 60:.0f} seeds/min; 
       f"{sum(int(c) for *_, c in seeds)} invariant checks")
 print("faults injected: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
 print(f"acknowledged events lost by plan (Redis crashes without data): {lost}; "
-      f"input items in doubt (a poll failed after they were queued): {doubt}")
+      f"input items in doubt (a poll failed after they were queued): {doubt}; "
+      f"commands in doubt (a claim failed after they were queued): {cdoubt}")
 print(f"failed seeds: {failed or 'none'}")
 sys.exit(1 if failed else 0)
 PY

@@ -108,7 +108,7 @@ fn print_seed(seed: u64, result: &Run, report: &Report) {
         "VIOLATED"
     };
     println!(
-        "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt; digest {}",
+        "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt, {} commands in doubt; digest {}",
         result.plan.instances,
         result.plan.hooks,
         result.plan.dashboards,
@@ -126,6 +126,7 @@ fn print_seed(seed: u64, result: &Run, report: &Report) {
         report.checks,
         report.lost_by_plan,
         report.input_in_doubt,
+        report.commands_in_doubt,
         digest(result),
     );
     if !report.violations.is_empty() {

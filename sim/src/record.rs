@@ -65,8 +65,30 @@ pub enum Record {
     /// A dashboard's connection ended (it will reconnect), with the server's close code
     /// if it sent one (1013: the client could not keep up).
     Disconnected { dashboard: usize, code: Option<u16> },
-    /// A command poll claimed these command ids.
-    Claimed { session: String, ids: Vec<String> },
+    /// A dashboard queued a command: its status (0: no answer) and, when created, its id.
+    CommandQueued {
+        session: String,
+        instance: usize,
+        started: u64,
+        status: u16,
+        id: Option<String>,
+    },
+    /// A command poll (with `?lease=` when `lease` is set): its status (0: no answer) and
+    /// the command ids it claimed.
+    Claimed {
+        session: String,
+        instance: usize,
+        started: u64,
+        lease: Option<u64>,
+        status: u16,
+        ids: Vec<String>,
+    },
+    /// A hook acknowledged a command it claimed: the status (0: no answer).
+    Acked {
+        id: String,
+        started: u64,
+        status: u16,
+    },
     /// The final read of a session's stored events: `(seq, n)`.
     Final {
         session: String,

@@ -198,7 +198,7 @@ fn actors(
     }
     sim.client(
         "commander",
-        commander(plan.clone(), seed ^ 0x3000, down.clone()),
+        commander(plan.clone(), seed ^ 0x3000, history.clone(), down.clone()),
     );
     if plan.inputs > 0 {
         sim.client(

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
+use super::commander::Claims;
 use super::script::hook_script;
 use super::{http, pick_up};
 use crate::faults::Down;
@@ -31,6 +32,7 @@ pub(crate) async fn hook(
         .filter(|(h, _)| *h == id)
         .map(|(_, f)| plan.faults[f].at_ms + plan.faults[f].heal_after_ms / 2);
     let script = hook_script(rng_seed ^ 0x5c21_97f3, &session, plan.events_per_hook);
+    let mut claims = Claims::new(rng_seed ^ 0x6c61_696d);
     let mut next = 0;
     for round in 0u64.. {
         if next >= script.len()
@@ -70,45 +72,8 @@ pub(crate) async fn hook(
                 );
             }
         }
-        if n % 5 == 4 {
-            let instance = pick_up(&mut rng, plan.instances, &down);
-            let started = now_ms();
-            let answer = http(
-                instance,
-                "GET",
-                &format!("/api/sessions/{session}/commands"),
-                None,
-            )
-            .await;
-            if let Ok((status, _)) = &answer {
-                record(
-                    &history,
-                    Record::Read {
-                        session: session.clone(),
-                        what: "commands",
-                        instance,
-                        started,
-                        status: *status,
-                    },
-                );
-            }
-            if let Ok((200, body)) = answer {
-                let ids: Vec<String> = body["commands"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| c["id"].as_str().map(str::to_owned))
-                    .collect();
-                if !ids.is_empty() {
-                    record(
-                        &history,
-                        Record::Claimed {
-                            session: session.clone(),
-                            ids,
-                        },
-                    );
-                }
-            }
+        if n % claims.every == claims.every - 1 {
+            claims.claim(&history, &plan, &down, &session).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
     }

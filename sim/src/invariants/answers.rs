@@ -153,6 +153,34 @@ fn answer(r: &Record) -> Option<Answer<'_>> {
             status,
             allowed: &[200, 404, 503],
         },
+        Record::CommandQueued {
+            session,
+            instance,
+            started,
+            status,
+            ..
+        } => Answer {
+            what: "POST command",
+            session,
+            instance,
+            started,
+            status,
+            allowed: &[201, 404, 429, 503],
+        },
+        Record::Claimed {
+            session,
+            instance,
+            started,
+            status,
+            ..
+        } => Answer {
+            what: "GET commands",
+            session,
+            instance,
+            started,
+            status,
+            allowed: &[200, 404, 503],
+        },
         _ => return None,
     })
 }

@@ -6,7 +6,8 @@
 //!    confirmation, events continue at the confirmed cursor + 1 with no gap, duplicate or
 //!    reordering; `recovered: false` moves the cursor (the client reloads). At the end each
 //!    dashboard has caught up with the stored sequence.
-//! 3. Every command is claimed by at most one poll. Every input item is popped at most
+//! 3. Every command is claimed by one poll at a time, as its lease says, and every
+//!    acknowledged command is claimed (again, after a lease let expire). Every input item is popped at most
 //!    once, every acknowledged item is popped (unless lost by plan or possibly taken by an
 //!    unanswered poll), and no poll answers "empty" while an item queued before its
 //!    deadline waits.
@@ -27,7 +28,7 @@
 //!    that delayed it.
 
 //!
-//! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`queues`] (3),
+//! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`commands`] and [`queues`] (3),
 //! [`answers`] (4); hangs, liveness and TTLs (4, 5, 6) are judged per record in
 //! [`end_of_run`]; [`derived`] (7) holds afw's derived state to the reference model and
 //! each acknowledged or delivered event to its stored seq; [`timely`] (8) asks whether
@@ -35,6 +36,7 @@
 //! Nothing here may run the simulation: it reads a finished [`Run`].
 
 mod answers;
+mod commands;
 mod delivery;
 mod derived;
 mod durability;
@@ -66,6 +68,9 @@ pub struct Report {
     /// Acknowledged input items never seen popped, when a later poll of their session
     /// failed (503 or no answer) and may have popped them (see `check_input`).
     pub input_in_doubt: usize,
+    /// Acknowledged commands never claimed (or leased ones never claimed again), when a
+    /// later claim of their session failed and may have taken them (see `commands`).
+    pub commands_in_doubt: usize,
     pub checks: usize,
 }
 
@@ -103,7 +108,7 @@ pub fn check(run: &Run) -> Report {
     durability::check(run, &records, &finals, &mut report);
     delivery::check(run, &records, &finals, &mut report);
     delivery::check_disconnects(run, &mut report);
-    queues::check_commands(&records, &mut report);
+    commands::check(run, &mut report);
     queues::check_input(run, &mut report);
     answers::check_answers(run, &mut report);
     derived::check(run, &records, &finals, &mut report);

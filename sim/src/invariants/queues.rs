@@ -1,32 +1,13 @@
-//! 3. Every command is claimed by at most one poll; every input item is popped at most
+//! 3, input (commands are [`super::commands`]): every input item is popped at most
 //!    once, every acknowledged item is popped, and no poll answers "empty" while an item
 //!    waits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{Report, violation};
 use crate::plan::FaultKind;
 use crate::record::Record;
 use crate::world::Run;
-
-/// Commands are claimed at most once.
-pub(super) fn check_commands(records: &[&Record], report: &mut Report) {
-    let mut claimed = BTreeSet::new();
-    for r in records {
-        if let Record::Claimed { ids, .. } = r {
-            for id in ids {
-                report.checks += 1;
-                if !claimed.insert(id.as_str()) {
-                    violation(
-                        report,
-                        "3 claimed at most once",
-                        format!("{id} claimed twice"),
-                    );
-                }
-            }
-        }
-    }
-}
 
 /// 3, input: every item is popped at most once; every acknowledged item is popped (unless
 /// a crash that lost Redis's data healed after it was queued, or a later poll of its
@@ -58,6 +39,25 @@ pub(super) fn check_input(run: &Run, report: &mut Report) {
     no_false_empty(&run.history.records, &acked, &popped, report);
 }
 
+/// Until when a request that failed (answered 503 or not at all at `ended`) may still act
+/// in Redis: when it answered, unless its instance's link was held or slowed then, in
+/// which case its command may still arrive until that fault heals.
+pub(super) fn lands_until(run: &Run, instance: usize, started: u64, ended: u64) -> u64 {
+    run.plan
+        .faults
+        .iter()
+        .filter(|f| {
+            matches!(f.kind, FaultKind::Hold(i) | FaultKind::Latency(i, _) if i == instance)
+                && f.at_ms <= ended
+                && started <= f.at_ms + f.heal_after_ms
+        })
+        // Held packets arrive on release, give or take a link's latency.
+        .map(|f| f.at_ms + f.heal_after_ms + 500)
+        .max()
+        .unwrap_or(0)
+        .max(ended)
+}
+
 /// Each item popped at most once: when each was taken, and the polls that failed (and so
 /// may have taken one unseen).
 ///
@@ -78,20 +78,10 @@ fn pops<'a>(run: &'a Run, report: &mut Report) -> (BTreeMap<&'a str, u64>, Vec<(
         } = r
         {
             if *status == 0 || *status == 503 {
-                let delayed_until = run
-                    .plan
-                    .faults
-                    .iter()
-                    .filter(|f| {
-                        matches!(f.kind, FaultKind::Hold(i) | FaultKind::Latency(i, _) if i == *instance)
-                            && f.at_ms <= *ended
-                            && *started <= f.at_ms + f.heal_after_ms
-                    })
-                    // Held packets arrive on release, give or take a link's latency.
-                    .map(|f| f.at_ms + f.heal_after_ms + 500)
-                    .max()
-                    .unwrap_or(0);
-                failed_polls.push((session.as_str(), (*ended).max(delayed_until)));
+                failed_polls.push((
+                    session.as_str(),
+                    lands_until(run, *instance, *started, *ended),
+                ));
             }
             if let Some(item) = item {
                 report.checks += 1;
