@@ -1,5 +1,6 @@
 //! The fault injector: starts and heals each [`FaultKind`] of the plan on the turmoil world
-//! (crashes, bounces, partitions one way and both ways, held links, latency), and keeps the
+//! (crashes, bounces, partitions one way and both ways, held links, latency, a stalled
+//! Redis, killed Pub/Sub connections), and keeps the
 //! load balancer's view of which instances are down.
 //!
 //! Nothing here may decide when a fault happens (that is [`crate::plan`]).
@@ -20,6 +21,7 @@ pub(crate) fn apply(
     redis: &RedisHost,
     down: &Down,
     kind: &FaultKind,
+    heal_after_ms: u64,
     start: bool,
 ) {
     let redis_name = "redis";
@@ -49,6 +51,12 @@ pub(crate) fn apply(
             sim.bounce(instance_name(*i));
             down.borrow_mut().insert(*i, false);
         }
+        (FaultKind::RedisStall, true) => redis.stall(Duration::from_millis(heal_after_ms)),
+        (FaultKind::KillPubsub, true) => {
+            redis.kill_pubsub();
+        }
+        // A stall ends by itself; a kill is over once done.
+        (FaultKind::RedisStall | FaultKind::KillPubsub, false) => {}
         (FaultKind::Hold(i), true) => sim.hold(instance_name(*i), redis_name),
         (FaultKind::Hold(i), false) => sim.release(instance_name(*i), redis_name),
         (FaultKind::Latency(i, ms), true) => {

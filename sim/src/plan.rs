@@ -66,6 +66,13 @@ pub enum FaultKind {
     /// Every packet between instance i and Redis takes this many milliseconds (a latency
     /// spike; beyond afw's Redis timeout, writes fail with 503 and may still land).
     Latency(usize, u64),
+    /// Redis stops serving while the fault lasts, with every connection open (`DEBUG
+    /// SLEEP`, a `SIGSTOP`): commands sent meanwhile run when it wakes, after their
+    /// clients may have given up (503 and still stored).
+    RedisStall,
+    /// Redis closes every Pub/Sub connection (`CLIENT KILL TYPE pubsub`); the bridges
+    /// redial at once, and what was published in between is lost to them.
+    KillPubsub,
 }
 
 impl FaultKind {
@@ -73,7 +80,8 @@ impl FaultKind {
     /// would end the other early).
     fn target(&self) -> (u8, usize) {
         match self {
-            Self::RedisCrashLoseData | Self::RedisCrashKeepData => (0, 0),
+            Self::RedisCrashLoseData | Self::RedisCrashKeepData | Self::RedisStall => (0, 0),
+            Self::KillPubsub => (3, 0),
             Self::Partition(i)
             | Self::PartitionToRedis(i)
             | Self::Hold(i)
@@ -88,7 +96,11 @@ impl FaultKind {
         match self {
             Self::RedisCrashLoseData | Self::RedisCrashKeepData => Some((0..instances).collect()),
             Self::Partition(i) | Self::PartitionToRedis(i) => Some(vec![*i]),
-            Self::InstanceCrash(_) | Self::Hold(_) | Self::Latency(..) => None,
+            Self::InstanceCrash(_)
+            | Self::Hold(_)
+            | Self::Latency(..)
+            | Self::RedisStall
+            | Self::KillPubsub => None,
         }
     }
 }
@@ -124,6 +136,38 @@ pub struct Plan {
     /// just before the fault to after it heals, for input queued through another instance
     /// meanwhile: its Pub/Sub wake-up is lost with the link.
     pub waiter: Option<usize>,
+}
+
+/// Whether `f` would overlap a fault of `kept` on the same target (healing one would end
+/// the other early).
+fn clashes(kept: &[Fault], f: &Fault) -> bool {
+    kept.iter().any(|k| {
+        k.kind.target() == f.kind.target()
+            && f.at_ms < k.at_ms + k.heal_after_ms + 200
+            && k.at_ms < f.at_ms + f.heal_after_ms + 200
+    })
+}
+
+/// Adds the faults of `extra` that clash with none, in time order, keeping the indices
+/// `quiet_hook` and `waiter` pointing at the same faults.
+fn with_extra(
+    mut faults: Vec<Fault>,
+    extra: Vec<Fault>,
+    quiet_hook: Option<(usize, usize)>,
+    waiter: Option<usize>,
+) -> (Vec<Fault>, Option<(usize, usize)>, Option<usize>) {
+    let quiet = quiet_hook.map(|(h, f)| (h, faults[f].clone()));
+    let wait = waiter.map(|f| faults[f].clone());
+    for f in extra {
+        if !clashes(&faults, &f) {
+            faults.push(f);
+        }
+    }
+    faults.sort_by_key(|f| f.at_ms);
+    let index = |f: &Fault| faults.iter().position(|g| g == f);
+    let quiet_hook = quiet.and_then(|(h, f)| Some((h, index(&f)?)));
+    let waiter = wait.and_then(|f| index(&f));
+    (faults, quiet_hook, waiter)
 }
 
 impl Plan {
@@ -215,12 +259,7 @@ impl Plan {
         // (the link faults were drawn last, so they give way).
         let mut kept: Vec<Fault> = Vec::new();
         for f in faults {
-            let clashes = kept.iter().any(|k| {
-                k.kind.target() == f.kind.target()
-                    && f.at_ms < k.at_ms + k.heal_after_ms + 200
-                    && k.at_ms < f.at_ms + f.heal_after_ms + 200
-            });
-            if !clashes {
+            if !clashes(&kept, &f) {
                 kept.push(f);
             }
         }
@@ -242,6 +281,25 @@ impl Plan {
         });
         let waiter = (inputs > 0 && !partitions.is_empty() && rng.random_bool(0.7))
             .then(|| partitions[rng.random_range(0..partitions.len())]);
+        // Drawn after everything above, so the rest of every seed's plan is as it was: on
+        // a quarter of the seeds Redis stalls for 0.5 to 4 s, on a quarter its Pub/Sub
+        // connections are killed.
+        let mut extra = Vec::new();
+        if rng.random_bool(0.25) {
+            extra.push(Fault {
+                at_ms: rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1),
+                heal_after_ms: rng.random_range(500..4_000u64),
+                kind: FaultKind::RedisStall,
+            });
+        }
+        if rng.random_bool(0.25) {
+            extra.push(Fault {
+                at_ms: rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1),
+                heal_after_ms: 0,
+                kind: FaultKind::KillPubsub,
+            });
+        }
+        let (faults, quiet_hook, waiter) = with_extra(faults, extra, quiet_hook, waiter);
         Self {
             seed,
             instances,

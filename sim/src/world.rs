@@ -246,13 +246,13 @@ fn step_to_the_end(
         let now = sim.elapsed().as_millis() as u64;
         while pending.first().is_some_and(|f| f.at_ms <= now) {
             let fault = pending.remove(0);
-            apply(sim, redis, down, &fault.kind, true);
+            apply(sim, redis, down, &fault.kind, fault.heal_after_ms, true);
             healing.push((now + fault.heal_after_ms, fault.kind));
         }
         healing.sort_by_key(|(at, _)| *at);
         while healing.first().is_some_and(|(at, _)| *at <= now) {
             let (_, kind) = healing.remove(0);
-            apply(sim, redis, down, &kind, false);
+            apply(sim, redis, down, &kind, 0, false);
         }
     }
 }

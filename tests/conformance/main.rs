@@ -13,8 +13,10 @@ use server::{RedisServer, SimRestart, spawn_sim_redis, spawn_sim_redis_controlle
 
 async fn connect(port: u16) -> MultiplexedConnection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+    // No response timeout of the client's own: the tests that need one set theirs.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("connect")
 }
@@ -318,5 +320,71 @@ async fn pubsub_delivers_to_subscribers_in_order_and_answers_ping() {
                 .expect("open");
             assert_eq!(msg.get_payload::<String>().unwrap(), format!("m{i}"));
         }
+    }
+}
+
+/// A stalled server (`DEBUG SLEEP`, like a `SIGSTOP`) keeps its connections open: a command
+/// sent meanwhile gets no answer until the stall ends (a client with a short timeout gives
+/// up) and still runs afterwards; then everything answers again.
+#[tokio::test]
+async fn a_stalled_server_runs_what_was_sent_meanwhile_afterwards() {
+    let real_server = RedisServer::start();
+    for port in [real_server.port, spawn_sim_redis()] {
+        let mut sleeper = connect(port).await;
+        let mut writer = connect(port).await;
+        let stall = tokio::spawn(async move { run(&mut sleeper, &["DEBUG", "SLEEP", "1"]).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let write = tokio::time::timeout(
+            Duration::from_millis(300),
+            run(&mut writer, &["SET", "k", "during"]),
+        )
+        .await;
+        assert!(
+            write.is_err(),
+            "port {port}: the write answered during the stall"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            stall.await.expect("sleeper"),
+            Value::Okay,
+            "port {port}: DEBUG SLEEP answers OK when it is over"
+        );
+        let mut reader = connect(port).await;
+        assert_eq!(
+            run(&mut reader, &["GET", "k"]).await,
+            Value::BulkString(b"during".to_vec()),
+            "port {port}: the write sent during the stall ran after it"
+        );
+    }
+}
+
+/// `CLIENT KILL TYPE pubsub` closes every subscribed connection (and says how many); the
+/// others stay.
+#[tokio::test]
+async fn client_kill_type_pubsub_closes_the_subscribers() {
+    use futures_util::StreamExt;
+    let real_server = RedisServer::start();
+    for port in [real_server.port, spawn_sim_redis()] {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+        let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+        pubsub.subscribe("afw:events").await.expect("subscribe");
+        let mut stream = pubsub.into_on_message();
+        let mut conn = connect(port).await;
+        let killed = run(&mut conn, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+        assert_eq!(killed, Value::Int(1), "port {port}");
+        let end = tokio::time::timeout(Duration::from_secs(2), stream.next())
+            .await
+            .expect("the subscriber learns it was closed");
+        assert!(end.is_none(), "port {port}: {end:?}");
+        assert_eq!(
+            run(&mut conn, &["PING"]).await,
+            Value::SimpleString("PONG".into())
+        );
+        assert_eq!(
+            run(&mut conn, &["CLIENT", "KILL", "TYPE", "pubsub"]).await,
+            Value::Int(0),
+            "port {port}"
+        );
     }
 }

@@ -102,6 +102,8 @@ impl RedisServer {
             .arg(&self.dir)
             .args(["--appendonly", if self.aof { "yes" } else { "no" }])
             .args(["--appendfsync", "always", "--loglevel", "warning"])
+            // DEBUG SLEEP (a stalled server) for the conformance suite, from loopback only.
+            .args(["--enable-debug-command", "local"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(p) = &self.password {

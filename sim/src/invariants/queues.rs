@@ -40,14 +40,15 @@ pub(super) fn check_input(run: &Run, report: &mut Report) {
 }
 
 /// Until when a request that failed (answered 503 or not at all at `ended`) may still act
-/// in Redis: when it answered, unless its instance's link was held or slowed then, in
-/// which case its command may still arrive until that fault heals.
+/// in Redis: when it answered, unless its instance's link was held or slowed then, or
+/// Redis stalled, in which case its command may still run until that fault heals.
 pub(super) fn lands_until(run: &Run, instance: usize, started: u64, ended: u64) -> u64 {
     run.plan
         .faults
         .iter()
         .filter(|f| {
-            matches!(f.kind, FaultKind::Hold(i) | FaultKind::Latency(i, _) if i == instance)
+            (f.kind == FaultKind::RedisStall
+                || matches!(f.kind, FaultKind::Hold(i) | FaultKind::Latency(i, _) if i == instance))
                 && f.at_ms <= ended
                 && started <= f.at_ms + f.heal_after_ms
         })

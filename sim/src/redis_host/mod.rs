@@ -243,6 +243,11 @@ pub struct RedisHost {
     db: Rc<RefCell<Db>>,
     lua: Rc<Lua>,
     next_conn: Rc<Cell<u64>>,
+    /// Nothing is served before this time on the host clock (`DEBUG SLEEP`, a `SIGSTOP`):
+    /// connections stay open, commands wait in them, replies come after.
+    stalled_until: Rc<Cell<Duration>>,
+    /// Bumped by `CLIENT KILL TYPE pubsub`: every subscribed connection closes.
+    pubsub_kills: Rc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for RedisHost {
@@ -274,7 +279,43 @@ impl RedisHost {
             db,
             lua: Rc::new(lua),
             next_conn: Rc::new(Cell::new(1)),
+            stalled_until: Rc::new(Cell::new(Duration::ZERO)),
+            pubsub_kills: Rc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Stops serving for `d`, as `DEBUG SLEEP` or a `SIGSTOP` does: connections stay open
+    /// and new ones are accepted, but no command runs and no reply or message leaves until
+    /// then; what was sent meanwhile runs afterwards, in order.
+    pub fn stall(&self, d: Duration) {
+        let now = self.db.borrow().now();
+        self.stalled_until
+            .set(self.stalled_until.get().max(now + d));
+    }
+
+    async fn wait_while_stalled(&self) {
+        loop {
+            let now = self.db.borrow().now();
+            let until = self.stalled_until.get();
+            if until <= now {
+                return;
+            }
+            tokio::time::sleep(until - now).await;
+        }
+    }
+
+    /// `CLIENT KILL TYPE pubsub`: closes every connection in subscribe mode; how many.
+    pub fn kill_pubsub(&self) -> i64 {
+        let conns: BTreeSet<u64> = self
+            .db
+            .borrow()
+            .channels
+            .values()
+            .flatten()
+            .map(|(conn, _)| *conn)
+            .collect();
+        self.pubsub_kills.send_modify(|k| *k += 1);
+        conns.len() as i64
     }
 
     /// What a restart keeps with persistence (AOF): the keys. The script cache is not
@@ -348,11 +389,14 @@ impl RedisHost {
         let mut framed = Framed::new(io, Resp2::default());
         let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Reply>();
         let mut subscribed: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut kills = self.pubsub_kills.subscribe();
         loop {
             tokio::select! {
                 biased;
+                _ = kills.changed(), if !subscribed.is_empty() => break,
                 push = push_rx.recv() => {
                     let Some(push) = push else { break };
+                    self.wait_while_stalled().await;
                     if framed.send(push.to_frame()).await.is_err() {
                         break;
                     }
@@ -370,7 +414,10 @@ impl RedisHost {
                             .collect(),
                         _ => continue,
                     };
+                    self.wait_while_stalled().await;
                     let replies = self.dispatch(id, &args, &mut subscribed, &push_tx);
+                    // `DEBUG SLEEP` answers when it is over.
+                    self.wait_while_stalled().await;
                     let mut failed = false;
                     for reply in replies {
                         if framed.send(reply.to_frame()).await.is_err() {
@@ -442,6 +489,23 @@ impl RedisHost {
                         ])
                     })
                     .collect()
+            }
+            "DEBUG" if args.len() == 3 && args[1].eq_ignore_ascii_case(b"SLEEP") => {
+                match String::from_utf8_lossy(&args[2]).parse::<f64>() {
+                    Ok(secs) if secs >= 0.0 => {
+                        self.stall(Duration::from_secs_f64(secs));
+                        vec![Reply::Status("OK".into())]
+                    }
+                    _ => vec![Reply::err("ERR value is not a valid float")],
+                }
+            }
+            "CLIENT"
+                if args.len() == 4
+                    && args[1].eq_ignore_ascii_case(b"KILL")
+                    && args[2].eq_ignore_ascii_case(b"TYPE")
+                    && args[3].eq_ignore_ascii_case(b"pubsub") =>
+            {
+                vec![Reply::Int(self.kill_pubsub())]
             }
             // In subscribe mode, PING answers as a push: ["pong", message].
             "PING" if !subscribed.is_empty() => vec![Reply::Array(vec![
