@@ -112,6 +112,33 @@ pub struct Fault {
     pub kind: FaultKind,
 }
 
+/// Liveness mode: a fault that never heals, begun by the checker once everything else was
+/// read (so the other invariants keep their final reads).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Forever {
+    /// Instance i is cut off from Redis for good, both ways.
+    Cut(usize),
+    /// Redis goes down and never comes back.
+    RedisDown,
+}
+
+impl Forever {
+    pub fn kind(self) -> FaultKind {
+        match self {
+            Self::Cut(i) => FaultKind::Partition(i),
+            Self::RedisDown => FaultKind::RedisCrashKeepData,
+        }
+    }
+
+    /// Whether instance i can no longer reach Redis.
+    pub fn cuts_off(self, i: usize) -> bool {
+        match self {
+            Self::Cut(c) => c == i,
+            Self::RedisDown => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub seed: u64,
@@ -136,6 +163,8 @@ pub struct Plan {
     /// just before the fault to after it heals, for input queued through another instance
     /// meanwhile: its Pub/Sub wake-up is lost with the link.
     pub waiter: Option<usize>,
+    /// Liveness mode (see [`Forever`]).
+    pub forever: Option<Forever>,
 }
 
 /// Whether `f` would overlap a fault of `kept` on the same target (healing one would end
@@ -300,6 +329,14 @@ impl Plan {
             });
         }
         let (faults, quiet_hook, waiter) = with_extra(faults, extra, quiet_hook, waiter);
+        // Liveness mode on one seed in eight, drawn last.
+        let forever = rng.random_bool(0.125).then(|| {
+            if rng.random_bool(0.5) {
+                Forever::Cut(rng.random_range(0..instances))
+            } else {
+                Forever::RedisDown
+            }
+        });
         Self {
             seed,
             instances,
@@ -312,6 +349,7 @@ impl Plan {
             inputs,
             quiet_hook,
             waiter,
+            forever,
         }
     }
 

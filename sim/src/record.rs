@@ -108,6 +108,14 @@ pub enum Record {
     Bridge { instance: usize, subscribed: bool },
     /// After every fault healed: did instance i accept a write in time?
     Live { instance: usize, ok: bool },
+    /// Liveness mode, after the fault that never heals began: what instance i answered
+    /// (`status` 0: nothing within the bound) to `what`, in probe round `round`.
+    Forever {
+        instance: usize,
+        round: usize,
+        what: &'static str,
+        status: u16,
+    },
     /// A read of a whole session around its TTL, after the clock jumped (see [`TtlPhase`]).
     TtlRead {
         session: String,

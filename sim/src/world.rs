@@ -12,7 +12,7 @@
 //! runs the step loop, applying the fault schedule; the plan, the faults, the records and
 //! the actors live in their own modules.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -82,8 +82,17 @@ pub fn run(seed: u64) -> Run {
     let clock = SimClock::default();
     let redis = redis_host(&mut sim, &clock);
     instances(&mut sim, &plan, seed, &clock);
-    actors(&mut sim, &plan, seed, &history, &down, &clock);
-    let sim_error = step_to_the_end(&mut sim, &plan, &redis, &down);
+    let begin_forever = Rc::new(Cell::new(false));
+    actors(
+        &mut sim,
+        &plan,
+        seed,
+        &history,
+        &down,
+        &clock,
+        &begin_forever,
+    );
+    let sim_error = step_to_the_end(&mut sim, &plan, &redis, &down, &begin_forever);
     let stepped = sim.elapsed();
     drop(sim);
     let leftover_keys = redis.live_keys();
@@ -171,6 +180,7 @@ fn actors(
     history: &Shared,
     down: &Down,
     clock: &SimClock,
+    begin_forever: &Rc<Cell<bool>>,
 ) {
     for h in 0..plan.hooks {
         sim.client(
@@ -223,7 +233,12 @@ fn actors(
     }
     sim.client(
         "checker",
-        checker(plan.clone(), history.clone(), clock.clone()),
+        checker(
+            plan.clone(),
+            history.clone(),
+            clock.clone(),
+            begin_forever.clone(),
+        ),
     );
 }
 
@@ -234,14 +249,22 @@ fn step_to_the_end(
     plan: &Plan,
     redis: &RedisHost,
     down: &Down,
+    begin_forever: &Cell<bool>,
 ) -> Option<String> {
     let mut pending: Vec<Fault> = plan.faults.clone();
+    // Liveness mode: the checker says when; it never heals.
+    let mut forever = plan.forever;
     let mut healing: Vec<(u64, FaultKind)> = Vec::new();
     loop {
         match sim.step() {
             Ok(true) => break None,
             Ok(false) => {}
             Err(e) => break Some(e.to_string()),
+        }
+        if begin_forever.get()
+            && let Some(f) = forever.take()
+        {
+            apply(sim, redis, down, &f.kind(), 0, true);
         }
         let now = sim.elapsed().as_millis() as u64;
         while pending.first().is_some_and(|f| f.at_ms <= now) {

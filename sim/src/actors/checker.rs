@@ -1,21 +1,30 @@
 //! After every fault has healed: each instance must take a write, the stored state is read
 //! back, and the literal TTLs are reached by clock jumps.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::plan::{EPOCH_MS, FINAL_CHECK_MS, Plan, QUEUE_TTL, SESSION_ACTIVITY_MS, SESSION_TTL};
+use crate::plan::{
+    EPOCH_MS, FINAL_CHECK_MS, Plan, QUEUE_TTL, REQUEST_BOUND, SESSION_ACTIVITY_MS, SESSION_TTL,
+};
 use crate::ports::SimClock;
 use crate::record::{Record, Shared, TtlPhase, now_ms, record};
 
 use super::commander::claim;
 use super::input::{WAITING_ROOM, poll_input};
-use super::{http, write};
+use super::{http, http_within, write};
 
 /// After every fault has healed: every instance must take a write, and the stored state is
 /// read back for the checker.
-pub(crate) async fn checker(plan: Plan, history: Shared, clock: SimClock) -> turmoil::Result {
+pub(crate) async fn checker(
+    plan: Plan,
+    history: Shared,
+    clock: SimClock,
+    begin_forever: Rc<Cell<bool>>,
+) -> turmoil::Result {
     tokio::time::sleep(Duration::from_millis(FINAL_CHECK_MS)).await;
     for instance in 0..plan.instances {
         let mut ok = false;
@@ -135,7 +144,50 @@ pub(crate) async fn checker(plan: Plan, history: Shared, clock: SimClock) -> tur
         }
     }
     ttl_phase(&plan, &history, &clock).await;
+    forever_phase(&plan, &history, &begin_forever).await;
     Ok(())
+}
+
+/// Liveness mode: the fault that never heals begins, and every instance is probed three
+/// times over the next ten seconds with a write, a read and a one-second long poll.
+async fn forever_phase(plan: &Plan, history: &Shared, begin: &Rc<Cell<bool>>) {
+    if plan.forever.is_none() {
+        return;
+    }
+    begin.set(true);
+    let session = "forever-probe";
+    let ev =
+        json!({"type": "file:created", "sessionId": session, "timestamp": EPOCH_MS, "cwd": "/w"});
+    let probes: [(&'static str, &str, String, Option<&Value>); 3] = [
+        ("write", "POST", "/api/events".into(), Some(&ev)),
+        ("read", "GET", format!("/api/sessions/{session}"), None),
+        (
+            "long poll",
+            "GET",
+            format!("/api/sessions/{session}/input?timeout=1000"),
+            None,
+        ),
+    ];
+    for (round, pause_ms) in [1_000, 3_000, 6_000].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        for instance in 0..plan.instances {
+            for (what, method, path, body) in &probes {
+                let bound = REQUEST_BOUND + Duration::from_secs(1);
+                let status = http_within(bound, instance, method, path, *body)
+                    .await
+                    .map_or(0, |(s, _)| s);
+                record(
+                    history,
+                    Record::Forever {
+                        instance,
+                        round,
+                        what,
+                        status,
+                    },
+                );
+            }
+        }
+    }
 }
 
 /// Session, events and chains of `session` as one instance answers them: the session's

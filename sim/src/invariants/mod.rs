@@ -15,7 +15,9 @@
 //!    over its time. Every answer is one the API allows; a request served entirely while
 //!    Redis is unreachable from its instance answers 503 (not 2xx, not 404); no false 404
 //!    for a session with acknowledged writes.
-//! 5. Liveness: after the last fault healed, every instance takes a write again.
+//! 5. Liveness: after the last fault healed, every instance takes a write again. In
+//!    liveness mode a fault that never heals begins at the end: the instances that still
+//!    reach Redis keep serving, the ones cut off answer 503, none hangs.
 //! 6. TTL, with afw's real TTLs reached by clock jumps: just under 24 h after its last
 //!    activity a session is whole (as the final read saw it); a write then refreshes all of
 //!    it, events included; past 24 h of idleness it is gone entirely (session, events and
@@ -115,7 +117,47 @@ pub fn check(run: &Run) -> Report {
     timely::check(run, &mut report);
     end_of_run(&records, &finals, &mut report);
     nothing_outlives_its_ttl(run, &mut report);
+    cut_off_for_good(run, &mut report);
     report
+}
+
+/// 5, liveness mode: while a fault that never heals lasts, every instance that still
+/// reaches Redis serves (a write 201, a read 200 or 404, a long poll 200) and every
+/// instance cut off answers each of them 503; none leaves a request unanswered.
+fn cut_off_for_good(run: &Run, report: &mut Report) {
+    let Some(forever) = run.plan.forever else {
+        return;
+    };
+    for (_, r) in &run.history.records {
+        let Record::Forever {
+            instance,
+            round,
+            what,
+            status,
+        } = r
+        else {
+            continue;
+        };
+        report.checks += 1;
+        let cut = forever.cuts_off(*instance);
+        let allowed: &[u16] = match (cut, *what) {
+            (true, _) => &[503],
+            (false, "write") => &[201],
+            (false, "read") => &[200, 404],
+            (false, _) => &[200],
+        };
+        if !allowed.contains(status) {
+            let side = if cut { "cut off for good" } else { "healthy" };
+            violation(
+                report,
+                "5 liveness",
+                format!(
+                    "{forever:?}: instance {instance} ({side}) answered {what} with {status} in \
+                     round {round}, allowed {allowed:?} (0: no answer)"
+                ),
+            );
+        }
+    }
 }
 
 /// 6, at the key level: when the run ends every session's TTL passed a day ago, so no key
