@@ -16,7 +16,11 @@ use serde_json::Value;
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Predicted {
     pub(crate) status: &'static str,
+    /// The timestamp of the event that created the session (the first stored).
+    pub(crate) started_at: Option<u64>,
     pub(crate) ended_at: Option<u64>,
+    /// Set by `session:ended`: its `duration`, else from `startedAt` to its timestamp.
+    pub(crate) duration: Option<u64>,
     pub(crate) conversation: Option<&'static str>,
     pub(crate) steps_executed: u64,
     pub(crate) chains_completed: u64,
@@ -30,6 +34,10 @@ pub(crate) struct PredictedChain {
     pub(crate) status: &'static str,
     /// Step number → status.
     pub(crate) steps: BTreeMap<u64, &'static str>,
+    /// Step number → when it started (`step:spawned`, or the first `step:started`).
+    pub(crate) step_started: BTreeMap<u64, u64>,
+    /// Step number → duration, once finished: the event's `duration`, else from its start.
+    pub(crate) step_durations: BTreeMap<u64, Option<u64>>,
 }
 
 /// Replays `events` (as stored, in `seq` order).
@@ -41,6 +49,7 @@ pub(crate) fn replay(events: &[Value]) -> Predicted {
     };
     for ev in events {
         p.event_count += 1;
+        p.started_at = p.started_at.or(ev["timestamp"].as_u64());
         apply(&mut p, ev);
     }
     p
@@ -60,6 +69,9 @@ fn apply(p: &mut Predicted, ev: &Value) {
                 "completed"
             };
             p.ended_at = ev["timestamp"].as_u64();
+            p.duration = ev["duration"]
+                .as_u64()
+                .or_else(|| Some(p.ended_at?.saturating_sub(p.started_at?)));
             p.conversation = Some("idle");
         }
         "interaction:awaiting-input" => p.conversation = Some("awaiting_input"),
@@ -78,6 +90,7 @@ fn apply(p: &mut Predicted, ev: &Value) {
                 PredictedChain {
                     status: "pending",
                     steps,
+                    ..PredictedChain::default()
                 },
             );
             p.current_chain = Some(id);
@@ -97,9 +110,14 @@ fn apply(p: &mut Predicted, ev: &Value) {
                 p.chains_completed += 1;
             }
         }
-        "step:spawned" | "step:started" => {
+        kind @ ("step:spawned" | "step:started") => {
             if let (Some(chain), Some(n)) = (chain_of(p, chain_id), ev["stepNumber"].as_u64()) {
                 chain.steps.insert(n, "in_progress");
+                if let Some(ts) = ev["timestamp"].as_u64()
+                    && (kind == "step:spawned" || !chain.step_started.contains_key(&n))
+                {
+                    chain.step_started.insert(n, ts);
+                }
                 if chain.status == "pending" {
                     chain.status = "in_progress";
                 }
@@ -118,6 +136,11 @@ fn apply(p: &mut Predicted, ev: &Value) {
             };
             if let (Some(chain), Some(n)) = (chain_of(p, chain_id), ev["stepNumber"].as_u64()) {
                 chain.steps.insert(n, outcome);
+                let started = chain.step_started.get(&n).copied();
+                let duration = ev["duration"]
+                    .as_u64()
+                    .or_else(|| Some(ev["timestamp"].as_u64()?.saturating_sub(started?)));
+                chain.step_durations.insert(n, duration);
             }
             // Every finished step counts, whether or not its chain is still known.
             p.steps_executed += 1;
@@ -151,9 +174,19 @@ pub(crate) fn differences(
     let count = |v: &Value| Value::from(v.as_u64().unwrap_or(0));
     field("status", Value::from(p.status), &read["status"]);
     field(
+        "startedAt",
+        p.started_at.map(&rfc3339).map_or(Value::Null, Value::from),
+        &read["startedAt"],
+    );
+    field(
         "endedAt",
         p.ended_at.map(&rfc3339).map_or(Value::Null, Value::from),
         &read["endedAt"],
+    );
+    field(
+        "duration",
+        p.duration.map_or(Value::Null, Value::from),
+        &read["duration"],
     );
     if !popped {
         field(
@@ -221,6 +254,19 @@ pub(crate) fn differences(
             out.push(format!(
                 "chain {id} steps: expected {:?}, read {steps:?}",
                 want.steps
+            ));
+        }
+        let durations: BTreeMap<u64, Option<u64>> = got["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| Some((s["stepNumber"].as_u64()?, s["duration"].as_u64())))
+            .filter(|(n, _)| want.step_durations.contains_key(n))
+            .collect();
+        if durations != want.step_durations {
+            out.push(format!(
+                "chain {id} step durations: expected {:?}, read {durations:?}",
+                want.step_durations
             ));
         }
     }
