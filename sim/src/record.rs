@@ -27,6 +27,12 @@ pub enum Record {
         started: u64,
         status: u16,
     },
+    /// A dashboard user opened a session's page during the run: `GET /api/sessions/:id`
+    /// (the session with its chains) as it answered 200.
+    Viewed {
+        session: String,
+        read: serde_json::Value,
+    },
     /// A dashboard queued input item `item` (each attempt is a new item).
     InputQueued {
         session: String,

@@ -22,7 +22,7 @@ use afw::app::{self, Ports};
 use afw::config::Config;
 use afw::ports::IdGen;
 
-use crate::actors::{checker, commander, dashboard, hook, input_poller, typist, waiter};
+use crate::actors::{checker, commander, dashboard, hook, input_poller, typist, viewer, waiter};
 use crate::faults::{Down, apply};
 use crate::plan::{
     EPOCH_MS, Fault, FaultKind, Plan, TICK_MS, WS_HEARTBEAT_SECS, WS_SEND_QUEUE, instance_name,
@@ -206,6 +206,10 @@ fn actors(
             ),
         );
     }
+    sim.client(
+        "viewer",
+        viewer(plan.clone(), seed ^ 0x6000, history.clone(), down.clone()),
+    );
     sim.client(
         "commander",
         commander(plan.clone(), seed ^ 0x3000, history.clone(), down.clone()),

@@ -8,7 +8,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{pick_up, ws_connect};
+use super::{http, pick_up, ws_connect};
 use crate::client::event_seq;
 use crate::faults::Down;
 use crate::plan::{
@@ -124,6 +124,29 @@ pub(crate) async fn dashboard(
             },
         );
         let _ = ws.close(None).await;
+    }
+    Ok(())
+}
+
+/// A dashboard user opening session pages while the hooks work: every 0.5 to 2.5 s one
+/// hook session, through any instance, recorded when it answered 200.
+pub(crate) async fn viewer(
+    plan: Plan,
+    rng_seed: u64,
+    history: Shared,
+    down: Down,
+) -> turmoil::Result {
+    let mut rng = SeededRng::seed_from_u64(rng_seed);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    while now_ms() < WORKLOAD_END_MS {
+        let session = format!("hook-{}", rng.random_range(0..plan.hooks));
+        let instance = pick_up(&mut rng, plan.instances, &down);
+        if let Ok((200, read)) =
+            http(instance, "GET", &format!("/api/sessions/{session}"), None).await
+        {
+            record(&history, Record::Viewed { session, read });
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_500))).await;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ mod script;
 
 pub(crate) use checker::checker;
 pub(crate) use commander::commander;
-pub(crate) use dashboard::dashboard;
+pub(crate) use dashboard::{dashboard, viewer};
 pub(crate) use hook::hook;
 pub(crate) use input::{input_poller, typist, waiter};
 

@@ -2,7 +2,8 @@
 //!    session's stored events in `seq` order predicts its status, end, conversation
 //!    state, counters, current chain, and each chain's status and step statuses, and the
 //!    final read agrees. Also: the stored list has unique, contiguous seqs, and each
-//!    acknowledged `seq` holds the acknowledged event (unless the plan wiped Redis).
+//!    acknowledged `seq` holds the acknowledged event (unless the plan wiped Redis), and
+//!    session pages read during the run match the model over the events they count.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,6 +51,56 @@ pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report:
     contiguous(finals, report);
     if !run.plan.destroys_data() {
         acknowledged_where_stored(records, finals, report);
+        views_during_the_run(records, report);
+    }
+}
+
+/// A session page read during the run shows the state after the events it counts: the
+/// model replayed over the first `eventCount` stored events predicts it (conversation
+/// state aside: input pops set it at moments the events do not tell). Only when Redis kept
+/// its data, so the stored list the final read saw is the one every view was built on.
+fn views_during_the_run(records: &[&Record], report: &mut Report) {
+    let stored: BTreeMap<&str, &Vec<serde_json::Value>> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Derived {
+                session, events, ..
+            } => Some((session.as_str(), events)),
+            _ => None,
+        })
+        .collect();
+    for r in records {
+        let Record::Viewed { session, read } = r else {
+            continue;
+        };
+        let Some(events) = stored.get(session.as_str()) else {
+            continue;
+        };
+        let counted = read["eventCount"].as_u64().unwrap_or(0) as usize;
+        report.checks += 1;
+        if counted > events.len() {
+            violation(
+                report,
+                "7 derived state",
+                format!(
+                    "{session}: a view during the run counted {counted} events, more than the {} stored",
+                    events.len()
+                ),
+            );
+            continue;
+        }
+        let predicted = model::replay(&events[..counted]);
+        let wrong = model::differences(&predicted, read, true, |ms| Timestamp(ms).to_rfc3339());
+        if !wrong.is_empty() {
+            violation(
+                report,
+                "7 derived state",
+                format!(
+                    "{session}: a view after {counted} events: {}",
+                    wrong.join("; ")
+                ),
+            );
+        }
     }
 }
 
