@@ -3,6 +3,7 @@
 #
 #   scripts/sim-sweep.sh                 # 500 seeds from a random start
 #   SEEDS=2000 START=0 scripts/sim-sweep.sh
+#   JOBS=1 scripts/sim-sweep.sh          # one process (default: two, one per core)
 #
 # Built with --cfg tokio_unstable (tokio's own randomness then follows the seed, and a
 # panic in any task fails the run) in its own target dir. A failing seed is printed with
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 SEEDS="${SEEDS:-500}"
 START="${START:-$(( (RANDOM << 15 | RANDOM) ))}"
 CHUNK="${CHUNK:-10}"
+JOBS="${JOBS:-2}"
 export RUSTFLAGS="--cfg tokio_unstable"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/sim}"
 echo "==> building afw-sim (release, tokio_unstable)"
@@ -20,9 +22,20 @@ BIN="$CARGO_TARGET_DIR/release/afw-sim"
 OUT="$(mktemp)"; trap 'rm -f "$OUT"' EXIT
 echo "==> seeds $START..$((START + SEEDS))"
 started=$(date +%s)
-for ((s = START; s < START + SEEDS; s += CHUNK)); do
-  e=$(( s + CHUNK < START + SEEDS ? s + CHUNK : START + SEEDS ))
-  "$BIN" --seeds "$s..$e" >>"$OUT" || true
+END=$(( START + SEEDS ))
+for ((s = START; s < END; s += CHUNK * JOBS)); do
+  # JOBS processes side by side, one chunk each (a process runs its seeds one at a time:
+  # tokio's task ids are process-wide).
+  pids=()
+  for ((j = 0; j < JOBS; j++)); do
+    a=$(( s + j * CHUNK )); [ "$a" -lt "$END" ] || break
+    e=$(( a + CHUNK < END ? a + CHUNK : END ))
+    "$BIN" --seeds "$a..$e" >"$OUT.$j" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || true; done
+  for ((j = 0; j < ${#pids[@]}; j++)); do cat "$OUT.$j" >>"$OUT"; rm -f "$OUT.$j"; done
+  e=$(( s + CHUNK * JOBS < END ? s + CHUNK * JOBS : END ))
   done_n=$(( e - START )); pct=$(( 100 * done_n / SEEDS )); bar=$(printf '%*s' $(( pct / 2 )) '' | tr ' ' '#')
   failed=$(grep -c "VIOLATED" "$OUT" || true)
   printf '\r[%-50s] %3d%% %d/%d seeds, %d failed' "$bar" "$pct" "$done_n" "$SEEDS" "$failed"
@@ -30,9 +43,9 @@ done
 echo
 wall=$(( $(date +%s) - started ))
 grep -A20 "VIOLATED" "$OUT" | grep -vE "^seed [0-9]+: ok" || true
-python3 - "$OUT" "$wall" <<'PY'
+python3 - "$OUT" "$wall" "$SEEDS" <<'PY'
 import re, sys, collections
-out, wall = open(sys.argv[1]).read(), max(int(sys.argv[2]), 1)
+out, wall, expected = open(sys.argv[1]).read(), max(int(sys.argv[2]), 1), int(sys.argv[3])
 seeds = re.findall(r"^seed (\d+): (ok|VIOLATED);.*?faults \[(.*?)\]; (\d+) checks", out, re.M)
 kinds = collections.Counter(k for _, _, f, _ in seeds
                             for k in re.findall(r'"([A-Za-z]+)(?:\([^)]*\))?@', f))
@@ -52,5 +65,7 @@ print(f"acknowledged events lost by plan (Redis crashes without data): {lost}; "
       f"input items in doubt (a poll failed after they were queued): {doubt}; "
       f"commands in doubt (a claim failed after they were queued): {cdoubt}")
 print(f"failed seeds: {failed or 'none'}")
-sys.exit(1 if failed else 0)
+if len(seeds) < expected:
+    print(f"{expected - len(seeds)} seeds gave no verdict (a crashed afw-sim process)")
+sys.exit(1 if failed or len(seeds) < expected else 0)
 PY
