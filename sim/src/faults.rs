@@ -1,6 +1,6 @@
 //! The fault injector: starts and heals each [`FaultKind`] of the plan on the turmoil world
 //! (crashes, bounces, partitions one way and both ways, held links, latency, a stalled
-//! Redis, killed Pub/Sub connections), and keeps the
+//! Redis, killed Pub/Sub connections, a full Redis), and keeps the
 //! load balancer's view of which instances are down.
 //!
 //! Nothing here may decide when a fault happens (that is [`crate::plan`]).
@@ -55,6 +55,8 @@ pub(crate) fn apply(
         (FaultKind::KillPubsub, true) => {
             redis.kill_pubsub();
         }
+        (FaultKind::RedisFull, true) => redis.set_maxmemory(1),
+        (FaultKind::RedisFull, false) => redis.set_maxmemory(0),
         // A stall ends by itself; a kill is over once done.
         (FaultKind::RedisStall | FaultKind::KillPubsub, false) => {}
         (FaultKind::Hold(i), true) => sim.hold(instance_name(*i), redis_name),

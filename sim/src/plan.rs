@@ -73,6 +73,9 @@ pub enum FaultKind {
     /// Redis closes every Pub/Sub connection (`CLIENT KILL TYPE pubsub`); the bridges
     /// redial at once, and what was published in between is lost to them.
     KillPubsub,
+    /// Redis is full (`maxmemory` under `noeviction`) while the fault lasts: writes answer
+    /// `OOM` (afw: 503), reads, pops and claims still run.
+    RedisFull,
 }
 
 impl FaultKind {
@@ -80,7 +83,10 @@ impl FaultKind {
     /// would end the other early).
     fn target(&self) -> (u8, usize) {
         match self {
-            Self::RedisCrashLoseData | Self::RedisCrashKeepData | Self::RedisStall => (0, 0),
+            Self::RedisCrashLoseData
+            | Self::RedisCrashKeepData
+            | Self::RedisStall
+            | Self::RedisFull => (0, 0),
             Self::KillPubsub => (3, 0),
             Self::Partition(i)
             | Self::PartitionToRedis(i)
@@ -100,7 +106,8 @@ impl FaultKind {
             | Self::Hold(_)
             | Self::Latency(..)
             | Self::RedisStall
-            | Self::KillPubsub => None,
+            | Self::KillPubsub
+            | Self::RedisFull => None,
         }
     }
 }
@@ -329,7 +336,7 @@ impl Plan {
             });
         }
         let (faults, quiet_hook, waiter) = with_extra(faults, extra, quiet_hook, waiter);
-        // Liveness mode on one seed in eight, drawn last.
+        // Liveness mode on one seed in eight, drawn after everything above.
         let forever = rng.random_bool(0.125).then(|| {
             if rng.random_bool(0.5) {
                 Forever::Cut(rng.random_range(0..instances))
@@ -337,6 +344,14 @@ impl Plan {
                 Forever::RedisDown
             }
         });
+        // Drawn last: on one seed in five Redis is full for 0.5 to 5 s.
+        let full = rng.random_bool(0.2).then(|| Fault {
+            at_ms: rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1),
+            heal_after_ms: rng.random_range(500..5_000u64),
+            kind: FaultKind::RedisFull,
+        });
+        let (faults, quiet_hook, waiter) =
+            with_extra(faults, full.into_iter().collect(), quiet_hook, waiter);
         Self {
             seed,
             instances,

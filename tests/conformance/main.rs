@@ -388,3 +388,43 @@ async fn client_kill_type_pubsub_closes_the_subscribers() {
         );
     }
 }
+
+/// `maxmemory` (noeviction) exceeded: `denyoom` commands answer `OOM`, reads, deletes,
+/// pops, expiries and `PUBLISH` still run; a script fails on its first `denyoom` call only
+/// while it has written nothing (one that popped first runs to its end); a `redis.call`
+/// error keeps its code (`OOM`, `WRONGTYPE`) in the script's reply.
+#[tokio::test]
+async fn a_full_server_refuses_writes_with_oom_but_never_half_a_script() {
+    let pop_then_set =
+        "local x = redis.call('LPOP', KEYS[1]); redis.call('SET', KEYS[2], 'x'); return x";
+    let set_only = "return redis.call('SET', KEYS[1], 'y')";
+    same_replies(&[
+        &["RPUSH", "l", "a", "b", "c"],
+        &["SET", "s", "v"],
+        &["CONFIG", "SET", "maxmemory", "1"],
+        &["CONFIG", "GET", "maxmemory"],
+        &["SET", "k", "v"],
+        &["RPUSH", "l", "d"],
+        &["HSET", "h", "f", "v"],
+        &["INCRBY", "n", "1"],
+        &["GET", "s"],
+        &["LPOP", "l"],
+        &["PEXPIRE", "s", "100000"],
+        &["PUBLISH", "c", "m"],
+        &["EVAL", set_only, "1", "k"],
+        &["EVAL", pop_then_set, "2", "l", "k"],
+        &["GET", "k"],
+        &["LRANGE", "l", "0", "-1"],
+        &["DEL", "s"],
+        &["CONFIG", "SET", "maxmemory", "0"],
+        &["SET", "k", "v2"],
+        &["EVAL", "return redis.call('LPUSH', KEYS[1], 'x')", "1", "k"],
+        &[
+            "EVAL",
+            "return redis.pcall('LPUSH', KEYS[1], 'x')",
+            "1",
+            "k",
+        ],
+    ])
+    .await;
+}

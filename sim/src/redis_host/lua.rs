@@ -90,8 +90,12 @@ pub(super) fn install_redis_api(lua: &Lua, db: &Rc<RefCell<Db>>) -> mlua::Result
         "call",
         lua.create_function(move |lua, args: MultiValue| {
             let args = lua_args(args)?;
-            match call_db.borrow_mut().exec(&args) {
-                Reply::Error(e) => Err(mlua::Error::runtime(e)),
+            let reply = call_db.borrow_mut().exec(&args);
+            match reply {
+                Reply::Error(e) => {
+                    call_db.borrow_mut().call_error = Some(e.clone());
+                    Err(mlua::Error::runtime(e))
+                }
                 reply => to_lua(lua, reply),
             }
         })?,
@@ -109,7 +113,15 @@ pub(super) fn install_redis_api(lua: &Lua, db: &Rc<RefCell<Db>>) -> mlua::Result
     Ok(())
 }
 
-pub(super) fn eval(lua: &Lua, body: &str, rest: &[Vec<u8>]) -> Reply {
+/// Runs a script. An error raised by `redis.call` is the script's reply as it was, with the
+/// script named after it (Redis 7 keeps the error's code: `OOM`, `WRONGTYPE`, ...).
+pub(super) fn eval(
+    lua: &Lua,
+    db: &Rc<RefCell<Db>>,
+    sha: &str,
+    body: &str,
+    rest: &[Vec<u8>],
+) -> Reply {
     let Some(numkeys) = rest
         .first()
         .and_then(|n| int_arg(n))
@@ -133,8 +145,19 @@ pub(super) fn eval(lua: &Lua, body: &str, rest: &[Vec<u8>]) -> Reply {
         lua.globals().set("ARGV", argv)?;
         lua.load(body).eval::<LuaValue>()
     };
-    match run() {
-        Ok(v) => from_lua(v),
-        Err(e) => Reply::Error(format!("ERR Error running script: {e}")),
+    {
+        let mut db = db.borrow_mut();
+        db.script_dirty = Some(false);
+        db.call_error = None;
+    }
+    let result = run();
+    let (_, call_error) = {
+        let mut db = db.borrow_mut();
+        (db.script_dirty.take(), db.call_error.take())
+    };
+    match (result, call_error) {
+        (Ok(v), _) => from_lua(v),
+        (Err(_), Some(e)) => Reply::Error(format!("{e} script: {sha}, on @user_script:1.")),
+        (Err(e), None) => Reply::Error(format!("ERR Error running script: {e}")),
     }
 }

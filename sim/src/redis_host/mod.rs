@@ -33,6 +33,7 @@ mod hashes;
 mod keys;
 mod lists;
 mod lua;
+mod memory;
 mod pubsub;
 mod sets;
 mod strings;
@@ -117,6 +118,12 @@ struct Db {
     scripts: BTreeMap<String, String>,
     channels: BTreeMap<Vec<u8>, Vec<Subscriber>>,
     clock: HostClock,
+    /// `maxmemory` in bytes (0: no limit), see [`memory`].
+    maxmemory: u64,
+    /// While a script runs: whether it has written yet.
+    script_dirty: Option<bool>,
+    /// The error of the `redis.call` that ended the running script, if one did.
+    call_error: Option<String>,
 }
 
 fn int_arg(arg: &[u8]) -> Option<i64> {
@@ -216,7 +223,11 @@ impl Db {
         };
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
         let a = &args[1..];
+        if let Some(refused) = self.admit(&name) {
+            return refused;
+        }
         match name.as_str() {
+            "CONFIG" => memory::config(self, a),
             "PING" | "SELECT" | "AUTH" | "CLIENT" | "FLUSHALL" | "FLUSHDB" | "DBSIZE" | "DEL"
             | "EXISTS" | "TYPE" | "PEXPIRE" | "EXPIRE" | "PTTL" | "TTL" => {
                 keys::exec(self, &name, a)
@@ -272,6 +283,9 @@ impl RedisHost {
             scripts: BTreeMap::new(),
             channels: BTreeMap::new(),
             clock,
+            maxmemory: 0,
+            script_dirty: None,
+            call_error: None,
         }));
         let lua = Lua::new();
         lua::install_redis_api(&lua, &db).expect("the redis Lua API installs");
@@ -318,6 +332,11 @@ impl RedisHost {
         conns.len() as i64
     }
 
+    /// Sets `maxmemory` (0: no limit), as `CONFIG SET maxmemory` does.
+    pub fn set_maxmemory(&self, bytes: u64) {
+        self.db.borrow_mut().maxmemory = bytes;
+    }
+
     /// What a restart keeps with persistence (AOF): the keys. The script cache is not
     /// persisted by Redis, with or without AOF, so a restarted server answers `NOSCRIPT`
     /// to the `EVALSHA` of every script it had loaded.
@@ -358,14 +377,17 @@ impl RedisHost {
             "EVAL" if args.len() >= 3 => {
                 let body = String::from_utf8_lossy(&args[1]).into_owned();
                 let sha = sha1_smol::Sha1::from(body.as_bytes()).digest().to_string();
-                self.db.borrow_mut().scripts.insert(sha, body.clone());
-                lua::eval(&self.lua, &body, &args[2..])
+                self.db
+                    .borrow_mut()
+                    .scripts
+                    .insert(sha.clone(), body.clone());
+                lua::eval(&self.lua, &self.db, &sha, &body, &args[2..])
             }
             "EVALSHA" if args.len() >= 3 => {
                 let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
                 let body = self.db.borrow().scripts.get(&sha).cloned();
                 match body {
-                    Some(body) => lua::eval(&self.lua, &body, &args[2..]),
+                    Some(body) => lua::eval(&self.lua, &self.db, &sha, &body, &args[2..]),
                     None => Reply::err("NOSCRIPT No matching script. Please use EVAL."),
                 }
             }
