@@ -33,6 +33,15 @@ pub enum Record {
         session: String,
         read: serde_json::Value,
     },
+    /// A dashboard user set a session's metadata (`PUT /api/sessions/:id`, `{"metadata":
+    /// {"note": note}}`): the status (0: no answer).
+    Updated {
+        session: String,
+        note: String,
+        instance: usize,
+        started: u64,
+        status: u16,
+    },
     /// A dashboard queued input item `item` (each attempt is a new item).
     InputQueued {
         session: String,

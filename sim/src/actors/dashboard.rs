@@ -129,7 +129,8 @@ pub(crate) async fn dashboard(
 }
 
 /// A dashboard user opening session pages while the hooks work: every 0.5 to 2.5 s one
-/// hook session, through any instance, recorded when it answered 200.
+/// hook session, through any instance, recorded when it answered 200; and one time in
+/// three setting that session's metadata (a note), recorded with its answer.
 pub(crate) async fn viewer(
     plan: Plan,
     rng_seed: u64,
@@ -144,7 +145,37 @@ pub(crate) async fn viewer(
         if let Ok((200, read)) =
             http(instance, "GET", &format!("/api/sessions/{session}"), None).await
         {
-            record(&history, Record::Viewed { session, read });
+            record(
+                &history,
+                Record::Viewed {
+                    session: session.clone(),
+                    read,
+                },
+            );
+        }
+        if rng.random_bool(1.0 / 3.0) {
+            let instance = pick_up(&mut rng, plan.instances, &down);
+            let note = format!("note-{}", now_ms());
+            let started = now_ms();
+            let body = json!({ "metadata": { "note": note } });
+            let status = http(
+                instance,
+                "PUT",
+                &format!("/api/sessions/{session}"),
+                Some(&body),
+            )
+            .await
+            .map_or(0, |(s, _)| s);
+            record(
+                &history,
+                Record::Updated {
+                    session,
+                    note,
+                    instance,
+                    started,
+                    status,
+                },
+            );
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..2_500))).await;
     }

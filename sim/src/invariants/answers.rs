@@ -153,6 +153,20 @@ fn answer(r: &Record) -> Option<Answer<'_>> {
             status,
             allowed: &[200, 404, 503],
         },
+        Record::Updated {
+            session,
+            instance,
+            started,
+            status,
+            ..
+        } => Answer {
+            what: "PUT session",
+            session,
+            instance,
+            started,
+            status,
+            allowed: &[200, 404, 503],
+        },
         Record::CommandQueued {
             session,
             instance,

@@ -52,6 +52,65 @@ pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report:
     if !run.plan.destroys_data() {
         acknowledged_where_stored(records, finals, report);
         views_during_the_run(records, report);
+        last_update_wins(run, report);
+    }
+}
+
+/// A session's metadata at the end is what its last acknowledged `PUT` set, or what a
+/// later unanswered one (503, no answer) may have set: an event stored meanwhile by any
+/// instance never undoes an update, nor an update an event (both rewrite the session).
+fn last_update_wins(run: &Run, report: &mut Report) {
+    let records = &run.history.records;
+    for (_, r) in records {
+        let Record::Derived { session, read, .. } = r else {
+            continue;
+        };
+        // The last acknowledged update (when it was sent, what it set), and the unanswered
+        // ones with until when each may still land.
+        let mut last: Option<(u64, &str)> = None;
+        let mut unanswered: Vec<(u64, &str)> = Vec::new();
+        for (at, u) in records {
+            let Record::Updated {
+                session: s,
+                note,
+                instance,
+                started,
+                status,
+            } = u
+            else {
+                continue;
+            };
+            if s != session {
+                continue;
+            }
+            match status {
+                200 => last = Some((*started, note.as_str())),
+                0 | 503 => unanswered.push((
+                    super::queues::lands_until(run, *instance, *started, *at),
+                    note.as_str(),
+                )),
+                _ => {}
+            }
+        }
+        let since = last.map_or(0, |(started, _)| started);
+        let mut expected: Vec<Option<&str>> = vec![last.map(|(_, note)| note)];
+        expected.extend(
+            unanswered
+                .iter()
+                .filter(|(until, _)| *until >= since)
+                .map(|(_, note)| Some(*note)),
+        );
+        report.checks += 1;
+        let got = read["metadata"]["note"].as_str();
+        if !expected.contains(&got) {
+            violation(
+                report,
+                "7 derived state",
+                format!(
+                    "{session}: metadata note {got:?} at the end, expected one of {expected:?}"
+                ),
+            );
+        }
     }
 }
 
