@@ -9,7 +9,7 @@ use super::commander::Claims;
 use super::script::hook_script;
 use super::{http, pick_up};
 use crate::faults::Down;
-use crate::plan::{EPOCH_MS, Plan, RETRY_END_MS, SeededRng, WORKLOAD_END_MS};
+use crate::plan::{EPOCH_MS, FaultKind, Plan, RETRY_END_MS, SeededRng, WORKLOAD_END_MS};
 use crate::record::{Record, Shared, now_ms, record};
 
 /// A hook: posts its session's events through random instances (a load balancer), retrying
@@ -31,6 +31,18 @@ pub(crate) async fn hook(
         .quiet_hook
         .filter(|(h, _)| *h == id)
         .map(|(_, f)| plan.faults[f].at_ms + plan.faults[f].heal_after_ms / 2);
+    // Targeted: on a seed whose Redis kills the Pub/Sub connections, hook 0 (unless it is
+    // the quiet hook already) posts its last event 20 ms after the kill, while the bridges
+    // redial and nobody listens, and then goes quiet: only the resync after each bridge's
+    // re-subscribe brings that event to the dashboards.
+    let last_post_at = (id == 0 && quiet_at.is_none())
+        .then(|| {
+            plan.faults
+                .iter()
+                .find(|f| f.kind == FaultKind::KillPubsub)
+                .map(|f| f.at_ms + 20)
+        })
+        .flatten();
     let script = hook_script(rng_seed ^ 0x5c21_97f3, &session, plan.events_per_hook);
     let mut claims = Claims::new(rng_seed ^ 0x6c61_696d);
     let mut next = 0;
@@ -48,6 +60,16 @@ pub(crate) async fn hook(
             1
         }
         .min(script.len() - next);
+        // Within 600 ms of its moment the targeted hook stops, waits for it, and posts one
+        // event then.
+        let last = match last_post_at {
+            Some(t) if now_ms() + 600 >= t => {
+                tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await;
+                true
+            }
+            _ => false,
+        };
+        let take = if last { 1 } else { take };
         let events: Vec<(u64, Value)> = (next..next + take)
             .map(|i| (i as u64, stamped(&script[i], &session, i as u64)))
             .collect();
@@ -74,6 +96,9 @@ pub(crate) async fn hook(
         }
         if n % claims.every == claims.every - 1 {
             claims.claim(&history, &plan, &down, &session).await;
+        }
+        if last {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
     }
