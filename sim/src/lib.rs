@@ -11,10 +11,13 @@
 //!   run's timeline.
 //! * [`world`]: builds the turmoil world (the Redis host, the instances, the actors) and
 //!   steps it, with `faults` starting and healing each fault on time.
-//! * `actors`: hooks, dashboards, the commander, the typist and input pollers, the
-//!   checker; each records what it sees into the [`record`] history and judges nothing.
+//! * `actors`: hooks, dashboards and the viewer, the commander and the hooks' claims, the
+//!   typist and input pollers, the checker; each records what it sees into the [`record`]
+//!   history and judges nothing.
+//! * `model`: the reference model of what afw derives from a session's events.
 //! * [`invariants`]: judges a finished run, one module per invariant group.
-//! * [`redis_host`]: the simulated Redis, one module per data type, plus Lua and Pub/Sub.
+//! * [`redis_host`]: the simulated Redis, one module per data type, plus Lua, Pub/Sub,
+//!   `maxmemory`, stalls and `CLIENT KILL`.
 //! * [`client`], [`ports`], [`trace_digest`]: the sim's HTTP/WebSocket client, its ports,
 //!   and the trace digest that proves a replay identical.
 
