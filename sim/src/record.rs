@@ -62,9 +62,10 @@ pub enum Record {
     },
     /// A request that got no answer within [`crate::plan::REQUEST_BOUND`].
     Hang { client: String, what: String },
-    /// A dashboard (re)subscribed: the confirmation it got.
+    /// A dashboard (re)subscribed, through `instance`: the confirmation it got.
     Subscribed {
         dashboard: usize,
+        instance: usize,
         session: String,
         after: Option<u64>,
         last_seq: u64,

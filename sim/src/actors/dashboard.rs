@@ -86,6 +86,7 @@ pub(crate) async fn dashboard(
                         &history,
                         Record::Subscribed {
                             dashboard: id,
+                            instance,
                             session: session.clone(),
                             after: last.get(&session).copied(),
                             last_seq,

@@ -18,6 +18,7 @@ pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report:
                 after,
                 last_seq,
                 recovered,
+                ..
             } => {
                 let at = match (after, recovered) {
                     (Some(after), Some(true)) => *after,

@@ -2,9 +2,11 @@
 //!    nothing excuses the wait. An acknowledged event reaches every dashboard subscribed to
 //!    its session within [`QUIET_BOUND_MS`] of its acknowledgement; a long poll answers
 //!    with an acknowledged input item within that bound of the later of its start and the
-//!    item's acknowledgement. A fault excuses the wait while it lasts and for
+//!    item's acknowledgement. A fault on the way excuses the wait while it lasts and for
 //!    [`HEAL_BOUND_MS`] after it healed (reconnect backoff, resubscribe, resync), when it
-//!    began before the answer was due.
+//!    began before the answer was due: one of Redis itself, or of the instance that stored
+//!    the write or serves the reader (its link to Redis, its crash). A fault elsewhere
+//!    excuses nothing.
 //!
 //! Exactness is [`super::delivery`]'s: this module only asks "in time?" of what did
 //! arrive, and of events a dashboard should have had while it stayed connected.
@@ -12,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::{Report, violation};
-use crate::plan::{FINAL_CHECK_MS, WORKLOAD_END_MS};
+use crate::plan::{FINAL_CHECK_MS, FaultKind, WORKLOAD_END_MS};
 use crate::record::Record;
 use crate::world::Run;
 
@@ -25,25 +27,44 @@ pub(crate) const HEAL_BOUND_MS: u64 = 5_000;
 
 const INVARIANT: &str = "8 timely";
 
-/// When something that happened at `at` must have been answered: `at` + the quiet bound,
-/// pushed past every fault that began before that and healed after it.
-fn due(windows: &[(u64, u64)], at: u64) -> u64 {
+/// A fault as `(start, healed, the instance it hits, or None for Redis itself)`.
+type Window = (u64, u64, Option<usize>);
+
+/// When something that happened at `at`, on its way through `path` (instances), must have
+/// been answered: `at` + the quiet bound, pushed past every fault on the way that began
+/// before that and healed after it.
+fn due(windows: &[Window], at: u64, path: [usize; 2]) -> u64 {
     let mut due = at + QUIET_BOUND_MS;
-    for &(start, healed) in windows {
-        if start < due && healed + HEAL_BOUND_MS > due {
+    for &(start, healed, hits) in windows {
+        let on_the_way = hits.is_none_or(|i| path.contains(&i));
+        if on_the_way && start < due && healed + HEAL_BOUND_MS > due {
             due = healed + HEAL_BOUND_MS;
         }
     }
     due
 }
 
-/// The plan's faults as `(start, healed)`, by start.
-fn fault_windows(run: &Run) -> Vec<(u64, u64)> {
-    let mut w: Vec<(u64, u64)> = run
+/// The plan's faults as windows, by start.
+fn fault_windows(run: &Run) -> Vec<Window> {
+    let mut w: Vec<Window> = run
         .plan
         .faults
         .iter()
-        .map(|f| (f.at_ms, f.at_ms + f.heal_after_ms))
+        .map(|f| {
+            let hits = match f.kind {
+                FaultKind::Partition(i)
+                | FaultKind::PartitionToRedis(i)
+                | FaultKind::InstanceCrash(i)
+                | FaultKind::Hold(i)
+                | FaultKind::Latency(i, _) => Some(i),
+                FaultKind::RedisCrashLoseData
+                | FaultKind::RedisCrashKeepData
+                | FaultKind::RedisStall
+                | FaultKind::KillPubsub
+                | FaultKind::RedisFull => None,
+            };
+            (f.at_ms, f.at_ms + f.heal_after_ms, hits)
+        })
         .collect();
     w.sort_unstable();
     w
@@ -59,8 +80,8 @@ pub(super) fn check(run: &Run, report: &mut Report) {
 /// and when each seq arrived.
 #[derive(Default)]
 struct Watch {
-    /// `(confirmed at, connection ended at)` for each subscription, in order.
-    spans: Vec<(u64, u64)>,
+    /// `(confirmed at, connection ended at, instance)` for each subscription, in order.
+    spans: Vec<(u64, u64, usize)>,
     /// A confirmation said `recovered: false` at these times (the session started over).
     restarts: Vec<u64>,
     arrived: BTreeMap<u64, u64>,
@@ -73,12 +94,13 @@ fn watches(run: &Run) -> BTreeMap<(usize, &str), Watch> {
         match r {
             Record::Subscribed {
                 dashboard,
+                instance,
                 session,
                 recovered,
                 ..
             } => {
                 let w = out.entry((*dashboard, session.as_str())).or_default();
-                w.spans.push((*at, end));
+                w.spans.push((*at, end, *instance));
                 if *recovered == Some(false) {
                     w.restarts.push(*at);
                 }
@@ -113,11 +135,12 @@ fn watches(run: &Run) -> BTreeMap<(usize, &str), Watch> {
 /// Every acknowledged event reached, in time, each dashboard that was subscribed to its
 /// session when it was acknowledged and stayed connected until it was due (the slow
 /// dashboard: by a little after the workload ends), except across a `recovered: false`.
-fn events_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
+fn events_in_time(run: &Run, windows: &[Window], report: &mut Report) {
     let watches = watches(run);
     for (at, r) in &run.history.records {
         let Record::Post {
             session,
+            instance: writer,
             status: 201,
             seq: Some(seq),
             ..
@@ -125,11 +148,15 @@ fn events_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
         else {
             continue;
         };
-        let due_all = due(windows, *at);
         for ((d, s), w) in &watches {
             if *s != session.as_str() {
                 continue;
             }
+            // The subscription in force when the event was acknowledged.
+            let Some(&(_, _, reader)) = w.spans.iter().rev().find(|sp| sp.0 <= *at) else {
+                continue;
+            };
+            let due_all = due(windows, *at, [*writer, reader]);
             // The slow dashboard reads slowly while the hooks work, on purpose: it has
             // until a little after they stop, then it reads at full speed.
             let due = if run.plan.slow_dashboard == Some(*d) {
@@ -137,7 +164,10 @@ fn events_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
             } else {
                 due_all
             };
-            let watching = w.spans.iter().any(|&(from, to)| from <= *at && due <= to);
+            let watching = w
+                .spans
+                .iter()
+                .any(|&(from, to, _)| from <= *at && due <= to);
             let restarted = w.restarts.iter().any(|t| (*at..=due).contains(t));
             if !watching || restarted {
                 continue;
@@ -168,21 +198,25 @@ fn events_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
 
 /// A long poll that got an acknowledged item got it in time: not at its deadline when the
 /// item was there long before (a lost wake-up).
-fn input_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
-    let acked: BTreeMap<&str, u64> = run
+fn input_in_time(run: &Run, windows: &[Window], report: &mut Report) {
+    let acked: BTreeMap<&str, (u64, usize)> = run
         .history
         .records
         .iter()
         .filter_map(|(at, r)| match r {
             Record::InputQueued {
-                item, status: 201, ..
-            } => Some((item.as_str(), *at)),
+                item,
+                instance,
+                status: 201,
+                ..
+            } => Some((item.as_str(), (*at, *instance))),
             _ => None,
         })
         .collect();
     for (answered, r) in &run.history.records {
         let Record::InputPolled {
             session,
+            instance: poller,
             started,
             timeout_ms,
             status: 200,
@@ -192,14 +226,14 @@ fn input_in_time(run: &Run, windows: &[(u64, u64)], report: &mut Report) {
         else {
             continue;
         };
-        let Some(queued) = acked.get(item.as_str()) else {
+        let Some(&(queued, typist)) = acked.get(item.as_str()) else {
             continue;
         };
         if *timeout_ms == 0 {
             continue;
         }
         report.checks += 1;
-        let due = due(windows, (*queued).max(*started));
+        let due = due(windows, queued.max(*started), [typist, *poller]);
         if *answered > due {
             violation(
                 report,
