@@ -98,7 +98,7 @@ impl Claims {
             .random_bool(0.4)
             .then(|| rng.random_range(300..3_000u64));
         let acks: Vec<bool> = (0..16).map(|_| rng.random_bool(0.5)).collect();
-        let claimed = claim(history, instance, session, lease).await;
+        let (_, claimed) = claim(history, instance, session, lease).await;
         for (id, ack) in claimed.iter().zip(acks.into_iter().cycle()) {
             if ack {
                 acknowledge(history, instance, id).await;
@@ -107,13 +107,14 @@ impl Claims {
     }
 }
 
-/// One claim of a session's commands, recorded (status 0: no answer); the ids it got.
+/// One claim of a session's commands, recorded: its status (0: no answer) and the ids it
+/// got.
 pub(crate) async fn claim(
     history: &Shared,
     instance: usize,
     session: &str,
     lease: Option<u64>,
-) -> Vec<String> {
+) -> (u16, Vec<String>) {
     let query = lease.map(|l| format!("?lease={l}")).unwrap_or_default();
     let started = now_ms();
     let answer = http(
@@ -146,7 +147,7 @@ pub(crate) async fn claim(
             ids: ids.clone(),
         },
     );
-    ids
+    (status, ids)
 }
 
 async fn acknowledge(history: &Shared, instance: usize, id: &str) {

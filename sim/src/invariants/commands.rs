@@ -12,9 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use super::queues::lands_until;
+use super::queues::{lands_until, wiped_after};
 use super::{Report, violation};
-use crate::plan::FaultKind;
 use crate::record::Record;
 use crate::world::Run;
 
@@ -121,12 +120,6 @@ fn none_lost(run: &Run, id: &str, life: &Life<'_>, failed: &[(&str, u64)], repor
     let Some(queued) = life.queued else {
         return;
     };
-    let wiped_after = |t: u64| {
-        run.plan
-            .faults
-            .iter()
-            .any(|f| f.kind == FaultKind::RedisCrashLoseData && f.at_ms + f.heal_after_ms >= t)
-    };
     let doubt_after = |t: u64| failed.iter().any(|(s, at)| *s == life.session && *at >= t);
     report.checks += 1;
     // Since when it must have been in Redis, and since when a claim could take it.
@@ -139,7 +132,7 @@ fn none_lost(run: &Run, id: &str, life: &Life<'_>, failed: &[(&str, u64)], repor
         ),
         Some(_) => return,
     };
-    if wiped_after(stored) {
+    if wiped_after(run, stored) {
         return;
     }
     if doubt_after(since) {

@@ -59,6 +59,15 @@ pub(super) fn lands_until(run: &Run, instance: usize, started: u64, ended: u64) 
         .max(ended)
 }
 
+/// Whether Redis came back empty (a crash that loses data healed) at or after `t`: what
+/// was stored before `t` may be gone by plan.
+pub(super) fn wiped_after(run: &Run, t: u64) -> bool {
+    run.plan
+        .faults
+        .iter()
+        .any(|f| f.kind == FaultKind::RedisCrashLoseData && f.at_ms + f.heal_after_ms >= t)
+}
+
 /// Each item popped at most once: when each was taken, and the polls that failed (and so
 /// may have taken one unseen).
 ///
@@ -108,16 +117,9 @@ fn all_popped(
     failed_polls: &[(&str, u64)],
     report: &mut Report,
 ) {
-    // Redis comes back empty when a crash that loses data heals.
-    let wiped_after = |t: u64| {
-        run.plan
-            .faults
-            .iter()
-            .any(|f| f.kind == FaultKind::RedisCrashLoseData && f.at_ms + f.heal_after_ms >= t)
-    };
     for (queued, session, item) in acked {
         report.checks += 1;
-        if popped.contains_key(item) || wiped_after(*queued) {
+        if popped.contains_key(item) || wiped_after(run, *queued) {
             continue;
         }
         if failed_polls

@@ -151,9 +151,10 @@ pub(super) fn eval(
         db.call_error = None;
     }
     let result = run();
-    let (_, call_error) = {
+    let call_error = {
         let mut db = db.borrow_mut();
-        (db.script_dirty.take(), db.call_error.take())
+        db.script_dirty = None;
+        db.call_error.take()
     };
     match (result, call_error) {
         (Ok(v), _) => from_lua(v),
