@@ -172,6 +172,8 @@ pub struct Plan {
     pub waiter: Option<usize>,
     /// Liveness mode (see [`Forever`]).
     pub forever: Option<Forever>,
+    /// Scratch sessions the cleaner posts, then deletes during the run (`gone-K`).
+    pub deletes: usize,
 }
 
 /// Whether `f` would overlap a fault of `kept` on the same target (healing one would end
@@ -352,6 +354,12 @@ impl Plan {
         });
         let (faults, quiet_hook, waiter) =
             with_extra(faults, full.into_iter().collect(), quiet_hook, waiter);
+        // Drawn last: on two seeds in three the cleaner deletes one or two sessions.
+        let deletes = if rng.random_bool(2.0 / 3.0) {
+            rng.random_range(1..=2usize)
+        } else {
+            0
+        };
         Self {
             seed,
             instances,
@@ -365,6 +373,7 @@ impl Plan {
             quiet_hook,
             waiter,
             forever,
+            deletes,
         }
     }
 

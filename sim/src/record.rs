@@ -78,6 +78,40 @@ pub enum Record {
         seq: u64,
         n: Option<u64>,
     },
+    /// The cleaner posted a scratch session's events: whether every one was acknowledged,
+    /// and whether any attempt got no clear refusal (it may be stored after all).
+    ScratchWritten {
+        session: String,
+        acked: bool,
+        in_doubt: bool,
+    },
+    /// A `DELETE /api/sessions/:id` through `instance`: its status (0: no answer).
+    Deleted {
+        session: String,
+        instance: usize,
+        started: u64,
+        status: u16,
+    },
+    /// The subscriber of a deleted session (on `instance`; the delete went through `via`
+    /// and was answered at `answered`): when `session:deleted` reached it, if it did within
+    /// the cleaner's listening window (12 s).
+    DeleteHeard {
+        session: String,
+        instance: usize,
+        via: usize,
+        answered: u64,
+        heard_at: Option<u64>,
+    },
+    /// A read of a deleted session after its delete was answered: `path` (the session,
+    /// its chains, or the listing, with whether it `listed` the session) as `instance`
+    /// answered it (0: no answer).
+    ReadDeleted {
+        session: String,
+        instance: usize,
+        path: String,
+        status: u16,
+        listed: Option<bool>,
+    },
     /// A dashboard's connection ended (it will reconnect), with the server's close code
     /// if it sent one (1013: the client could not keep up).
     Disconnected { dashboard: usize, code: Option<u16> },

@@ -22,7 +22,9 @@ use afw::app::{self, Ports};
 use afw::config::Config;
 use afw::ports::IdGen;
 
-use crate::actors::{checker, commander, dashboard, hook, input_poller, typist, viewer, waiter};
+use crate::actors::{
+    checker, cleaner, commander, dashboard, hook, input_poller, typist, viewer, waiter,
+};
 use crate::faults::{Down, apply};
 use crate::plan::{
     EPOCH_MS, Fault, FaultKind, Plan, TICK_MS, WS_HEARTBEAT_SECS, WS_SEND_QUEUE, instance_name,
@@ -210,6 +212,12 @@ fn actors(
         "viewer",
         viewer(plan.clone(), seed ^ 0x6000, history.clone(), down.clone()),
     );
+    if plan.deletes > 0 {
+        sim.client(
+            "cleaner",
+            cleaner(plan.clone(), seed ^ 0x7000, history.clone(), down.clone()),
+        );
+    }
     sim.client(
         "commander",
         commander(plan.clone(), seed ^ 0x3000, history.clone(), down.clone()),

@@ -13,6 +13,7 @@ use crate::plan::{
 use crate::ports::SimClock;
 use crate::record::{Record, Shared, TtlPhase, now_ms, record};
 
+use super::cleaner::{read_back, scratch};
 use super::commander::claim;
 use super::input::{WAITING_ROOM, poll_input};
 use super::{http, http_within, write};
@@ -137,9 +138,42 @@ pub(crate) async fn checker(
             }
         }
     }
+    deleted_phase(&plan, &history).await;
     ttl_phase(&plan, &history, &clock).await;
     forever_phase(&plan, &history, &begin_forever).await;
     Ok(())
+}
+
+/// Every fault has healed: each deleted scratch session (and its chains) is gone from
+/// every instance, and no instance lists it.
+async fn deleted_phase(plan: &Plan, history: &Shared) {
+    for k in 0..plan.deletes {
+        read_back(history, plan, k).await;
+    }
+    if plan.deletes == 0 {
+        return;
+    }
+    for instance in 0..plan.instances {
+        let path = "/api/sessions?limit=1000";
+        let (status, listed) = match http(instance, "GET", path, None).await {
+            Ok((s, body)) => (s, body["sessions"].as_array().cloned().unwrap_or_default()),
+            Err(_) => (0, Vec::new()),
+        };
+        for k in 0..plan.deletes {
+            let session = scratch(k);
+            let listed = listed.iter().any(|s| s["id"] == session.as_str());
+            record(
+                history,
+                Record::ReadDeleted {
+                    session,
+                    instance,
+                    path: path.into(),
+                    status,
+                    listed: Some(listed),
+                },
+            );
+        }
+    }
 }
 
 /// Liveness mode: the fault that never heals begins, and every instance is probed three

@@ -16,6 +16,7 @@ use crate::plan::{REQUEST_BOUND, SeededRng, instance_name};
 use crate::faults::Down;
 
 mod checker;
+mod cleaner;
 mod commander;
 mod dashboard;
 mod hook;
@@ -23,6 +24,7 @@ mod input;
 mod script;
 
 pub(crate) use checker::checker;
+pub(crate) use cleaner::cleaner;
 pub(crate) use commander::commander;
 pub(crate) use dashboard::{dashboard, viewer};
 pub(crate) use hook::hook;

@@ -28,17 +28,21 @@
 //! 8. Timeliness: an acknowledged event reaches every subscribed dashboard, and an input
 //!    item its long poll, within a bound of its acknowledgement, or of the heal of a fault
 //!    that delayed it.
+//! 9. Deletes: a session deleted (204) is gone from every instance, chains and listings
+//!    included, and its subscribers hear `session:deleted` in time.
 
 //!
 //! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`commands`] and [`queues`] (3),
 //! [`answers`] (4); hangs, liveness and TTLs (4, 5, 6) are judged per record in
 //! [`end_of_run`]; [`derived`] (7) holds afw's derived state to the reference model and
 //! each acknowledged or delivered event to its stored seq; [`timely`] (8) asks whether
-//! what arrived arrived in time. The checks run in a fixed order, so a report reads the same every time.
+//! what arrived arrived in time; [`deletes`] (9) that a deleted session stays gone. The
+//! checks run in a fixed order, so a report reads the same every time.
 //! Nothing here may run the simulation: it reads a finished [`Run`].
 
 mod answers;
 mod commands;
+mod deletes;
 mod delivery;
 mod derived;
 mod durability;
@@ -73,6 +77,12 @@ pub struct Report {
     /// Acknowledged commands never claimed (or leased ones never claimed again), when a
     /// later claim of their session failed and may have taken them (see `commands`).
     pub commands_in_doubt: usize,
+    /// Reads that found a deleted scratch session back, when one of its writes went
+    /// unanswered and may have landed after the delete (see [`deletes`]).
+    pub deletes_undone_in_doubt: usize,
+    /// Deleted sessions whose subscriber never learnt it, when a fault on the way hit the
+    /// delete (see [`deletes`]).
+    pub delete_notices_lost: usize,
     pub checks: usize,
 }
 
@@ -115,6 +125,7 @@ pub fn check(run: &Run) -> Report {
     answers::check_answers(run, &mut report);
     derived::check(run, &records, &finals, &mut report);
     timely::check(run, &mut report);
+    deletes::check(run, &mut report);
     end_of_run(&records, &finals, &mut report);
     nothing_outlives_its_ttl(run, &mut report);
     cut_off_for_good(run, &mut report);

@@ -28,12 +28,12 @@ pub(crate) const HEAL_BOUND_MS: u64 = 5_000;
 const INVARIANT: &str = "8 timely";
 
 /// A fault as `(start, healed, the instance it hits, or None for Redis itself)`.
-type Window = (u64, u64, Option<usize>);
+pub(super) type Window = (u64, u64, Option<usize>);
 
 /// When something that happened at `at`, on its way through `path` (instances), must have
 /// been answered: `at` + the quiet bound, pushed past every fault on the way that began
 /// before that and healed after it.
-fn due(windows: &[Window], at: u64, path: [usize; 2]) -> u64 {
+pub(super) fn due(windows: &[Window], at: u64, path: [usize; 2]) -> u64 {
     let mut due = at + QUIET_BOUND_MS;
     for &(start, healed, hits) in windows {
         let on_the_way = hits.is_none_or(|i| path.contains(&i));
@@ -45,7 +45,7 @@ fn due(windows: &[Window], at: u64, path: [usize; 2]) -> u64 {
 }
 
 /// The plan's faults as windows, by start.
-fn fault_windows(run: &Run) -> Vec<Window> {
+pub(super) fn fault_windows(run: &Run) -> Vec<Window> {
     let mut w: Vec<Window> = run
         .plan
         .faults

@@ -1,0 +1,97 @@
+//! 9. Deletes: a session whose `DELETE` was answered 204 (or 404 to a retry) is gone:
+//!    from then on no instance serves it or its chains (404; 503 or no answer only while
+//!    a fault lasts), after the last heal every instance answers 404 and no listing holds
+//!    it, and its subscriber learns it within the quiet bound (`session:deleted`, or a
+//!    resubscription's `recovered: false` with nothing stored). When a fault on the way
+//!    (as invariant 8 reads it) hit the delete, a subscriber that never learns it is
+//!    counted, not judged: the notice is published apart from the delete and may be lost.
+//!    A scratch session one of whose writes went unanswered may be brought back by that
+//!    write landing late: counted, not judged.
+//!
+//! Nothing here reads anything but the recorded history.
+
+use std::collections::BTreeMap;
+
+use super::timely::{QUIET_BOUND_MS, due, fault_windows};
+use super::{Report, violation};
+use crate::plan::FINAL_CHECK_MS;
+use crate::record::Record;
+use crate::world::Run;
+
+const INVARIANT: &str = "9 deletes";
+
+pub(super) fn check(run: &Run, report: &mut Report) {
+    let windows = fault_windows(run);
+    let mut in_doubt: BTreeMap<&str, bool> = BTreeMap::new();
+    for (at, r) in &run.history.records {
+        match r {
+            Record::ScratchWritten {
+                session,
+                in_doubt: d,
+                ..
+            } => {
+                in_doubt.insert(session, *d);
+            }
+            Record::ReadDeleted {
+                session,
+                instance,
+                path,
+                status,
+                listed,
+            } => {
+                report.checks += 1;
+                let after_heal = *at >= FINAL_CHECK_MS;
+                let fine = match listed {
+                    Some(listed) => !after_heal || (*status == 200 && !listed),
+                    None if after_heal => *status == 404,
+                    None => matches!(status, 404 | 503 | 0),
+                };
+                let came_back = *status == 200 || *listed == Some(true);
+                if fine {
+                } else if came_back && in_doubt.get(session.as_str()) == Some(&true) {
+                    report.deletes_undone_in_doubt += 1;
+                } else {
+                    let listing = listed.map(|l| format!(", listed: {l}")).unwrap_or_default();
+                    violation(
+                        report,
+                        INVARIANT,
+                        format!(
+                            "{session} was deleted, but instance {instance} answered GET \
+                             {path} with {status}{listing} at {at} ms"
+                        ),
+                    );
+                }
+            }
+            Record::DeleteHeard {
+                session,
+                instance,
+                via,
+                answered,
+                heard_at,
+            } => {
+                report.checks += 1;
+                let due = due(&windows, *answered, [*instance, *via]);
+                if heard_at.is_some_and(|h| h <= due) {
+                    continue;
+                }
+                // A fault on the way may have lost the notice for good: published apart
+                // from the delete, it is not retried (counted until notices are part of
+                // the write).
+                if due > answered + QUIET_BOUND_MS {
+                    report.delete_notices_lost += 1;
+                } else {
+                    violation(
+                        report,
+                        INVARIANT,
+                        format!(
+                            "{session} deleted through instance {via} (answered at {answered} \
+                             ms): its subscriber on instance {instance} learnt it \
+                             at {heard_at:?}, due by {due} ms"
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
