@@ -266,6 +266,122 @@ async fn the_script_cache_is_lost_on_restart_with_and_without_aof() {
     }
 }
 
+/// Sends `cmds` on one raw connection, in order, and returns each reply's first line
+/// (a subscribed connection's PING, which redis-rs does not send).
+async fn raw_replies(port: u16, cmds: &[&[&str]]) -> Vec<String> {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut out = Vec::new();
+    for cmd in cmds {
+        let mut resp = format!("*{}\r\n", cmd.len());
+        for arg in *cmd {
+            resp.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        write.write_all(resp.as_bytes()).await.expect("send");
+        let reply = tokio::time::timeout(Duration::from_secs(5), read_reply(&mut read));
+        out.push(reply.await.expect("a reply"));
+    }
+    out
+}
+
+/// Reads one whole RESP2 reply (nested arrays and bulk strings included); returns its
+/// first line.
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(read: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut first = None;
+    // Values still to read: one, plus every array's items as they are announced.
+    let mut pending = 1i64;
+    while pending > 0 {
+        let mut line = String::new();
+        read.read_line(&mut line).await.expect("read");
+        let line = line.trim_end().to_owned();
+        pending -= 1;
+        let n: i64 = line.get(1..).and_then(|n| n.parse().ok()).unwrap_or(-1);
+        match line.as_bytes().first() {
+            Some(b'*') => pending += n.max(0),
+            Some(b'$') if n >= 0 => {
+                let mut body = String::new();
+                read.read_line(&mut body).await.expect("read");
+            }
+            _ => {}
+        }
+        first.get_or_insert(line);
+    }
+    first.unwrap_or_default()
+}
+
+/// After a restart with persistence Redis replays its AOF before it serves data: meanwhile
+/// every data command, scripts included (and PING, even on a subscribed connection),
+/// answers `LOADING`, while SELECT, PUBLISH and SUBSCRIBE are served; then the data is
+/// back. The simulation's Redis restarts after a crash the same way, for a time that grows
+/// with its data.
+#[tokio::test]
+async fn a_restarted_server_answers_loading_until_its_data_is_back() {
+    let mut real_server = RedisServer::start_with_aof();
+    real_server.populate(20_000);
+    let (sim_port, sim_control) = spawn_sim_redis_controlled();
+    let body = "return redis.call('GET', KEYS[1])";
+    let before: &[&[&str]] = &[&["SET", "k", "v"], &["SCRIPT", "LOAD", body]];
+    let (mut real, mut sim) = (connect(real_server.port).await, connect(sim_port).await);
+    for cmd in before {
+        assert_eq!(
+            run(&mut sim, cmd).await,
+            run(&mut real, cmd).await,
+            "{cmd:?}"
+        );
+    }
+    real_server.kill();
+    // 20 000 keys at 100 µs each: about two seconds of loading.
+    real_server.restart_loading(100);
+    sim_control.restart(SimRestart::KeepDataLoading(Duration::from_secs(2)));
+    let sha = "d3c21d0c2b9ca22f82737626a27bcaf5d288f99f";
+    let during: &[&[&str]] = &[
+        &["PING"],
+        &["GET", "k"],
+        &["SET", "a", "b"],
+        &["EXISTS", "k"],
+        &["DBSIZE"],
+        &["EVAL", body, "1", "k"],
+        &["EVALSHA", sha, "1", "k"],
+        &["SCRIPT", "LOAD", body],
+        &["SELECT", "0"],
+        &["PUBLISH", "ch", "m"],
+    ];
+    let (mut real, mut sim) = (connect(real_server.port).await, connect(sim_port).await);
+    for cmd in during {
+        let want = run(&mut real, cmd).await;
+        assert_eq!(run(&mut sim, cmd).await, want, "while loading: {cmd:?}");
+    }
+    let subscribed: &[&[&str]] = &[&["SUBSCRIBE", "ch"], &["PING"]];
+    let want = raw_replies(real_server.port, subscribed).await;
+    assert_eq!(want[1], "-LOADING Redis is loading the dataset in memory");
+    assert_eq!(raw_replies(sim_port, subscribed).await, want);
+    assert!(
+        real_server.loading(),
+        "the real server finished loading before the comparison did: its replies were not \
+         all taken while loading"
+    );
+    // Loaded: the data as it was, scripts forgotten.
+    for conn in [&mut real, &mut sim] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while run(conn, &["PING"]).await != Value::SimpleString("PONG".into()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still loading after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for cmd in [&["GET", "k"][..], &["EVALSHA", sha, "1", "k"]] {
+        let want = run(&mut real, cmd).await;
+        assert_eq!(run(&mut sim, cmd).await, want, "loaded: {cmd:?}");
+    }
+}
+
 #[tokio::test]
 async fn keys_expire_on_time() {
     let real_server = RedisServer::start();

@@ -83,6 +83,70 @@ impl RedisServer {
 
     /// Starts (again) on the same port and directory.
     pub fn restart(&mut self) {
+        self.spawn(&[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again, replaying its data slowly (`key_load_delay_us` per key, and serving
+    /// clients between every KiB it loads): returns as soon as it answers, while it still
+    /// answers `LOADING`.
+    #[allow(dead_code)] // used by tests/conformance, which shares this file
+    pub fn restart_loading(&mut self, key_load_delay_us: u32) {
+        let delay = key_load_delay_us.to_string();
+        self.spawn(&[
+            "--key-load-delay",
+            &delay,
+            "--loading-process-events-interval-bytes",
+            "1024",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]).trim().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `n` keys (`DEBUG POPULATE`) written into the AOF's base by a rewrite, so a restart
+    /// has them to load.
+    #[allow(dead_code)] // used by tests/conformance, which shares this file
+    pub fn populate(&self, n: usize) {
+        assert_eq!(
+            self.cli(&["DEBUG", "POPULATE", &n.to_string()]).trim(),
+            "OK"
+        );
+        self.cli(&["BGREWRITEAOF"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = self.cli(&["INFO", "persistence"]);
+            if info.contains("aof_rewrite_in_progress:0")
+                && info.contains("aof_rewrite_scheduled:0")
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the AOF rewrite did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the server is still loading its dataset.
+    #[allow(dead_code)] // used by tests/conformance, which shares this file
+    pub fn loading(&self) -> bool {
+        self.cli(&["INFO", "persistence"]).contains("loading:1")
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
         let mut cmd = Command::new("redis-server");
         match &self.tls {
             None => cmd.arg("--port").arg(self.port.to_string()),
@@ -109,19 +173,11 @@ impl RedisServer {
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
         }
+        cmd.args(extra);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!("cannot start redis-server ({e}); install it (scripts/test.sh does: apt-get install redis-server)")
         });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim() != "PONG" {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// SIGKILL: no shutdown save, connections drop.
@@ -202,6 +258,8 @@ fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
 #[allow(dead_code)] // used by tests/conformance, which shares this file
 pub enum SimRestart {
     KeepData,
+    /// With its data, loading it for this long first.
+    KeepDataLoading(Duration),
     LoseData,
 }
 
@@ -231,7 +289,9 @@ pub fn spawn_sim_redis_controlled() -> (u16, SimControl) {
             tokio::task::spawn_local(async move {
                 while let Some((how, done)) = requests.recv().await {
                     match how {
-                        SimRestart::KeepData => restarts.restart(),
+                        // A real server loads the few keys of a test at once.
+                        SimRestart::KeepData => restarts.restart_loading(Duration::ZERO),
+                        SimRestart::KeepDataLoading(d) => restarts.restart_loading(d),
                         SimRestart::LoseData => restarts.wipe(),
                     }
                     let _ = std::sync::mpsc::Sender::send(&done, ());

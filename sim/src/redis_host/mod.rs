@@ -124,7 +124,40 @@ struct Db {
     script_dirty: Option<bool>,
     /// The error of the `redis.call` that ended the running script, if one did.
     call_error: Option<String>,
+    /// A restart with persistence replays the AOF until this time on the host clock;
+    /// meanwhile most commands answer `LOADING`.
+    loading_until: Duration,
+    /// How long the restart that just happened loads: its clock starts with the first
+    /// command served after it (a restart is applied from outside the host, where the
+    /// simulation's clock cannot be read; the clients redial at once).
+    load_for: Option<Duration>,
 }
+
+/// The commands a real Redis serves while it loads its dataset (their `loading` flag),
+/// of those clients here send; every other one answers `LOADING`.
+const SERVED_WHILE_LOADING: &[&str] = &[
+    "AUTH",
+    "CLIENT",
+    "COMMAND",
+    "CONFIG",
+    "DEBUG",
+    "ECHO",
+    "HELLO",
+    "INFO",
+    "PSUBSCRIBE",
+    "PUBLISH",
+    "PUNSUBSCRIBE",
+    "QUIT",
+    "RESET",
+    "SELECT",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+];
+
+/// How long a restart with persistence loads: per live key (real Redis loads at a rate),
+/// at most [`LOAD_MAX`] (an outage in the scale of the simulation's others).
+const LOAD_PER_KEY: Duration = Duration::from_millis(2);
+const LOAD_MAX: Duration = Duration::from_millis(2_000);
 
 fn int_arg(arg: &[u8]) -> Option<i64> {
     std::str::from_utf8(arg).ok()?.parse().ok()
@@ -286,6 +319,8 @@ impl RedisHost {
             maxmemory: 0,
             script_dirty: None,
             call_error: None,
+            loading_until: Duration::ZERO,
+            load_for: None,
         }));
         let lua = Lua::new();
         lua::install_redis_api(&lua, &db).expect("the redis Lua API installs");
@@ -339,9 +374,30 @@ impl RedisHost {
 
     /// What a restart keeps with persistence (AOF): the keys. The script cache is not
     /// persisted by Redis, with or without AOF, so a restarted server answers `NOSCRIPT`
-    /// to the `EVALSHA` of every script it had loaded.
+    /// to the `EVALSHA` of every script it had loaded. It loads the AOF first, for a time
+    /// that grows with the data (see [`Self::restart_loading`]).
     pub fn restart(&self) {
-        self.db.borrow_mut().scripts.clear();
+        let keys = self.live_keys().len() as u32;
+        self.restart_loading((LOAD_PER_KEY * keys).min(LOAD_MAX));
+    }
+
+    /// [`Self::restart`], loading for `d`: until then every command but those Redis serves
+    /// while loading (`PUBLISH`, `SUBSCRIBE`, `SELECT`, ...) answers `LOADING`.
+    pub fn restart_loading(&self, d: Duration) {
+        let mut db = self.db.borrow_mut();
+        db.scripts.clear();
+        db.load_for = Some(d);
+    }
+
+    /// `LOADING`, when the server is loading and `name` is not served meanwhile.
+    fn refuse_while_loading(&self, name: &str) -> Option<Reply> {
+        let mut db = self.db.borrow_mut();
+        let now = db.now();
+        if let Some(d) = db.load_for.take() {
+            db.loading_until = now + d;
+        }
+        (now < db.loading_until && !SERVED_WHILE_LOADING.contains(&name))
+            .then(|| Reply::err("LOADING Redis is loading the dataset in memory"))
     }
 
     /// Every key still live, with the time it has left (`None`: no TTL), in key order.
@@ -367,7 +423,8 @@ impl RedisHost {
         db.scripts.clear();
     }
 
-    /// Runs one command of a connection (everything but (UN)SUBSCRIBE).
+    /// Runs one command of a connection (everything but (UN)SUBSCRIBE), once admitted
+    /// (see `dispatch`).
     pub fn command(&self, args: &[Vec<u8>]) -> Reply {
         let name = args
             .first()
@@ -472,6 +529,10 @@ impl RedisHost {
             .first()
             .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
             .unwrap_or_default();
+        // Even PING in subscribe mode answers `LOADING` while the server loads.
+        if let Some(refused) = self.refuse_while_loading(&name) {
+            return vec![refused];
+        }
         match name.as_str() {
             "SUBSCRIBE" if args.len() >= 2 => args[1..]
                 .iter()
