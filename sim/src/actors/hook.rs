@@ -43,7 +43,14 @@ pub(crate) async fn hook(
                 .map(|f| f.at_ms + 20)
         })
         .flatten();
-    let script = hook_script(rng_seed ^ 0x5c21_97f3, &session, plan.events_per_hook);
+    let mut script = hook_script(rng_seed ^ 0x5c21_97f3, &session, plan.events_per_hook);
+    // Targeted: on a seed with a slow dashboard each hook (but the quiet and the targeted
+    // one) ends with a backlog, a burst of terminal output and its last event in one batch,
+    // then nothing: the slow dashboard's inbox overflows on frames that no later event
+    // would repair.
+    let backlog_from =
+        (plan.slow_dashboard.is_some() && quiet_at.is_none() && last_post_at.is_none())
+            .then(|| with_backlog(&mut script));
     let mut claims = Claims::new(rng_seed ^ 0x6c61_696d);
     let mut next = 0;
     for round in 0u64.. {
@@ -53,13 +60,23 @@ pub(crate) async fn hook(
         {
             break;
         }
-        // Now and then a batch of two or three, as the hooks send a backlog.
+        // Now and then a batch of two or three, as the hooks send a backlog; the closing
+        // backlog goes as one batch.
+        let upto = match backlog_from {
+            Some(b) if next < b => b,
+            _ => script.len(),
+        };
         let take = if rng.random_bool(0.15) {
             rng.random_range(2..=3usize)
         } else {
             1
         }
-        .min(script.len() - next);
+        .min(upto - next);
+        let take = if backlog_from == Some(next) {
+            script.len() - next
+        } else {
+            take
+        };
         // Within 600 ms of its moment the targeted hook stops, waits for it, and posts one
         // event then.
         let last = match last_post_at {
@@ -103,6 +120,21 @@ pub(crate) async fn hook(
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
     }
     Ok(())
+}
+
+/// Lines of terminal output in a hook's closing backlog: twice the slow dashboard's
+/// send queue.
+const BACKLOG_LINES: usize = 2 * crate::plan::WS_SEND_QUEUE;
+
+/// Puts [`BACKLOG_LINES`] of terminal output before the script's last event; where the
+/// backlog (those lines and that event) begins.
+fn with_backlog(script: &mut Vec<Value>) -> usize {
+    let at = script.len().saturating_sub(1);
+    let lines = (0..BACKLOG_LINES).map(|i| {
+        json!({"type": "terminal:output", "output": format!("backlog {i}\n"), "stream": "stdout"})
+    });
+    script.splice(at..at, lines);
+    at
 }
 
 /// An event of the script as sent: its body with the session, the time and its index `n`.
