@@ -156,7 +156,7 @@ const SERVED_WHILE_LOADING: &[&str] = &[
 
 /// How long a restart with persistence loads: per live key (real Redis loads at a rate),
 /// at most [`LOAD_MAX`] (an outage in the scale of the simulation's others).
-const LOAD_PER_KEY: Duration = Duration::from_millis(2);
+const LOAD_PER_KEY: Duration = Duration::from_millis(5);
 const LOAD_MAX: Duration = Duration::from_millis(2_000);
 
 fn int_arg(arg: &[u8]) -> Option<i64> {
