@@ -227,7 +227,7 @@ fn actors(
             "typist",
             typist(plan.clone(), seed ^ 0x4000, history.clone(), down.clone()),
         );
-        if let Some(fault) = plan.waiter {
+        if let Some(fault) = plan.waiter_fault() {
             sim.client("waiter", waiter(plan.clone(), fault, history.clone()));
         }
         for h in 0..plan.hooks {

@@ -112,7 +112,7 @@ pub(crate) async fn checker(
     // What is left in the input queues (the pollers stopped at `RETRY_END_MS`).
     if plan.inputs > 0 {
         let mut sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
-        if plan.waiter.is_some() {
+        if plan.waiter_fault().is_some() {
             sessions.push(WAITING_ROOM.into());
         }
         // Bounded: the typist queues at most 10 attempts per item (and the waiter one), so

@@ -32,9 +32,10 @@ pub(crate) async fn hook(
         .filter(|(h, _)| *h == id)
         .map(|(_, f)| plan.faults[f].at_ms + plan.faults[f].heal_after_ms / 2);
     // Targeted: on a seed whose Redis kills the Pub/Sub connections, hook 0 (unless it is
-    // the quiet hook already) posts its last event 20 ms after the kill, while the bridges
-    // redial and nobody listens, and then goes quiet: only the resync after each bridge's
-    // re-subscribe brings that event to the dashboards.
+    // the quiet hook already) posts its last event 20 ms after the kill (keeping it back
+    // if it is done before), while the bridges redial and nobody listens, and then goes
+    // quiet: only the resync after each bridge's re-subscribe brings that event to the
+    // dashboards.
     let last_post_at = (id == 0 && quiet_at.is_none())
         .then(|| {
             plan.faults
@@ -64,6 +65,8 @@ pub(crate) async fn hook(
         // backlog goes as one batch.
         let upto = match backlog_from {
             Some(b) if next < b => b,
+            // The targeted hook keeps its last event for its moment.
+            _ if last_post_at.is_some() => (script.len() - 1).max(next + 1),
             _ => script.len(),
         };
         let take = if rng.random_bool(0.15) {
@@ -80,7 +83,7 @@ pub(crate) async fn hook(
         // Within 600 ms of its moment the targeted hook stops, waits for it, and posts one
         // event then.
         let last = match last_post_at {
-            Some(t) if now_ms() + 600 >= t => {
+            Some(t) if now_ms() + 600 >= t || next + 1 == script.len() => {
                 tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await;
                 true
             }

@@ -108,12 +108,21 @@ pub(crate) async fn poll_input(
 /// The session of [`Plan::waiter`].
 pub(crate) const WAITING_ROOM: &str = "waiting-room";
 
-/// [`Plan::waiter`]: one long poll on the instance a partition cuts off, spanning the
-/// partition, and one input item queued through another instance while it lasts.
+/// [`Plan::waiter_fault`]: one long poll on the instance a partition cuts off, spanning
+/// the partition, and one input item queued through another instance while it lasts; or,
+/// for a Pub/Sub kill, a long poll on instance 0 spanning the kill and an item queued
+/// through instance 1 20 ms after it, while the bridges redial: only the resync after the
+/// re-subscribe can wake the poll before its deadline, 10 s later.
 pub(crate) async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil::Result {
     let f = plan.faults[fault].clone();
-    let (FaultKind::Partition(cut) | FaultKind::PartitionToRedis(cut)) = f.kind else {
-        return Ok(());
+    let (cut, type_after_ms, timeout_ms) = match f.kind {
+        FaultKind::Partition(cut) | FaultKind::PartitionToRedis(cut) => (
+            cut,
+            800 + f.heal_after_ms / 3,
+            (f.heal_after_ms + 4_000).min(30_000),
+        ),
+        FaultKind::KillPubsub => (0, 820, 10_800),
+        _ => return Ok(()),
     };
     let other = (cut + 1) % plan.instances;
     let ev = json!({"type": "session:started", "sessionId": WAITING_ROOM, "timestamp": EPOCH_MS, "cwd": "/w"});
@@ -130,7 +139,7 @@ pub(crate) async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil
     ))
     .await;
     let typist = async {
-        tokio::time::sleep(Duration::from_millis(800 + f.heal_after_ms / 3)).await;
+        tokio::time::sleep(Duration::from_millis(type_after_ms)).await;
         for attempt in 0..10 {
             let item = format!("in-w-{attempt}");
             if queue_input(&history, other, WAITING_ROOM, item).await == 201 {
@@ -139,7 +148,6 @@ pub(crate) async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    let timeout_ms = (f.heal_after_ms + 4_000).min(30_000);
     tokio::join!(typist, poll_input(&history, cut, WAITING_ROOM, timeout_ms));
     Ok(())
 }
