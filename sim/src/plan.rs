@@ -168,7 +168,7 @@ pub struct Plan {
     pub quiet_hook: Option<(usize, usize)>,
     /// A long poll on the instance that fault `usize` (a partition) cuts off, waiting from
     /// just before the fault to after it heals, for input queued through another instance
-    /// meanwhile: its Pub/Sub wake-up is lost with the link. See [`Plan::waiter_fault`].
+    /// meanwhile: its Pub/Sub wake-up is lost with the link. See [`Plan::waiter_faults`].
     pub waiter: Option<usize>,
     /// Liveness mode (see [`Forever`]).
     pub forever: Option<Forever>,
@@ -377,18 +377,17 @@ impl Plan {
         }
     }
 
-    /// The fault the waiter waits across: [`Plan::waiter`]'s partition, else, on a seed
-    /// with input traffic, the Pub/Sub kill (its input queued while the bridges redial).
-    pub fn waiter_fault(&self) -> Option<usize> {
-        self.waiter.or_else(|| {
-            (self.inputs > 0)
-                .then(|| {
-                    self.faults
-                        .iter()
-                        .position(|f| f.kind == FaultKind::KillPubsub)
-                })
-                .flatten()
-        })
+    /// The faults a waiter waits across: [`Plan::waiter`]'s partition, and, on a seed with
+    /// input traffic, the Pub/Sub kill (its item queued while the bridges redial).
+    pub fn waiter_faults(&self) -> Vec<usize> {
+        let kill = (self.inputs > 0)
+            .then(|| {
+                self.faults
+                    .iter()
+                    .position(|f| f.kind == FaultKind::KillPubsub)
+            })
+            .flatten();
+        self.waiter.into_iter().chain(kill).collect()
     }
 
     pub fn destroys_data(&self) -> bool {

@@ -227,8 +227,13 @@ fn actors(
             "typist",
             typist(plan.clone(), seed ^ 0x4000, history.clone(), down.clone()),
         );
-        if let Some(fault) = plan.waiter_fault() {
-            sim.client("waiter", waiter(plan.clone(), fault, history.clone()));
+        for fault in plan.waiter_faults() {
+            let name = if plan.waiter == Some(fault) {
+                "waiter"
+            } else {
+                "waiter-kill"
+            };
+            sim.client(name, waiter(plan.clone(), fault, history.clone()));
         }
         for h in 0..plan.hooks {
             sim.client(

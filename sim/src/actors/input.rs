@@ -105,10 +105,15 @@ pub(crate) async fn poll_input(
     (status, popped)
 }
 
-/// The session of [`Plan::waiter`].
-pub(crate) const WAITING_ROOM: &str = "waiting-room";
+/// The session of the waiter across fault `fault` (see [`Plan::waiter_faults`]).
+pub(crate) fn waiting_room(plan: &Plan, fault: usize) -> &'static str {
+    match plan.faults[fault].kind {
+        FaultKind::KillPubsub => "waiting-room-kill",
+        _ => "waiting-room",
+    }
+}
 
-/// [`Plan::waiter_fault`]: one long poll on the instance a partition cuts off, spanning
+/// [`Plan::waiter_faults`]: one long poll on the instance a partition cuts off, spanning
 /// the partition, and one input item queued through another instance while it lasts; or,
 /// for a Pub/Sub kill, a long poll on instance 0 spanning the kill and an item queued
 /// through instance 1 20 ms after it, while the bridges redial: only the resync after the
@@ -125,7 +130,11 @@ pub(crate) async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil
         _ => return Ok(()),
     };
     let other = (cut + 1) % plan.instances;
-    let ev = json!({"type": "session:started", "sessionId": WAITING_ROOM, "timestamp": EPOCH_MS, "cwd": "/w"});
+    let room = waiting_room(&plan, fault);
+    // Item names are unique across sessions: `in-w-N` waits out a partition, `in-k-N` a kill.
+    let tag = if room == "waiting-room" { "w" } else { "k" };
+    let ev =
+        json!({"type": "session:started", "sessionId": room, "timestamp": EPOCH_MS, "cwd": "/w"});
     // Created just before the fault, so that no earlier fault has wiped it.
     tokio::time::sleep(Duration::from_millis(
         f.at_ms.saturating_sub(1_500 + now_ms()),
@@ -141,14 +150,14 @@ pub(crate) async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil
     let typist = async {
         tokio::time::sleep(Duration::from_millis(type_after_ms)).await;
         for attempt in 0..10 {
-            let item = format!("in-w-{attempt}");
-            if queue_input(&history, other, WAITING_ROOM, item).await == 201 {
+            let item = format!("in-{tag}-{attempt}");
+            if queue_input(&history, other, room, item).await == 201 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    tokio::join!(typist, poll_input(&history, cut, WAITING_ROOM, timeout_ms));
+    tokio::join!(typist, poll_input(&history, cut, room, timeout_ms));
     Ok(())
 }
 
