@@ -15,7 +15,7 @@ use crate::record::{Record, Shared, TtlPhase, now_ms, record};
 
 use super::cleaner::{read_back, scratch};
 use super::commander::claim;
-use super::input::{poll_input, waiting_room};
+use super::input::{poll_input, waiting_rooms};
 use super::{http, http_within, write};
 
 /// After every fault has healed: every instance must take a write, and the stored state is
@@ -112,11 +112,9 @@ pub(crate) async fn checker(
     // What is left in the input queues (the pollers stopped at `RETRY_END_MS`).
     if plan.inputs > 0 {
         let mut sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
-        sessions.extend(
-            plan.waiter_faults()
-                .iter()
-                .map(|&f| waiting_room(&plan, f).to_owned()),
-        );
+        for f in plan.waiter_faults() {
+            sessions.extend(waiting_rooms(&plan, f));
+        }
         // Bounded: the typist queues at most 10 attempts per item (and the waiter one), so
         // a queue that still answers an item past that never drains (a pop that does not
         // remove), and is a violation, not a run that waits out its time.

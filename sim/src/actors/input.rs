@@ -105,60 +105,99 @@ pub(crate) async fn poll_input(
     (status, popped)
 }
 
-/// The session of the waiter across fault `fault` (see [`Plan::waiter_faults`]).
-pub(crate) fn waiting_room(plan: &Plan, fault: usize) -> &'static str {
+/// How many waiters span a Pub/Sub kill, and how far apart their items are queued: the
+/// bridges are back within some 30 ms, and a queue request takes tens to a hundred or so
+/// ms before its notice is published, so the items start from 120 ms before the kill,
+/// 35 ms apart, and one of their notices falls into the redial gap.
+const KILL_WAITERS: usize = 5;
+const KILL_SPACING_MS: u64 = 35;
+
+/// The sessions of the waiters across fault `fault` (see [`Plan::waiter_faults`]).
+pub(crate) fn waiting_rooms(plan: &Plan, fault: usize) -> Vec<String> {
     match plan.faults[fault].kind {
-        FaultKind::KillPubsub => "waiting-room-kill",
-        _ => "waiting-room",
+        FaultKind::KillPubsub => (0..KILL_WAITERS)
+            .map(|j| format!("waiting-room-kill-{j}"))
+            .collect(),
+        _ => vec!["waiting-room".to_owned()],
     }
 }
 
 /// [`Plan::waiter_faults`]: one long poll on the instance a partition cuts off, spanning
 /// the partition, and one input item queued through another instance while it lasts; or,
-/// for a Pub/Sub kill, a long poll on instance 0 spanning the kill and an item queued
-/// through instance 1 20 ms after it, while the bridges redial: only the resync after the
-/// re-subscribe can wake the poll before its deadline, 10 s later.
+/// for a Pub/Sub kill, [`KILL_WAITERS`] long polls on instance 0 spanning the kill, each
+/// for an item queued through instance 1 around it: the one whose notice is published
+/// while the bridges redial can only be woken before its deadline (10 s later) by the
+/// resync after the re-subscribe.
 pub(crate) async fn waiter(plan: Plan, fault: usize, history: Shared) -> turmoil::Result {
     let f = plan.faults[fault].clone();
-    let (cut, type_after_ms, timeout_ms) = match f.kind {
-        FaultKind::Partition(cut) | FaultKind::PartitionToRedis(cut) => (
+    let rooms = waiting_rooms(&plan, fault);
+    let waits: Vec<Wait> = match f.kind {
+        FaultKind::Partition(cut) | FaultKind::PartitionToRedis(cut) => vec![Wait {
+            room: rooms[0].clone(),
+            tag: "w".into(),
             cut,
-            800 + f.heal_after_ms / 3,
-            (f.heal_after_ms + 4_000).min(30_000),
-        ),
-        FaultKind::KillPubsub => (0, 820, 10_800),
+            type_after_ms: 800 + f.heal_after_ms / 3,
+            timeout_ms: (f.heal_after_ms + 4_000).min(30_000),
+        }],
+        FaultKind::KillPubsub => rooms
+            .iter()
+            .enumerate()
+            .map(|(j, room)| Wait {
+                room: room.clone(),
+                tag: format!("k{j}"),
+                cut: 0,
+                type_after_ms: 800 - 120 + KILL_SPACING_MS * j as u64,
+                timeout_ms: 10_800,
+            })
+            .collect(),
         _ => return Ok(()),
     };
-    let other = (cut + 1) % plan.instances;
-    let room = waiting_room(&plan, fault);
-    // Item names are unique across sessions: `in-w-N` waits out a partition, `in-k-N` a kill.
-    let tag = if room == "waiting-room" { "w" } else { "k" };
-    let ev =
-        json!({"type": "session:started", "sessionId": room, "timestamp": EPOCH_MS, "cwd": "/w"});
-    // Created just before the fault, so that no earlier fault has wiped it.
+    let other = |cut: usize| (cut + 1) % plan.instances;
+    // Created just before the fault, so that no earlier fault has wiped them.
     tokio::time::sleep(Duration::from_millis(
         f.at_ms.saturating_sub(1_500 + now_ms()),
     ))
     .await;
-    if !write(other, "/api/events", &ev).await {
-        return Ok(());
+    let mut ready = Vec::new();
+    for w in waits {
+        let ev = json!({"type": "session:started", "sessionId": w.room, "timestamp": EPOCH_MS, "cwd": "/w"});
+        if write(other(w.cut), "/api/events", &ev).await {
+            ready.push(w);
+        }
     }
     tokio::time::sleep(Duration::from_millis(
         f.at_ms.saturating_sub(800 + now_ms()),
     ))
     .await;
+    let history = &history;
+    futures_util::future::join_all(ready.iter().map(|w| wait_across(history, w, other(w.cut))))
+        .await;
+    Ok(())
+}
+
+/// One waiter: its session, the tag of its item names (unique across sessions), the
+/// instance it polls, and when (after the poll began) its item is queued.
+struct Wait {
+    room: String,
+    tag: String,
+    cut: usize,
+    type_after_ms: u64,
+    timeout_ms: u64,
+}
+
+/// A long poll on `w.cut`, and its item queued through `other` meanwhile.
+async fn wait_across(history: &Shared, w: &Wait, other: usize) {
     let typist = async {
-        tokio::time::sleep(Duration::from_millis(type_after_ms)).await;
+        tokio::time::sleep(Duration::from_millis(w.type_after_ms)).await;
         for attempt in 0..10 {
-            let item = format!("in-{tag}-{attempt}");
-            if queue_input(&history, other, room, item).await == 201 {
+            let item = format!("in-{}-{attempt}", w.tag);
+            if queue_input(history, other, &w.room, item).await == 201 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    tokio::join!(typist, poll_input(&history, cut, room, timeout_ms));
-    Ok(())
+    tokio::join!(typist, poll_input(history, w.cut, &w.room, w.timeout_ms));
 }
 
 /// The input-inject hook of one session: long polls, one after the other.
