@@ -84,14 +84,19 @@ impl RedisServer {
     /// Starts (again) on the same port and directory.
     pub fn restart(&mut self) {
         self.spawn(&[]);
+        self.wait_for_ping(|reply| reply == "PONG");
+    }
+
+    /// Waits (10 s at most) until `PING` answers as `ready` wants.
+    fn wait_for_ping(&self, ready: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim() != "PONG" {
+        while !ready(self.cli(&["PING"]).trim()) {
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not start on port {}",
                 self.port
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -107,15 +112,8 @@ impl RedisServer {
             "--loading-process-events-interval-bytes",
             "1024",
         ]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // Any answer will do: `LOADING` is one.
+        self.wait_for_ping(|reply| !reply.is_empty());
     }
 
     /// `n` keys (`DEBUG POPULATE`) written into the AOF's base by a rewrite, so a restart
