@@ -48,7 +48,9 @@ pub(super) fn check(run: &Run, report: &mut Report) {
                 };
                 let came_back = *status == 200 || *listed == Some(true);
                 if fine {
-                } else if came_back && in_doubt.get(session.as_str()) == Some(&true) {
+                    continue;
+                }
+                if came_back && in_doubt.get(session.as_str()) == Some(&true) {
                     report.deletes_undone_in_doubt += 1;
                 } else {
                     let listing = listed.map(|l| format!(", listed: {l}")).unwrap_or_default();
