@@ -69,16 +69,10 @@ pub(crate) async fn hook(
             _ if last_post_at.is_some() => (script.len() - 1).max(next + 1),
             _ => script.len(),
         };
-        let take = if rng.random_bool(0.15) {
+        let drawn = if rng.random_bool(0.15) {
             rng.random_range(2..=3usize)
         } else {
             1
-        }
-        .min(upto - next);
-        let take = if backlog_from == Some(next) {
-            script.len() - next
-        } else {
-            take
         };
         // Within 600 ms of its moment the targeted hook stops, waits for it, and posts one
         // event then.
@@ -89,7 +83,13 @@ pub(crate) async fn hook(
             }
             _ => false,
         };
-        let take = if last { 1 } else { take };
+        let take = if last {
+            1
+        } else if backlog_from == Some(next) {
+            script.len() - next
+        } else {
+            drawn.min(upto - next)
+        };
         let events: Vec<(u64, Value)> = (next..next + take)
             .map(|i| (i as u64, stamped(&script[i], &session, i as u64)))
             .collect();
