@@ -5,11 +5,41 @@
 //! Pure functions over [`crate::domain::model`] values: nothing here may store, lock, read a
 //! clock or know a backend; callers pass `now`.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::domain::model::{
-    CommandStatus, ConversationState, LastPrompt, Session, SessionId, SessionStatus, Timestamp,
+    Command, CommandStatus, ConversationState, LastPrompt, Session, SessionId, SessionStatus,
+    Timestamp,
 };
+
+/// The fields of `session:updated`: the session as stored after the change, as `data` (the
+/// dashboard's session lists read it, as on `session:started`/`ended` frames).
+pub(crate) fn updated_fields(s: &Session) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert(
+        "data".into(),
+        serde_json::to_value(s).unwrap_or(Value::Null),
+    );
+    fields
+}
+
+/// The fields of `input:queued`.
+pub(crate) fn input_queued_fields(input_id: &str, queue_length: usize) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("inputId".into(), Value::from(input_id));
+    fields.insert("queueLength".into(), Value::from(queue_length));
+    fields
+}
+
+/// The fields of `command:queued`.
+pub(crate) fn command_queued_fields(command: &Command) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert(
+        "command".into(),
+        serde_json::to_value(command).unwrap_or(Value::Null),
+    );
+    fields
+}
 
 /// `PUT /api/sessions/:id`: finishing a session stamps its end and duration.
 pub(crate) fn apply_update(s: &mut Session, update: SessionUpdate, now: Timestamp) {

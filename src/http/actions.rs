@@ -5,9 +5,9 @@
 //! Each takes values already parsed and answers with a result, never a response or a
 //! frame: nothing here may read a request or write to a socket.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::domain::model::{InputItem, Notice, SessionId};
+use crate::domain::model::{InputItem, SessionId};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 
@@ -39,14 +39,7 @@ pub(super) async fn queue_input(
         prompt,
         timestamp: now,
     };
-    let item_id = item.id.clone();
-    let store = state.store();
-    let queued = store.push_input(sid, item).await?;
-    let mut notice = Map::new();
-    notice.insert("inputId".into(), Value::from(item_id));
-    notice.insert("queueLength".into(), Value::from(queued));
-    store
-        .publish_notice(sid, Notice::InputQueued, notice)
-        .await?;
-    Ok(queued)
+    // The store announces `input:queued` (the long polls' wake-up on every instance)
+    // inside the same atomic write.
+    Ok(state.store().push_input(sid, item).await?)
 }

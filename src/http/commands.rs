@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
-use crate::domain::model::{Command, CommandStatus, CommandType, Notice};
+use crate::domain::model::{Command, CommandStatus, CommandType};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 
@@ -93,13 +93,8 @@ async fn queue(
         error: None,
         lease_until: None,
     };
-    let store = state.store();
-    let command = store.push_command(command).await?;
-    let mut notice = Map::new();
-    notice.insert("command".into(), json!(command));
-    store
-        .publish_notice(&sid, Notice::CommandQueued, notice)
-        .await?;
+    // The store announces `command:queued` inside the same atomic write.
+    let command = state.store().push_command(command).await?;
     Ok(json(
         StatusCode::CREATED,
         &json!({

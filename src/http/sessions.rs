@@ -12,9 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{
     ApiJson, ApiQuery, OptionalJson, json, json_array, raw_json, serialize_within, session_id,
 };
-use crate::domain::model::{
-    Chain, LastPrompt, Notice, Session, SessionId, SessionStatus, Timestamp,
-};
+use crate::domain::model::{Chain, LastPrompt, Session, SessionId, SessionStatus, Timestamp};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::storage::{Cursor, SessionFilter, SessionPage, SessionUpdate};
@@ -305,34 +303,20 @@ async fn update(
         end_reason: optional_text("endReason", body.end_reason, 1_000)?,
         metadata: body.metadata,
     };
-    let store = state.store();
-    let session = store
+    // The store announces `session:updated` inside the same atomic write.
+    let session = state
+        .store()
         .update_session(&id, update)
         .await?
         .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
-    // `data`, as on session:started/ended frames: the dashboard's session lists read it.
-    let mut payload = Map::new();
-    payload.insert(
-        "data".into(),
-        serde_json::to_value(&session).unwrap_or(Value::Null),
-    );
-    store
-        .publish_notice(&id, Notice::SessionUpdated, payload)
-        .await?;
     Ok(json(StatusCode::OK, &session))
 }
 
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
-    let store = state.store();
-    if store.delete_session(&id).await? {
-        // Subscribers' cursors start over: a recreated session counts from seq 1 again.
-        if let Err(e) = store
-            .publish_notice(&id, Notice::SessionDeleted, Map::new())
-            .await
-        {
-            tracing::warn!(session = %id, error = %e, "session deleted, but the notice was not sent");
-        }
+    // `session:deleted` goes out inside the delete itself: subscribers' cursors start over
+    // (a recreated session counts from seq 1 again).
+    if state.store().delete_session(&id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::session_not_found(id.as_str()))
@@ -390,13 +374,11 @@ async fn awaiting(
         quick_responses: body.quick_responses.clone(),
         timestamp: now,
     };
-    let store = state.store();
-    store.set_awaiting(&id, prompt).await?;
-    let mut payload = Map::new();
-    payload.insert("promptType".into(), json!(body.prompt_type));
-    payload.insert("promptText".into(), json!(body.prompt_text));
-    payload.insert("quickResponses".into(), json!(body.quick_responses));
-    store.publish_notice(&id, Notice::Awaiting, payload).await?;
+    let mut fields = Map::new();
+    fields.insert("promptType".into(), json!(body.prompt_type));
+    fields.insert("promptText".into(), json!(body.prompt_text));
+    fields.insert("quickResponses".into(), json!(body.quick_responses));
+    state.store().set_awaiting(&id, prompt, fields).await?;
     Ok(json(
         StatusCode::OK,
         &json!({

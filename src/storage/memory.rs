@@ -269,8 +269,15 @@ impl Inner {
         f(&mut guard, now)
     }
 
-    /// Removes the slot of `id` if `pred` holds for it; returns whether it did.
-    fn remove_if(&self, id: &SessionId, pred: impl FnOnce(&Slot, u64) -> bool) -> bool {
+    /// Removes the slot of `id` if `pred` holds for it; returns whether it did. With
+    /// `announce`, its subscribers get `session:deleted` (a delete; an expiry is silent, as
+    /// in Redis).
+    fn remove_if(
+        &self,
+        id: &SessionId,
+        announce: bool,
+        pred: impl FnOnce(&Slot, u64) -> bool,
+    ) -> bool {
         let mut map = self.write_map();
         let Some(slot) = map.get(id).cloned() else {
             return false;
@@ -283,6 +290,13 @@ impl Inner {
         map.remove(id);
         drop(map);
         self.unindex_slot(&guard);
+        if announce {
+            // Told while the slot is still locked: no write to the session can slip in
+            // between its removal and the notice.
+            let now = Timestamp(self.now());
+            self.bus
+                .publish_notice(id, Notice::SessionDeleted, &Map::new(), now);
+        }
         true
     }
 
@@ -368,7 +382,7 @@ impl Inner {
                 }
             };
             let Some((_, id)) = due else { return };
-            if self.remove_if(&id, |s, now| s.expired(now)) {
+            if self.remove_if(&id, false, |s, now| s.expired(now)) {
                 tracing::debug!(session = %id, "session expired");
                 continue;
             }
@@ -499,16 +513,19 @@ impl Store for MemoryStore {
         update: SessionUpdate,
     ) -> StoreFuture<'a, Option<Session>> {
         let limits = self.inner.limits;
+        let bus = &self.inner.bus;
         let updated = self.inner.with_slot(id, |slot, now| {
             session::apply_update(&mut slot.session, update, Timestamp(now));
             slot.touch(now, &limits);
+            let fields = session::updated_fields(&slot.session);
+            bus.publish_notice(id, Notice::SessionUpdated, &fields, Timestamp(now));
             slot.session.clone()
         });
         ready(Ok(updated))
     }
 
     fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
-        ready(Ok(self.inner.remove_if(id, |s, now| !s.expired(now))))
+        ready(Ok(self.inner.remove_if(id, true, |s, now| !s.expired(now))))
     }
 
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage> {
@@ -635,11 +652,14 @@ impl Store for MemoryStore {
         &'a self,
         session: &'a SessionId,
         prompt: LastPrompt,
+        fields: Map<String, Value>,
     ) -> StoreFuture<'a, Session> {
         let limits = self.inner.limits;
+        let bus = &self.inner.bus;
         let result = self.inner.with_slot(session, |slot, now| {
             session::apply_awaiting(&mut slot.session, prompt, Timestamp(now));
             slot.touch(now, &limits);
+            bus.publish_notice(session, Notice::Awaiting, &fields, Timestamp(now));
             slot.session.clone()
         });
         ready(result.ok_or_else(|| StoreError::SessionNotFound(session.clone())))
@@ -654,8 +674,15 @@ impl Store for MemoryStore {
                     limit: limits.max_input_queue,
                 });
             }
+            let fields = session::input_queued_fields(&item.id, slot.input.len() + 1);
             slot.input.push_back(item);
             slot.touch(now, &limits);
+            // Under the slot lock, like the write: the notice and the long polls' wake-up
+            // cannot be lost apart from it.
+            inner
+                .bus
+                .publish_notice(session, Notice::InputQueued, &fields, Timestamp(now));
+            inner.bus.input_queued(session);
             Ok((slot.input.len(), slot.deadline()))
         });
         let result = match result {
@@ -663,7 +690,6 @@ impl Store for MemoryStore {
             Some(Err(e)) => Err(e),
             Some(Ok((len, deadline))) => {
                 inner.schedule(deadline, session);
-                inner.bus.input_queued(session);
                 Ok(len)
             }
         };
@@ -725,6 +751,10 @@ impl Store for MemoryStore {
             let mut idx = write(&inner.command_index);
             idx.insert(id.clone(), session.clone());
             drop(idx);
+            let fields = session::command_queued_fields(&command);
+            inner
+                .bus
+                .publish_notice(&session, Notice::CommandQueued, &fields, Timestamp(now));
             Ok(slot.deadline())
         });
         let result = match result {
@@ -809,16 +839,5 @@ impl Store for MemoryStore {
             })
             .flatten();
         ready(Ok(cmd))
-    }
-
-    fn publish_notice<'a>(
-        &'a self,
-        session: &'a SessionId,
-        kind: Notice,
-        payload: Map<String, Value>,
-    ) -> StoreFuture<'a, ()> {
-        let now = Timestamp(self.inner.now());
-        self.inner.bus.publish_notice(session, kind, &payload, now);
-        ready(Ok(()))
     }
 }

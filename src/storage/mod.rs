@@ -4,7 +4,10 @@
 //! backend shared by several instances (Redis) can implement it without read-modify-write
 //! races. A backend also owns the change feed: it hands every stored event, in `seq` order,
 //! to the local [`crate::bus::Bus`] (and, for Redis, to the other instances), and wakes input
-//! long polls. Handlers never publish events themselves.
+//! long polls. Every mutation emits its notice (`session:updated`, `input:queued`, ...)
+//! inside the same atomic step as the write (the same Lua script, the same memory lock), so
+//! a stored write never fails because of its notice and a notice never announces a write
+//! that did not happen. Handlers never publish anything themselves.
 //!
 //! Backends: [`memory::MemoryStore`] (default) and [`redis::RedisStore`] (`REDIS_URL`).
 //! The session rules both share live in [`crate::domain::session`].
@@ -18,8 +21,7 @@ use std::pin::Pin;
 use serde_json::{Map, Value};
 
 use crate::domain::model::{
-    Chain, Command, InputItem, LastPrompt, NewEvent, Notice, Session, SessionId, StoredEvent,
-    Timestamp,
+    Chain, Command, InputItem, LastPrompt, NewEvent, Session, SessionId, StoredEvent, Timestamp,
 };
 
 pub use crate::domain::session::{Cursor, SessionFilter, SessionPage, SessionUpdate};
@@ -145,12 +147,14 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new session; `SessionExists` if the id is taken.
     fn create_session(&self, session: Session) -> StoreFuture<'_, Session>;
     fn get_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Session>>;
+    /// Applies `update` and announces `session:updated` (with the session as `data`).
     fn update_session<'a>(
         &'a self,
         id: &'a SessionId,
         update: SessionUpdate,
     ) -> StoreFuture<'a, Option<Session>>;
-    /// Removes the session with its events, chains and queues. `false` if it did not exist.
+    /// Removes the session with its events, chains and queues, and announces
+    /// `session:deleted`. `false` if it did not exist.
     fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool>;
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage>;
 
@@ -184,18 +188,22 @@ pub trait Store: Send + Sync + 'static {
         query: EventQuery,
     ) -> StoreFuture<'a, EventPage>;
 
-    /// Marks the session as awaiting input; `SessionNotFound` if it does not exist.
+    /// Marks the session as awaiting input and announces `awaiting` with `fields`;
+    /// `SessionNotFound` if it does not exist.
     fn set_awaiting<'a>(
         &'a self,
         session: &'a SessionId,
         prompt: LastPrompt,
+        fields: Map<String, Value>,
     ) -> StoreFuture<'a, Session>;
-    /// Queues input; returns the queue length. `InputQueueFull` at the cap.
+    /// Queues input, announces `input:queued` and wakes the session's long polls on every
+    /// instance; returns the queue length. `InputQueueFull` at the cap.
     fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize>;
     /// Pops the oldest input item and sets the session `idle`, atomically.
     fn pop_input<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Option<InputItem>>;
 
-    /// Queues a pending command; `SessionNotFound` if the session does not exist.
+    /// Queues a pending command and announces `command:queued`; `SessionNotFound` if the
+    /// session does not exist.
     fn push_command(&self, command: Command) -> StoreFuture<'_, Command>;
     /// Claims every pending command (each is handed to exactly one claim). With a lease,
     /// a claimed command not acknowledged within it becomes pending again. The returned
@@ -212,13 +220,4 @@ pub trait Store: Send + Sync + 'static {
         error: Option<Value>,
     ) -> StoreFuture<'a, Option<Command>>;
     fn get_command<'a>(&'a self, command_id: &'a str) -> StoreFuture<'a, Option<Command>>;
-
-    /// Sends a notification (`session:updated`, `command:queued`, ...) to the session's
-    /// subscribers on every instance.
-    fn publish_notice<'a>(
-        &'a self,
-        session: &'a SessionId,
-        kind: Notice,
-        payload: Map<String, Value>,
-    ) -> StoreFuture<'a, ()>;
 }

@@ -1,6 +1,7 @@
 //! afw against real `redis-server`s: the storage behaviours on both backends, several
 //! instances sharing one Redis, outages and recovery, persistence, TTLs and key layout.
 
+mod exactly_once;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;

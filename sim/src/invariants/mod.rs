@@ -80,9 +80,6 @@ pub struct Report {
     /// Reads that found a deleted scratch session back, when one of its writes went
     /// unanswered and may have landed after the delete (see [`deletes`]).
     pub deletes_undone_in_doubt: usize,
-    /// Deleted sessions whose subscriber never learnt it, when a fault on the way hit the
-    /// delete (see [`deletes`]).
-    pub delete_notices_lost: usize,
     pub checks: usize,
 }
 

@@ -218,6 +218,11 @@ impl RedisCore {
         Timestamp(self.clock.now_ms())
     }
 
+    /// The Pub/Sub message of a notice from this instance, stamped now.
+    fn notice(&self, sid: &SessionId, kind: Notice, fields: &Map<String, Value>) -> String {
+        notice_message(sid, kind, self.now(), &self.instance_id, fields)
+    }
+
     fn session_lock(&self, sid: &SessionId) -> &tokio::sync::Mutex<()> {
         // A specified hash: the same shard in every run and toolchain (determinism).
         &self.session_locks[(crate::hash::of(sid) % SESSION_LOCKS as u64) as usize]
@@ -381,11 +386,13 @@ impl RedisCore {
         raw.map(|r| parse_json(what, &r)).transpose()
     }
 
-    /// Changes an existing session (and nothing else); `None` if it does not exist.
+    /// Changes an existing session (and nothing else) and publishes the notice `notice`
+    /// makes of the result, in the same script; `None` if it does not exist.
     async fn modify_session(
         &self,
         sid: &SessionId,
         change: impl Fn(&mut Session),
+        notice: impl Fn(&Session) -> (Notice, Map<String, Value>),
     ) -> Result<Option<Session>, StoreError> {
         let done = self
             .mutate_session(sid, |current| {
@@ -394,10 +401,15 @@ impl RedisCore {
                 };
                 let mut session = current.session.clone();
                 change(&mut session);
+                let (kind, fields) = notice(&session);
+                let effects = Effects {
+                    publish: vec![self.notice(sid, kind, &fields)],
+                    ..Effects::default()
+                };
                 Ok(Some((
                     session.clone(),
                     current.chains.clone(),
-                    Effects::default(),
+                    effects,
                     session,
                 )))
             })
@@ -503,6 +515,19 @@ impl RedisCore {
     }
 }
 
+/// A queue length no real queue has (its cap is far below), written into the `input:queued`
+/// message where the script puts the real one.
+const QUEUE_LENGTH_PLACEHOLDER: usize = 987_654_321_012;
+
+/// The message's text before and after the placeholder.
+fn split_at_placeholder(message: &str) -> (String, String) {
+    let mark = QUEUE_LENGTH_PLACEHOLDER.to_string();
+    match message.split_once(&mark) {
+        Some((before, after)) => (before.to_owned(), after.to_owned()),
+        None => (message.to_owned(), String::new()),
+    }
+}
+
 /// The chains an event batch changed: `(id, json, new)`.
 fn changed_chains(before: &[Chain], after: &[Chain]) -> Vec<(String, String, bool)> {
     after
@@ -582,15 +607,22 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Option<Session>> {
         Box::pin(async move {
             let now = self.now();
-            self.modify_session(id, |s| session::apply_update(s, update.clone(), now))
-                .await
+            self.modify_session(
+                id,
+                |s| session::apply_update(s, update.clone(), now),
+                |s| (Notice::SessionUpdated, session::updated_fields(s)),
+            )
+            .await
         })
     }
 
     fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut inv = self.scripts.delete.prepare_invoke();
-            inv.arg(self.keys.prefix()).arg(id.as_str());
+            inv.arg(self.keys.prefix())
+                .arg(id.as_str())
+                .arg(&self.channel)
+                .arg(self.notice(id, Notice::SessionDeleted, &Map::new()));
             let existed: i64 = self.link.invoke(&inv).await?;
             self.remember(id, None);
             Ok(existed == 1)
@@ -733,24 +765,39 @@ impl Store for RedisStore {
         &'a self,
         session: &'a SessionId,
         prompt: LastPrompt,
+        fields: Map<String, Value>,
     ) -> StoreFuture<'a, Session> {
         Box::pin(async move {
             let now = self.now();
-            self.modify_session(session, |s| session::apply_awaiting(s, prompt.clone(), now))
-                .await?
-                .ok_or_else(|| StoreError::SessionNotFound(session.clone()))
+            self.modify_session(
+                session,
+                |s| session::apply_awaiting(s, prompt.clone(), now),
+                |_| (Notice::Awaiting, fields.clone()),
+            )
+            .await?
+            .ok_or_else(|| StoreError::SessionNotFound(session.clone()))
         })
     }
 
     fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize> {
         Box::pin(async move {
+            // The queue length is known only inside the script: the message is sent as the
+            // two halves around it.
+            let (before, after) = split_at_placeholder(&self.notice(
+                session,
+                Notice::InputQueued,
+                &session::input_queued_fields(&item.id, QUEUE_LENGTH_PLACEHOLDER),
+            ));
             let mut inv = self.scripts.push_input.prepare_invoke();
             inv.arg(self.keys.prefix())
                 .arg(session.as_str())
                 .arg(self.limits.session_ttl_ms)
                 .arg(self.limits.queue_ttl_ms)
                 .arg(self.limits.max_input_queue)
-                .arg(to_json(&item));
+                .arg(to_json(&item))
+                .arg(&self.channel)
+                .arg(before)
+                .arg(after);
             match self.link.invoke::<i64>(&inv).await? {
                 -1 => Err(StoreError::SessionNotFound(session.clone())),
                 -2 => Err(StoreError::InputQueueFull {
@@ -802,7 +849,13 @@ impl Store for RedisStore {
                 .arg(&command.id)
                 .arg(to_json(&record))
                 .arg(self.limits.max_pending_commands)
-                .arg(self.limits.max_command_records);
+                .arg(self.limits.max_command_records)
+                .arg(&self.channel)
+                .arg(self.notice(
+                    &command.session_id,
+                    Notice::CommandQueued,
+                    &session::command_queued_fields(&command),
+                ));
             match self.link.invoke::<i64>(&inv).await? {
                 1 => Ok(command),
                 -2 => Err(StoreError::CommandQueueFull {
@@ -885,22 +938,6 @@ impl Store for RedisStore {
                 return Ok(None);
             }
             command_from_hash(&fields).map(Some)
-        })
-    }
-
-    fn publish_notice<'a>(
-        &'a self,
-        session: &'a SessionId,
-        kind: Notice,
-        payload: Map<String, Value>,
-    ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let msg = notice_message(session, kind, self.now(), &self.instance_id, &payload);
-            let _: i64 = self
-                .link
-                .query(redis::cmd("PUBLISH").arg(&self.channel).arg(msg))
-                .await?;
-            Ok(())
         })
     }
 }

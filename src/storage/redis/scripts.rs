@@ -33,11 +33,13 @@ const LOAD_BODY: &str = include_str!("scripts/load.lua");
 /// Returns `{last seq, list length, events...}`.
 const READ_BODY: &str = include_str!("scripts/read.lua");
 
-/// ARGV: prefix, sid, ttl, qttl, cap, item. Returns the queue length, -1 without the
-/// session, -2 when full.
+/// ARGV: prefix, sid, ttl, qttl, cap, item, channel, and the `input:queued` message as the
+/// text before and after its queue length. Publishes it with the new length. Returns the
+/// queue length, -1 without the session, -2 when full.
 const PUSH_INPUT_BODY: &str = include_str!("scripts/push_input.lua");
 
-/// ARGV: prefix, sid, ttl, qttl, command id, record json, cap, records. Returns 0 without
+/// ARGV: prefix, sid, ttl, qttl, command id, record json, cap, records, channel, the
+/// `command:queued` message (published once queued). Returns 0 without
 /// the session, -2 when `cap` commands are pending. Past `records` command records, the
 /// oldest claimed or finished ones (ids start with their issue time) are dropped down to
 /// nine tenths of it, so the set a session's every write refreshes stays bounded.
@@ -51,7 +53,8 @@ const CLAIM_BODY: &str = include_str!("scripts/claim.lua");
 /// Returns the record's fields, or nil for an unknown command.
 const ACK_BODY: &str = include_str!("scripts/ack.lua");
 
-/// ARGV: prefix, sid. Removes every key of the session. Returns 1 if it existed.
+/// ARGV: prefix, sid, channel, the `session:deleted` message. Removes every key of the
+/// session and publishes the message if it existed. Returns 1 if it existed.
 const DELETE_BODY: &str = include_str!("scripts/delete.lua");
 
 /// Every script starts with the key table ([`super::keys::lua_preamble`]), so a key is

@@ -10,4 +10,5 @@ for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.commands, 
   redis.call('DEL', p .. k .. sid)
 end
 redis.call('ZREM', p .. K.index, sid)
+if existed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return existed

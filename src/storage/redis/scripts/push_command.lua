@@ -22,4 +22,5 @@ redis.call('HSET', p .. K.command .. id, 'json', ARGV[6], 'sessionId', sid, 'sta
 redis.call('RPUSH', p .. K.commands .. sid, id)
 redis.call('SADD', p .. K.cmdids .. sid, id)
 touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('PUBLISH', ARGV[9], ARGV[10])
 return 1

@@ -4,4 +4,5 @@ local key = p .. K.input .. sid
 if redis.call('LLEN', key) >= tonumber(ARGV[5]) then return -2 end
 local n = redis.call('RPUSH', key, ARGV[6])
 touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('PUBLISH', ARGV[7], ARGV[8] .. n .. ARGV[9])
 return n

@@ -1,0 +1,103 @@
+//! Exactly once against a real Redis: notices inside the write scripts, idempotent event
+//! writes across instances, session epochs, per-item batch results.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::event;
+use crate::server::RedisServer;
+use crate::shared::redis_instance;
+
+/// Every command Redis runs while `work` runs, as `MONITOR` prints them (a command a script
+/// ran is tagged `[0 lua]`).
+async fn monitored<F: std::future::Future<Output = ()>>(
+    redis: &RedisServer,
+    work: F,
+) -> Vec<String> {
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "monitor"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli monitor");
+    let stdout = child.stdout.take().expect("its stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A plain thread: blocking reads of a child's pipe, in a test only.
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // MONITOR answers OK once it is on: wait for it, so nothing is missed.
+    let ok = rx.recv_timeout(Duration::from_secs(5)).expect("MONITOR on");
+    assert_eq!(ok, "OK");
+    work.await;
+    redis.cli(&["PING"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    rx.try_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_notice_is_published_by_the_script_that_makes_the_write() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    app.start_session("s").await;
+    let lines = monitored(&redis, async {
+        let put = app
+            .request(
+                Method::PUT,
+                "/api/sessions/s",
+                Some(json!({"summary": "x"})),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        let awaiting = app
+            .post("/api/sessions/s/awaiting", json!({"promptText": "go?"}))
+            .await;
+        assert_eq!(awaiting.status, StatusCode::OK, "{}", awaiting.body);
+        let input = app
+            .post("/api/sessions/s/input", json!({"input": "yes"}))
+            .await;
+        assert_eq!(input.status, StatusCode::CREATED, "{}", input.body);
+        app.queue_command("s", json!({"type": "pause"})).await;
+        app.event(event("file:created", "s", json!({"path": "/w/a"})))
+            .await;
+        let delete = app.request(Method::DELETE, "/api/sessions/s", None).await;
+        assert_eq!(delete.status, StatusCode::NO_CONTENT);
+    })
+    .await;
+    let publishes: Vec<&String> = lines.iter().filter(|l| l.contains("\"PUBLISH\"")).collect();
+    for line in &publishes {
+        assert!(
+            line.contains("lua]"),
+            "a PUBLISH outside the write's script: {line}"
+        );
+    }
+    for kind in [
+        "session:updated",
+        "awaiting",
+        "input:queued",
+        "command:queued",
+        "file:created",
+        "session:deleted",
+    ] {
+        assert!(
+            publishes.iter().any(|l| l.contains(kind)),
+            "no {kind} published; saw {publishes:#?}"
+        );
+    }
+    // The queue length the script knew, not a placeholder.
+    let queued = publishes
+        .iter()
+        .find(|l| l.contains("input:queued"))
+        .unwrap();
+    assert!(queued.contains(r#"\"queueLength\":1"#), "{queued}");
+}
