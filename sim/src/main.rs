@@ -108,7 +108,7 @@ fn print_seed(seed: u64, result: &Run, report: &Report) {
         "VIOLATED"
     };
     println!(
-        "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt, {} commands in doubt, {} deletes undone in doubt; digest {}",
+        "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt, {} commands in doubt, {} deletes undone in doubt, {} refused but stored, {} unanswered but stored; digest {}",
         result.plan.instances,
         result.plan.hooks,
         result.plan.dashboards,
@@ -128,6 +128,8 @@ fn print_seed(seed: u64, result: &Run, report: &Report) {
         report.input_in_doubt,
         report.commands_in_doubt,
         report.deletes_undone_in_doubt,
+        report.refused_but_stored,
+        report.stored_unanswered,
         digest(result),
     );
     if !report.violations.is_empty() {

@@ -16,8 +16,11 @@ pub enum Record {
         n: u64,
         instance: usize,
         started: u64,
+        /// 0: no answer (timeout, connection refused or dropped).
         status: u16,
         seq: Option<u64>,
+        /// Answered as a duplicate of an event stored earlier (its original `seq`).
+        duplicate: bool,
     },
     /// A hook read its session (`what`: "session") or polled its commands ("commands").
     Read {

@@ -476,6 +476,11 @@ impl NewEvent {
         self.fields.get(key).and_then(Value::as_str)
     }
 
+    /// The client's `eventId`, the key that makes a retried write idempotent.
+    pub fn event_id(&self) -> Option<&str> {
+        self.str_field("eventId")
+    }
+
     pub fn u64_field(&self, key: &str) -> Option<u64> {
         self.fields.get(key).and_then(Value::as_u64)
     }

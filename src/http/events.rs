@@ -21,7 +21,7 @@ use crate::domain::ingest::{MAX_BATCH, parse_event};
 use crate::domain::model::{NewEvent, SessionId, StoredEvent, Timestamp};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::storage::EventQuery;
+use crate::storage::{Appended, EventQuery, StoreError};
 
 pub(super) const DEFAULT_EVENTS_LIMIT: usize = 1000;
 pub(super) const MAX_EVENTS_LIMIT: usize = 10_000;
@@ -65,10 +65,13 @@ struct Stored<'a> {
     session_id: &'a SessionId,
     event_id: EventId<'a>,
     seq: u64,
+    /// The session already held this `eventId`: nothing was stored, `seq` is the original.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
 }
 
 fn client_event_id(ev: &NewEvent) -> Option<String> {
-    ev.str_field("eventId").map(str::to_owned)
+    ev.event_id().map(str::to_owned)
 }
 
 /// One event may not exceed `AFW_MAX_EVENT_BYTES` (as received).
@@ -84,21 +87,31 @@ fn check_size(state: &AppState, raw: &[u8], path: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// 201 for a stored event; 200 for a retry of one already stored (`duplicate: true`, its
+/// original `seq`): nothing new was created.
 async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required (an event object)"))?;
     check_size(&state, &body, "body")?;
     let ev = parse_event(body, "")?;
     let sid = ev.session_id.clone();
     let client_id = client_event_id(&ev);
-    let seqs = state.store().append_events(&sid, vec![ev]).await?;
-    let seq = seqs.first().copied().unwrap_or_default();
+    let outcomes = state.store().append_events(&sid, vec![ev]).await?;
+    let Some(&Appended { seq, duplicate }) = outcomes.first() else {
+        return Err(ApiError::Internal("the store answered no outcome".into()));
+    };
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok(json(
-        StatusCode::CREATED,
+        status,
         &Stored {
             success: Some(true),
             session_id: &sid,
             event_id: EventId::new(client_id, &sid, seq),
             seq,
+            duplicate,
         },
     ))
 }
@@ -110,6 +123,31 @@ struct Batch<'a> {
     events: Vec<&'a RawValue>,
 }
 
+/// One event of a batch that was not stored, and why (its session's append failed).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotStored<'a> {
+    session_id: &'a SessionId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    error: String,
+    status: u16,
+}
+
+/// What became of one event of a batch.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemResult<'a> {
+    Stored(Stored<'a>),
+    NotStored(NotStored<'a>),
+}
+
+/// Every event of a batch is validated before any is stored (a 400 stores nothing). Then
+/// the events of each session are appended atomically, one session after the other in the
+/// order they first appear; sessions are independent, so one session's failure does not
+/// undo another's success. The answer says, per event, what happened: 201 when every event
+/// is stored (or was already), 207 with `results[i].error` for the events that were not
+/// when only some sessions failed, and the plain error (503 ...) when none was stored.
 async fn post_batch(
     State(state): State<AppState>,
     JsonText(body): JsonText,
@@ -125,7 +163,6 @@ async fn post_batch(
             format!("must contain at most {MAX_BATCH} events"),
         ));
     }
-    // All or nothing: every event is validated before any is stored.
     let mut events = Vec::with_capacity(batch.events.len());
     let mut details = Vec::new();
     for (i, raw) in batch.events.iter().enumerate() {
@@ -147,7 +184,69 @@ async fn post_batch(
             details,
         ));
     }
-    // One atomic append per session, in the order the sessions first appear.
+    let ids: Vec<Option<String>> = events.iter().map(client_event_id).collect();
+    let sids: Vec<SessionId> = events.iter().map(|e| e.session_id.clone()).collect();
+    let outcomes = append_by_session(&state, events).await;
+    let failures: Vec<&StoreError> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    if let Some(&first) = failures.first()
+        && failures.len() == outcomes.len()
+    {
+        // Nothing was stored: the plain error says so (with its Retry-After).
+        return Err(ApiError::from(first.clone()));
+    }
+    let results: Vec<ItemResult<'_>> = outcomes
+        .iter()
+        .zip(&sids)
+        .zip(&ids)
+        .map(|((outcome, sid), id)| match outcome {
+            Ok(a) => ItemResult::Stored(Stored {
+                success: None,
+                session_id: sid,
+                event_id: EventId::new(id.clone(), sid, a.seq),
+                seq: a.seq,
+                duplicate: a.duplicate,
+            }),
+            Err(e) => {
+                let e = ApiError::from(e.clone());
+                ItemResult::NotStored(NotStored {
+                    session_id: sid,
+                    event_id: id.as_deref(),
+                    error: e.to_string(),
+                    status: e.status().as_u16(),
+                })
+            }
+        })
+        .collect();
+    let stored = outcomes.len() - failures.len();
+    if failures.is_empty() {
+        return Ok(json(
+            StatusCode::CREATED,
+            &json!({ "success": true, "count": stored, "results": results }),
+        ));
+    }
+    Ok(json(
+        StatusCode::MULTI_STATUS,
+        &json!({
+            "success": false,
+            "error": format!(
+                "{} of {} events were not stored (see results[i].error); retrying them with \
+                 their eventId is safe",
+                failures.len(),
+                outcomes.len()
+            ),
+            "count": stored,
+            "results": results,
+        }),
+    ))
+}
+
+/// Appends the events of each session atomically, sessions in the order they first
+/// appear; one outcome per event, in the batch's order.
+async fn append_by_session(
+    state: &AppState,
+    events: Vec<NewEvent>,
+) -> Vec<Result<Appended, StoreError>> {
+    let total = events.len();
     let mut order: Vec<SessionId> = Vec::new();
     let mut groups: BTreeMap<SessionId, Vec<(usize, NewEvent)>> = BTreeMap::new();
     for (i, ev) in events.into_iter().enumerate() {
@@ -157,30 +256,27 @@ async fn post_batch(
         }
         group.push((i, ev));
     }
-    let mut stored: Vec<(SessionId, Option<String>, usize, u64)> = Vec::new();
+    let mut outcomes: Vec<Option<Result<Appended, StoreError>>> = vec![None; total];
     for sid in order {
         let group = groups.remove(&sid).unwrap_or_default();
         let (positions, evs): (Vec<usize>, Vec<NewEvent>) = group.into_iter().unzip();
-        let ids: Vec<Option<String>> = evs.iter().map(client_event_id).collect();
-        let seqs = state.store().append_events(&sid, evs).await?;
-        for ((pos, seq), id) in positions.into_iter().zip(seqs).zip(ids) {
-            stored.push((sid.clone(), id, pos, seq));
+        match state.store().append_events(&sid, evs).await {
+            Ok(appended) => {
+                for (pos, a) in positions.into_iter().zip(appended) {
+                    outcomes[pos] = Some(Ok(a));
+                }
+            }
+            Err(e) => {
+                for pos in positions {
+                    outcomes[pos] = Some(Err(e.clone()));
+                }
+            }
         }
     }
-    stored.sort_by_key(|(_, _, pos, _)| *pos);
-    let results: Vec<Stored<'_>> = stored
-        .iter()
-        .map(|(sid, id, _, seq)| Stored {
-            success: None,
-            session_id: sid,
-            event_id: EventId::new(id.clone(), sid, *seq),
-            seq: *seq,
-        })
-        .collect();
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({ "success": true, "count": results.len(), "results": results }),
-    ))
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(StoreError::Corrupt("an event got no outcome".into()))))
+        .collect()
 }
 
 /// `{"sessionId":..,"count":N,"events":[...],<extra>}` from stored bytes.

@@ -69,14 +69,14 @@ async fn output(
         fields.insert("action".into(), Value::from(a));
     }
     let ev = event_from_map(fields)?;
-    let seqs = state.store().append_events(&sid, vec![ev]).await?;
+    let appended = state.store().append_events(&sid, vec![ev]).await?;
     Ok(json(
         StatusCode::OK,
         &json!({
             "success": true,
             "buffered": true,
             "bytes": size,
-            "seq": seqs.first().copied().unwrap_or_default(),
+            "seq": appended.first().map(|a| a.seq).unwrap_or_default(),
         }),
     ))
 }

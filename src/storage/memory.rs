@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use super::{
-    EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
+    Appended, EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
     StoreFuture, StoreHealth, StoreLimits,
 };
 use crate::bus::Bus;
@@ -52,6 +52,11 @@ struct Slot {
     /// Bytes of `events` (their JSON).
     bytes: usize,
     next_seq: u64,
+    /// The `eventId`s of the stored events and their `seq`s (both ways, so trimming an
+    /// event forgets its id): a retried write is recognised for as long as its event is
+    /// kept.
+    event_ids: BTreeMap<String, u64>,
+    ids_by_seq: BTreeMap<u64, String>,
     /// When the session, its events and chains expire (ms on the injected clock).
     expires_at: u64,
     /// When the command and input queues expire.
@@ -72,6 +77,8 @@ impl Slot {
             events: VecDeque::new(),
             bytes: 0,
             next_seq: 1,
+            event_ids: BTreeMap::new(),
+            ids_by_seq: BTreeMap::new(),
             expires_at: now + limits.session_ttl_ms,
             queues_expire_at: now + limits.queue_ttl_ms,
             commands: Vec::new(),
@@ -267,6 +274,50 @@ impl Inner {
             self.unindex_command(&gone);
         }
         f(&mut guard, now)
+    }
+
+    /// Stores one new event in the slot: its `seq`, its effect on the session and chains,
+    /// its id, its publication (inside the slot lock, so subscribers see events in `seq`
+    /// order), then the trim of the oldest events, by count and by bytes (the newest event
+    /// always stays).
+    fn append_one(&self, slot: &mut Slot, session: &SessionId, ev: &NewEvent, now: u64) -> u64 {
+        let seq = slot.next_seq;
+        slot.next_seq += 1;
+        let effects = derive::apply_event(&mut slot.session, &mut slot.chains, ev, Timestamp(now));
+        if let Some(chain_id) = effects.chain_compiled {
+            write(&self.chain_index).insert(chain_id, session.clone());
+        }
+        if let Some(id) = ev.event_id() {
+            slot.event_ids.insert(id.to_owned(), seq);
+            slot.ids_by_seq.insert(seq, id.to_owned());
+        }
+        let stored = StoredEvent {
+            seq,
+            kind: ev.kind,
+            timestamp: ev.timestamp,
+            json: ev.json_with_seq(seq),
+        };
+        self.bus.publish_event(session, &stored, || {
+            serde_json::to_string(&slot.session).ok()
+        });
+        slot.bytes += stored.json.len();
+        self.event_bytes
+            .fetch_add(stored.json.len(), Ordering::Relaxed);
+        slot.events.push_back(stored);
+        while slot.events.len() > self.limits.max_events_per_session
+            || (slot.bytes > self.limits.session_budget_bytes && slot.events.len() > 1)
+        {
+            let Some(old) = slot.events.pop_front() else {
+                break;
+            };
+            slot.bytes -= old.json.len();
+            self.event_bytes
+                .fetch_sub(old.json.len(), Ordering::Relaxed);
+            if let Some(id) = slot.ids_by_seq.remove(&old.seq) {
+                slot.event_ids.remove(&id);
+            }
+        }
+        seq
     }
 
     /// Removes the slot of `id` if `pred` holds for it; returns whether it did. With
@@ -577,64 +628,36 @@ impl Store for MemoryStore {
         &'a self,
         session: &'a SessionId,
         events: Vec<NewEvent>,
-    ) -> StoreFuture<'a, Vec<u64>> {
+    ) -> StoreFuture<'a, Vec<Appended>> {
         let Some(first) = events.first() else {
             return ready(Ok(Vec::new()));
         };
         let inner = &self.inner;
-        let seqs = inner.with_slot_or_create(
+        let outcomes = inner.with_slot_or_create(
             session,
             |now| derive::session_for_unknown(first, Timestamp(now)),
             |slot, now| {
-                let mut seqs = Vec::with_capacity(events.len());
-                for ev in &events {
-                    let seq = slot.next_seq;
-                    slot.next_seq += 1;
-                    let effects = derive::apply_event(
-                        &mut slot.session,
-                        &mut slot.chains,
-                        ev,
-                        Timestamp(now),
-                    );
-                    if let Some(chain_id) = effects.chain_compiled {
-                        let mut idx = write(&inner.chain_index);
-                        idx.insert(chain_id, session.clone());
-                    }
-                    let stored = StoredEvent {
-                        seq,
-                        kind: ev.kind,
-                        timestamp: ev.timestamp,
-                        json: ev.json_with_seq(seq),
-                    };
-                    // Inside the slot lock: subscribers see events in seq order.
-                    inner.bus.publish_event(session, &stored, || {
-                        serde_json::to_string(&slot.session).ok()
-                    });
-                    slot.bytes += stored.json.len();
-                    inner
-                        .event_bytes
-                        .fetch_add(stored.json.len(), Ordering::Relaxed);
-                    slot.events.push_back(stored);
-                    // Oldest first, by count and by bytes (the newest event always stays).
-                    while slot.events.len() > inner.limits.max_events_per_session
-                        || (slot.bytes > inner.limits.session_budget_bytes && slot.events.len() > 1)
-                    {
-                        let Some(old) = slot.events.pop_front() else {
-                            break;
-                        };
-                        slot.bytes -= old.json.len();
-                        inner
-                            .event_bytes
-                            .fetch_sub(old.json.len(), Ordering::Relaxed);
-                    }
-                    seqs.push(seq);
-                }
+                let outcomes = events
+                    .iter()
+                    .map(
+                        |ev| match ev.event_id().and_then(|id| slot.event_ids.get(id)) {
+                            Some(&seq) => Appended {
+                                seq,
+                                duplicate: true,
+                            },
+                            None => Appended {
+                                seq: inner.append_one(slot, session, ev, now),
+                                duplicate: false,
+                            },
+                        },
+                    )
+                    .collect();
                 slot.touch(now, &inner.limits);
-                seqs
+                outcomes
             },
         );
         inner.enforce_memory_budget(session);
-        ready(Ok(seqs))
+        ready(Ok(outcomes))
     }
 
     fn read_events<'a>(

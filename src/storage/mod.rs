@@ -93,6 +93,15 @@ impl Default for StoreLimits {
     }
 }
 
+/// What became of one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its `seq`: newly assigned, or, for a duplicate, the one it was stored with.
+    pub seq: u64,
+    /// The session already held an event with this `eventId`; nothing was stored.
+    pub duplicate: bool,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EventQuery {
     /// Only events with a larger `seq` (the exact resume cursor).
@@ -176,12 +185,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends events of one session atomically: assigns `seq`s, derives the session and
     /// chains (creating the session if needed), trims, refreshes TTLs and publishes.
-    /// Returns the assigned `seq`s in order.
+    /// An event whose `eventId` the session already holds (stored earlier, or earlier in
+    /// `events`) is not stored again: it is answered with the original `seq` as a
+    /// duplicate. Returns one outcome per event, in order.
     fn append_events<'a>(
         &'a self,
         session: &'a SessionId,
         events: Vec<NewEvent>,
-    ) -> StoreFuture<'a, Vec<u64>>;
+    ) -> StoreFuture<'a, Vec<Appended>>;
     fn read_events<'a>(
         &'a self,
         session: &'a SessionId,

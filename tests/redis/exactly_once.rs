@@ -101,3 +101,31 @@ async fn every_notice_is_published_by_the_script_that_makes_the_write() {
         .unwrap();
     assert!(queued.contains(r#"\"queueLength\":1"#), "{queued}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_through_another_instance_is_recognised() {
+    let redis = RedisServer::start();
+    let a = redis_instance(&redis).await;
+    let b = redis_instance(&redis).await;
+    let ev = event("file:created", "s", json!({"eventId": "hook-42"}));
+    let first = a.post("/api/events", ev.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    // B has never seen the session (nothing cached): the id is checked in Redis.
+    let retry = b.post("/api/events", ev).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
+    assert_eq!(retry.body["duplicate"], true);
+    assert_eq!(retry.body["seq"], first.body["seq"]);
+    assert_eq!(redis.cli(&["LLEN", "afw:events:s"]).trim(), "1");
+    // And in the other direction, after B wrote last.
+    b.event(event("file:created", "s", json!({"eventId": "hook-43"})))
+        .await;
+    let back = a
+        .post(
+            "/api/events",
+            event("file:created", "s", json!({"eventId": "hook-43"})),
+        )
+        .await;
+    assert_eq!(back.body["duplicate"], true, "{}", back.body);
+    assert_eq!(back.body["seq"], 2);
+    assert_eq!(redis.cli(&["LLEN", "afw:events:s"]).trim(), "2");
+}

@@ -99,6 +99,8 @@ on_both_backends!(
     input_is_fifo_capped_and_wakes_long_polls,
     websocket_delivery_and_resume,
     concurrent_appends_each_get_their_own_seqs,
+    a_retried_event_is_stored_once,
+    a_trimmed_event_id_is_forgotten_with_its_event,
 );
 
 async fn sessions_lifecycle(backend: Backend) {
@@ -658,4 +660,96 @@ async fn concurrent_appends_each_get_their_own_seqs(backend: Backend) {
         by_seq, answered,
         "each answer names the seq its own event was stored under"
     );
+}
+
+/// A retry with the same `eventId` (single or in a batch, alone or repeated in one batch) is
+/// answered with the original `seq` and `duplicate: true`, and nothing is stored twice: not
+/// the event, not its effect on the session.
+async fn a_retried_event_is_stored_once(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    let ev = |id: &str| event("step:spawned", "s", json!({"eventId": id, "stepNumber": 1}));
+    let first = app.post("/api/events", ev("e-1")).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.body["seq"], 1);
+    assert!(first.body.get("duplicate").is_none(), "{}", first.body);
+    let again = app.post("/api/events", ev("e-1")).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["seq"], 1);
+    assert_eq!(again.body["duplicate"], true);
+    assert_eq!(again.body["eventId"], "e-1");
+    // A batch: a stored id, a new one twice, an event without id.
+    let batch = app
+        .post(
+            "/api/events/batch",
+            json!({"events": [ev("e-1"), ev("e-2"), ev("e-2"),
+                event("file:created", "s", json!({}))]}),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::CREATED, "{}", batch.body);
+    let results = batch.body["results"].as_array().unwrap();
+    let seqs: Vec<u64> = results.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    let dups: Vec<bool> = results
+        .iter()
+        .map(|r| r["duplicate"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(seqs, [1, 2, 2, 3], "{}", batch.body);
+    assert_eq!(dups, [true, false, true, false], "{}", batch.body);
+    let stored = app.get("/api/events/s").await.body;
+    assert_eq!(stored["count"], 3, "{stored}");
+    assert_eq!(stored["lastSeq"], 3);
+    let session = app.get("/api/sessions/s").await.body;
+    assert_eq!(session["eventCount"], 3, "{session}");
+    // Ids are per session: the same id in another session is a new event.
+    let other = app
+        .post(
+            "/api/events",
+            event("step:spawned", "t", json!({"eventId": "e-1"})),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+    assert_eq!(other.body["seq"], 1);
+}
+
+/// Ids are remembered for as long as their events are kept: once trimmed, the id is
+/// forgotten with it (bounded memory), and the set of ids follows the session's TTL.
+async fn a_trimmed_event_id_is_forgotten_with_its_event(backend: Backend) {
+    let app = backend
+        .app(Config {
+            max_events_per_session: 2,
+            ..Config::default()
+        })
+        .await;
+    for id in ["a", "b", "c"] {
+        app.event(event("file:created", "s", json!({"eventId": id})))
+            .await;
+    }
+    let kept = app
+        .post(
+            "/api/events",
+            event("file:created", "s", json!({"eventId": "b"})),
+        )
+        .await;
+    assert_eq!(kept.body["duplicate"], true, "{}", kept.body);
+    assert_eq!(kept.body["seq"], 2);
+    let trimmed = app
+        .post(
+            "/api/events",
+            event("file:created", "s", json!({"eventId": "a"})),
+        )
+        .await;
+    assert_eq!(trimmed.status, StatusCode::CREATED, "{}", trimmed.body);
+    assert_eq!(trimmed.body["seq"], 4);
+    if let Backend::Redis(redis) = &backend {
+        let ids = redis.cli(&["ZRANGE", "afw:eventids:s", "0", "-1", "WITHSCORES"]);
+        assert_eq!(
+            ids.split_whitespace().collect::<Vec<_>>(),
+            ["c", "3", "a", "4"]
+        );
+        let ttl: i64 = redis
+            .cli(&["PTTL", "afw:eventids:s"])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(ttl > 0, "the id set expires with the session: {ttl}");
+    }
 }

@@ -140,17 +140,22 @@ fn with_backlog(script: &mut Vec<Value>) -> usize {
     at
 }
 
-/// An event of the script as sent: its body with the session, the time and its index `n`.
+/// An event of the script as sent: its body with the session, the time, its index `n` and
+/// its `eventId` (the same on every retry, so a retry of a write that was stored after all
+/// is answered as a duplicate instead of being stored twice).
 fn stamped(body: &Value, session: &str, n: u64) -> Value {
     let mut ev = body.clone();
     ev["sessionId"] = json!(session);
+    ev["eventId"] = json!(format!("{session}-e{n}"));
     ev["timestamp"] = json!(EPOCH_MS + now_ms());
     ev["n"] = json!(n);
     ev
 }
 
-/// Posts one event (or a batch) through random instances until one answers 201, each
-/// answer recorded per event (a batch's `results[i].seq` for event i).
+/// Posts one event (or a batch) through random instances until one answers 201 (or 200:
+/// stored already, by an attempt whose answer was a 503 or lost), each answer recorded per
+/// event (a batch's `results[i]` for event i); an attempt without an answer is recorded
+/// with status 0.
 async fn post(
     history: &Shared,
     plan: &Plan,
@@ -175,10 +180,10 @@ async fn post(
         match http(instance, "POST", path, Some(&body)).await {
             Ok((status, answer)) => {
                 for (i, (n, _)) in events.iter().enumerate() {
-                    let seq = if events.len() == 1 {
-                        answer["seq"].as_u64()
+                    let item = if events.len() == 1 {
+                        &answer
                     } else {
-                        answer["results"][i]["seq"].as_u64()
+                        &answer["results"][i]
                     };
                     record(
                         history,
@@ -188,26 +193,45 @@ async fn post(
                             instance,
                             started,
                             status,
-                            seq,
+                            seq: item["seq"].as_u64(),
+                            duplicate: item["duplicate"] == true,
                         },
                     );
                 }
-                if status == 201 {
+                if status == 201 || status == 200 {
                     return;
                 }
             }
-            Err(e) if e == "timeout" => record(
-                history,
-                Record::Hang {
-                    client: session.to_owned(),
-                    what: format!(
-                        "POST {path} {:?} via {instance}",
-                        events.first().map(|e| e.0)
-                    ),
-                },
-            ),
-            // A crashed instance refuses connections: try another.
-            Err(_) => {}
+            Err(e) => {
+                if e == "timeout" {
+                    record(
+                        history,
+                        Record::Hang {
+                            client: session.to_owned(),
+                            what: format!(
+                                "POST {path} {:?} via {instance}",
+                                events.first().map(|e| e.0)
+                            ),
+                        },
+                    );
+                }
+                // No answer (a timeout, or a crashed instance refusing or dropping the
+                // connection): the write may or may not have been stored.
+                for (n, _) in events {
+                    record(
+                        history,
+                        Record::Post {
+                            session: session.to_owned(),
+                            n: *n,
+                            instance,
+                            started,
+                            status: 0,
+                            seq: None,
+                            duplicate: false,
+                        },
+                    );
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
     }

@@ -31,7 +31,7 @@ pub(super) fn check_answers(run: &Run, report: &mut Report) {
     for (at, r) in &run.history.records {
         if let Record::Post {
             session,
-            status: 201,
+            status: 200 | 201,
             ..
         } = r
         {
@@ -109,7 +109,7 @@ fn answer(r: &Record) -> Option<Answer<'_>> {
             instance,
             started,
             status,
-            allowed: &[201, 503],
+            allowed: &[200, 201, 503],
         },
         Record::Read {
             session,

@@ -192,7 +192,7 @@ fn acknowledged_where_stored(records: &[&Record], finals: &Finals<'_>, report: &
             Record::Post {
                 session,
                 n,
-                status: 201,
+                status: 200 | 201,
                 seq: Some(seq),
                 ..
             } => ("acknowledged", session, *seq, Some(*n)),

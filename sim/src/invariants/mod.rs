@@ -80,6 +80,11 @@ pub struct Report {
     /// Reads that found a deleted scratch session back, when one of its writes went
     /// unanswered and may have landed after the delete (see [`deletes`]).
     pub deletes_undone_in_doubt: usize,
+    /// Events answered 503 (with a fault about: the reply lost to afw's timeout) and found
+    /// stored by the retry (see [`durability`]).
+    pub refused_but_stored: usize,
+    /// Events whose attempt went unanswered and was found stored by the retry.
+    pub stored_unanswered: usize,
     pub checks: usize,
 }
 
@@ -115,6 +120,8 @@ pub fn check(run: &Run) -> Report {
         })
         .collect();
     durability::check(run, &records, &finals, &mut report);
+    durability::check_stored_once(&finals, &mut report);
+    durability::check_refused_but_stored(run, &run.history.records, &mut report);
     delivery::check(run, &records, &finals, &mut report);
     delivery::check_disconnects(run, &mut report);
     commands::check(run, &mut report);

@@ -141,7 +141,7 @@ fn events_in_time(run: &Run, windows: &[Window], report: &mut Report) {
         let Record::Post {
             session,
             instance: writer,
-            status: 201,
+            status: 200 | 201,
             seq: Some(seq),
             ..
         } = r

@@ -50,7 +50,7 @@ use link::public_reason;
 
 use self::keys::Keys;
 use super::{
-    EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
+    Appended, EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
     StoreFuture, StoreHealth, StoreLimits,
 };
 use crate::domain::derive;
@@ -136,7 +136,7 @@ impl Drop for DrainGuard<'_> {
 
 struct PendingAppend {
     events: Vec<NewEvent>,
-    reply: tokio::sync::oneshot::Sender<Result<Vec<u64>, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Appended>, StoreError>>,
 }
 
 pub(crate) struct RedisCore {
@@ -160,7 +160,8 @@ pub(crate) struct RedisCore {
 #[derive(Default)]
 struct Effects {
     last_seq: Option<u64>,
-    events: Vec<bytes::Bytes>,
+    /// New events and their `eventId`s ('' for none).
+    events: Vec<(bytes::Bytes, String)>,
     chains: Vec<(String, String, bool)>,
     publish: Vec<String>,
     pop_input: bool,
@@ -170,7 +171,13 @@ enum CommitOutcome {
     Done(Option<String>),
     Changed,
     NothingToPop,
+    /// Nothing was written: these `eventId`s are already stored, with these `seq`s.
+    Duplicates(Vec<(String, u64)>),
 }
+
+/// `eventId`s a commit found already stored, with their `seq`s: the next attempt leaves
+/// them out.
+type KnownIds = BTreeMap<String, u64>;
 
 impl RedisStore {
     pub(crate) fn new(
@@ -294,8 +301,8 @@ impl RedisCore {
             .arg(if effects.pop_input { "1" } else { "0" })
             .arg(self.limits.session_budget_bytes)
             .arg(effects.events.len());
-        for ev in &effects.events {
-            inv.arg(ev.as_ref());
+        for (ev, id) in &effects.events {
+            inv.arg(ev.as_ref()).arg(id);
         }
         inv.arg(effects.chains.len());
         for (id, json, new) in &effects.chains {
@@ -321,6 +328,7 @@ impl RedisCore {
                     .and_then(|b| String::from_utf8(b).ok()),
             )),
             Some(2) => Ok(CommitOutcome::NothingToPop),
+            Some(3) => Ok(CommitOutcome::Duplicates(duplicates(reply.get(1)))),
             _ => {
                 self.remember(sid, None);
                 Ok(CommitOutcome::Changed)
@@ -336,12 +344,15 @@ impl RedisCore {
         sid: &SessionId,
         mut mutate: impl FnMut(
             Option<&Cached>,
+            &KnownIds,
         ) -> Result<Option<(Session, Vec<Chain>, Effects, T)>, StoreError>,
     ) -> Result<Option<(T, Option<String>)>, StoreError> {
         let _serial = self.session_lock(sid).lock().await;
         let mut fresh = false;
+        let mut known = KnownIds::new();
+        let mut retry_at_once = false;
         for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
+            if attempt > 0 && !std::mem::take(&mut retry_at_once) {
                 // Another instance wrote in between: back off a little, with jitter, so
                 // competing instances do not retry in lockstep.
                 let ms = self.link.jitter_ms(u64::from(attempt.min(20)));
@@ -351,7 +362,7 @@ impl RedisCore {
                 Some(c) if !fresh => Some(c),
                 _ => self.load(sid).await?,
             };
-            let Some((session, chains, effects, out)) = mutate(current.as_ref())? else {
+            let Some((session, chains, effects, out)) = mutate(current.as_ref(), &known)? else {
                 return Ok(None);
             };
             let expected = current.as_ref().map(|c| c.json.as_str()).unwrap_or("");
@@ -369,6 +380,11 @@ impl RedisCore {
                 }
                 CommitOutcome::NothingToPop => return Ok(None),
                 CommitOutcome::Changed => fresh = true,
+                CommitOutcome::Duplicates(found) => {
+                    // The state read was current: derive again without these, at once.
+                    known.extend(found);
+                    retry_at_once = true;
+                }
             }
         }
         Err(StoreError::Unavailable(
@@ -395,7 +411,7 @@ impl RedisCore {
         notice: impl Fn(&Session) -> (Notice, Map<String, Value>),
     ) -> Result<Option<Session>, StoreError> {
         let done = self
-            .mutate_session(sid, |current| {
+            .mutate_session(sid, |current, _| {
                 let Some(current) = current else {
                     return Ok(None);
                 };
@@ -472,21 +488,31 @@ impl RedisCore {
         &self,
         session: &SessionId,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Vec<Appended>, StoreError> {
         let Some(first) = events.first() else {
             return Ok(Vec::new());
         };
         let now = self.now();
         let done = self
-            .mutate_session(session, |current| {
+            .mutate_session(session, |current, known| {
                 let (mut s, mut chains) = match current {
                     Some(c) => (c.session.clone(), c.chains.clone()),
                     None => (derive::session_for_unknown(first, now), Vec::new()),
                 };
                 let before = chains.clone();
                 let mut effects = Effects::default();
-                let mut seqs = Vec::with_capacity(events.len());
+                let mut outcomes = Vec::with_capacity(events.len());
+                // Ids stored by this commit, so a repeat within it is a duplicate too.
+                let mut fresh: BTreeMap<&str, u64> = BTreeMap::new();
                 for ev in &events {
+                    let id = ev.event_id();
+                    if let Some(&seq) = id.and_then(|id| known.get(id).or(fresh.get(id))) {
+                        outcomes.push(Appended {
+                            seq,
+                            duplicate: true,
+                        });
+                        continue;
+                    }
                     derive::apply_event(&mut s, &mut chains, ev, now);
                     // Commits on a session are serial (compare-and-set), so its event
                     // count is its sequence.
@@ -503,16 +529,44 @@ impl RedisCore {
                         &self.instance_id,
                         Some(&s),
                     ));
-                    effects.events.push(stored.json);
-                    seqs.push(seq);
+                    if let Some(id) = id {
+                        fresh.insert(id, seq);
+                    }
+                    effects
+                        .events
+                        .push((stored.json, id.unwrap_or_default().to_owned()));
+                    outcomes.push(Appended {
+                        seq,
+                        duplicate: false,
+                    });
                 }
-                effects.last_seq = Some(s.event_count);
+                // Every event a duplicate: the commit only refreshes the TTLs (a retry is
+                // activity too).
+                if !effects.events.is_empty() {
+                    effects.last_seq = Some(s.event_count);
+                }
                 effects.chains = changed_chains(&before, &chains);
-                Ok(Some((s, chains, effects, seqs)))
+                Ok(Some((s, chains, effects, outcomes)))
             })
             .await?;
-        Ok(done.map(|(seqs, _)| seqs).unwrap_or_default())
+        Ok(done.map(|(outcomes, _)| outcomes).unwrap_or_default())
     }
+}
+
+/// The `{id, seq, id, seq, ...}` list of a commit that found duplicates.
+fn duplicates(list: Option<&RValue>) -> Vec<(String, u64)> {
+    let Some(RValue::Array(items)) = list else {
+        return Vec::new();
+    };
+    items
+        .chunks(2)
+        .filter_map(|pair| {
+            let id = String::from_utf8(bulk(&pair[0])?).ok()?;
+            let seq = pair.get(1).and_then(bulk)?;
+            let seq = std::str::from_utf8(&seq).ok()?.parse().ok()?;
+            Some((id, seq))
+        })
+        .collect()
 }
 
 /// A queue length no real queue has (its cap is far below), written into the `input:queued`
@@ -688,7 +742,7 @@ impl Store for RedisStore {
         &'a self,
         session: &'a SessionId,
         events: Vec<NewEvent>,
-    ) -> StoreFuture<'a, Vec<u64>> {
+    ) -> StoreFuture<'a, Vec<Appended>> {
         Box::pin(async move {
             if events.is_empty() {
                 return Ok(Vec::new());
@@ -812,7 +866,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let now = self.now();
             let done = self
-                .mutate_session(session, |current| {
+                .mutate_session(session, |current, _| {
                     let Some(current) = current else {
                         return Ok(None);
                     };

@@ -16,8 +16,11 @@ const TOUCH: &str = include_str!("scripts/touch.lua");
 
 /// ARGV: prefix, sid, ttl, qttl, channel, expected session ('' = absent), new session,
 /// activity score, new last seq ('' = unchanged), max events, pop ('1' = pop one input item
-/// first; nothing is written if there is none), byte budget of the events, then `n` events,
-/// `n` (chain id, json, new) triples, `n` messages to publish.
+/// first; nothing is written if there is none), byte budget of the events, then `n`
+/// (event, eventId or '') pairs, `n` (chain id, json, new) triples, `n` messages to publish.
+/// An event whose eventId `eventids:{sid}` already holds makes the script write nothing and
+/// return `{3, {id, seq, ...}}` (the caller derives again without them); new ids are added
+/// with their seq, and trimmed events' ids go with them.
 /// The oldest events go first, by count and by bytes (`bytes:{sid}` keeps the list's
 /// size); the newest event always stays, so seqs stay contiguous.
 /// Returns `{0}` when the session changed (reload), `{2}` when a pop found nothing,

@@ -2,6 +2,17 @@ local p, sid = ARGV[1], ARGV[2]
 local skey = p .. K.sessions .. sid
 local cur = redis.call('GET', skey)
 if (cur or '') ~= ARGV[6] then return {0} end
+local ikey = p .. K.eventids .. sid
+local n = tonumber(ARGV[13])
+local dups = {}
+for j = 0, n - 1 do
+  local id = ARGV[15 + 2 * j]
+  if id ~= '' then
+    local seq = redis.call('ZSCORE', ikey, id)
+    if seq then table.insert(dups, id); table.insert(dups, seq) end
+  end
+end
+if #dups > 0 then return {3, dups} end
 local item = false
 if ARGV[11] == '1' then
   item = redis.call('LPOP', p .. K.input .. sid)
@@ -9,13 +20,15 @@ if ARGV[11] == '1' then
 end
 redis.call('SET', skey, ARGV[7])
 if ARGV[9] ~= '' then redis.call('SET', p .. K.seq .. sid, ARGV[9]) end
-local i = 13
-local n = tonumber(ARGV[i]); i = i + 1
+local i = 14
 local ekey = p .. K.events .. sid
 if n > 0 then
   local len, added = 0, 0
-  for _ = 1, n do
-    len = redis.call('RPUSH', ekey, ARGV[i]); added = added + #ARGV[i]; i = i + 1
+  local last = tonumber(ARGV[9])
+  for j = 1, n do
+    len = redis.call('RPUSH', ekey, ARGV[i]); added = added + #ARGV[i]
+    if ARGV[i + 1] ~= '' then redis.call('ZADD', ikey, last - n + j, ARGV[i + 1]) end
+    i = i + 2
   end
   local bkey = p .. K.bytes .. sid
   local bytes = redis.call('INCRBY', bkey, added)
@@ -24,7 +37,11 @@ if n > 0 then
   while len > 1 and (len > cap or bytes - removed > budget) do
     removed = removed + #redis.call('LPOP', ekey); len = len - 1
   end
-  if removed > 0 then redis.call('INCRBY', bkey, -removed) end
+  if removed > 0 then
+    redis.call('INCRBY', bkey, -removed)
+    -- Trimmed events take their ids along.
+    redis.call('ZREMRANGEBYSCORE', ikey, '-inf', '(' .. (last - len + 1))
+  end
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
