@@ -129,3 +129,43 @@ async fn a_retry_through_another_instance_is_recognised() {
     assert_eq!(back.body["seq"], 2);
     assert_eq!(redis.cli(&["LLEN", "afw:events:s"]).trim(), "2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_says_which_events_were_stored_when_only_some_sessions_were() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    // A session whose stored JSON is unreadable: its append fails, the others' do not.
+    redis.cli(&["SET", "afw:sessions:broken", "not json"]);
+    let batch = json!({"events": [
+        event("file:created", "ok", json!({"eventId": "a"})),
+        event("file:created", "broken", json!({"eventId": "b"})),
+        event("file:created", "ok", json!({"eventId": "c"})),
+    ]});
+    let res = app.post("/api/events/batch", batch.clone()).await;
+    assert_eq!(res.status, StatusCode::MULTI_STATUS, "{}", res.body);
+    assert_eq!(res.body["success"], false);
+    assert_eq!(res.body["count"], 2);
+    let results = res.body["results"].as_array().unwrap();
+    assert_eq!(results[0]["seq"], 1);
+    assert_eq!(results[2]["seq"], 2);
+    assert_eq!(results[1]["sessionId"], "broken");
+    assert_eq!(results[1]["eventId"], "b");
+    assert!(results[1]["error"].is_string(), "{}", res.body);
+    assert!(results[1].get("seq").is_none(), "{}", res.body);
+    assert_eq!(redis.cli(&["LLEN", "afw:events:ok"]).trim(), "2");
+    // Re-sending the whole batch is safe: the stored ones are duplicates.
+    let again = app.post("/api/events/batch", batch).await;
+    assert_eq!(again.status, StatusCode::MULTI_STATUS, "{}", again.body);
+    assert_eq!(again.body["results"][0]["duplicate"], true);
+    assert_eq!(again.body["results"][2]["duplicate"], true);
+    assert_eq!(redis.cli(&["LLEN", "afw:events:ok"]).trim(), "2");
+    // Nothing stored at all: the plain error.
+    let none = app
+        .post(
+            "/api/events/batch",
+            json!({"events": [event("file:created", "broken", json!({}))]}),
+        )
+        .await;
+    assert!(none.status.is_server_error(), "{}", none.body);
+    assert!(none.body.get("results").is_none(), "{}", none.body);
+}
