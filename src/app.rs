@@ -77,6 +77,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
                 Arc::clone(&ports.clock),
                 config.store_limits(),
                 Arc::clone(&bus),
+                Arc::clone(&ports.ids),
             )),
             None,
         ),

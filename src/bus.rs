@@ -26,6 +26,8 @@ pub(crate) enum Outbound {
     Event {
         session_id: SessionId,
         seq: u64,
+        /// The session's incarnation ('' when unknown): a `seq` counts within one epoch.
+        epoch: String,
         frame: Utf8Bytes,
     },
     /// Events of this session may have been missed (the Pub/Sub link was down): compare
@@ -142,6 +144,7 @@ impl Bus {
         &self,
         session_id: &SessionId,
         event: &StoredEvent,
+        epoch: &str,
         session: impl FnOnce() -> Option<String>,
     ) {
         if self.subscriptions.load(Ordering::Relaxed) == 0 {
@@ -157,6 +160,7 @@ impl Bus {
             inbox.deliver(Outbound::Event {
                 session_id: session_id.clone(),
                 seq: event.seq,
+                epoch: epoch.to_owned(),
                 frame: frame.clone(),
             });
         }
@@ -327,7 +331,7 @@ mod tests {
         let (inbox, mut rx) = Inbox::new(1, 2);
         bus.subscribe(&sid, &inbox);
         for seq in 1..=3 {
-            bus.publish_event(&sid, &event(seq), || None);
+            bus.publish_event(&sid, &event(seq), "e1", || None);
         }
         assert!(inbox.is_kicked());
         assert!(matches!(

@@ -21,6 +21,8 @@ pub enum Record {
         seq: Option<u64>,
         /// Answered as a duplicate of an event stored earlier (its original `seq`).
         duplicate: bool,
+        /// The incarnation of the session the answer's `seq` counts in.
+        epoch: Option<String>,
     },
     /// A hook read its session (`what`: "session") or polled its commands ("commands").
     Read {
@@ -73,6 +75,9 @@ pub enum Record {
         after: Option<u64>,
         last_seq: u64,
         recovered: Option<bool>,
+        /// The session's incarnation the confirmation names (none for a session that does
+        /// not exist yet).
+        epoch: Option<String>,
     },
     /// A dashboard received an event frame.
     Event {

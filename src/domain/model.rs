@@ -228,6 +228,12 @@ pub struct Session {
     pub metadata: Option<Value>,
     pub last_activity_at: Timestamp,
     pub event_count: u64,
+    /// This incarnation of the session, drawn when it was created: a session recreated
+    /// under the same id (after a delete, or after Redis lost its data) has another, so a
+    /// subscriber's `seq` cursor is never taken for one of the new incarnation. Empty for
+    /// sessions stored before epochs existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
 }
 
 impl Session {
@@ -259,6 +265,7 @@ impl Session {
             metadata: None,
             last_activity_at: now,
             event_count: 0,
+            epoch: String::new(),
         }
     }
 

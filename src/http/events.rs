@@ -65,6 +65,9 @@ struct Stored<'a> {
     session_id: &'a SessionId,
     event_id: EventId<'a>,
     seq: u64,
+    /// The incarnation of the session `seq` counts in.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    epoch: &'a str,
     /// The session already held this `eventId`: nothing was stored, `seq` is the original.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     duplicate: bool,
@@ -96,9 +99,15 @@ async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> Ap
     let sid = ev.session_id.clone();
     let client_id = client_event_id(&ev);
     let outcomes = state.store().append_events(&sid, vec![ev]).await?;
-    let Some(&Appended { seq, duplicate }) = outcomes.first() else {
+    let Some(Appended {
+        seq,
+        duplicate,
+        epoch,
+    }) = outcomes.first()
+    else {
         return Err(ApiError::Internal("the store answered no outcome".into()));
     };
+    let (seq, duplicate) = (*seq, *duplicate);
     let status = if duplicate {
         StatusCode::OK
     } else {
@@ -111,6 +120,7 @@ async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> Ap
             session_id: &sid,
             event_id: EventId::new(client_id, &sid, seq),
             seq,
+            epoch,
             duplicate,
         },
     ))
@@ -204,6 +214,7 @@ async fn post_batch(
                 session_id: sid,
                 event_id: EventId::new(id.clone(), sid, a.seq),
                 seq: a.seq,
+                epoch: &a.epoch,
                 duplicate: a.duplicate,
             }),
             Err(e) => {
@@ -322,6 +333,8 @@ fn events_body(
 struct ListQuery {
     since: Option<String>,
     after: Option<u64>,
+    /// The epoch `after` counts in (from an earlier answer or confirmation).
+    epoch: Option<String>,
     limit: Option<usize>,
 }
 
@@ -346,21 +359,33 @@ async fn list(
                 .ok_or_else(|| ApiError::field("query.since", "must be an RFC 3339 date-time"))
         })
         .transpose()?;
-    let page = state
-        .store()
-        .read_events(
-            &sid,
-            EventQuery {
-                after: q.after,
-                since,
-                limit,
-                newest: false,
-            },
-        )
-        .await?;
+    let query = EventQuery {
+        after: q.after,
+        since,
+        limit,
+        newest: false,
+    };
+    let mut page = state.store().read_events(&sid, query).await?;
+    // `after` counts in the client's epoch: in another incarnation of the session it
+    // means nothing, so the client starts over from seq 0 of the stored one.
+    let restarted = q.after.is_some()
+        && matches!((&q.epoch, &page.epoch), (Some(mine), Some(stored)) if mine != stored);
+    if restarted {
+        let from_start = EventQuery {
+            after: Some(0),
+            ..query
+        };
+        page = state.store().read_events(&sid, from_start).await?;
+    }
     // Bounded in bytes as well as items: a page that stops early says where to go on.
     let n = fitting(&page.events, state.config().max_response_bytes);
     let mut extra = vec![("lastSeq", json!(page.last_seq))];
+    if let Some(epoch) = &page.epoch {
+        extra.push(("epoch", json!(epoch)));
+    }
+    if restarted {
+        extra.push(("recovered", json!(false)));
+    }
     if n < page.events.len() {
         extra.push(("more", json!(true)));
         extra.push(("nextAfter", json!(page.events[n - 1].seq)));

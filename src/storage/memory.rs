@@ -40,7 +40,7 @@ use crate::domain::model::{
     StoredEvent, Timestamp,
 };
 use crate::domain::session;
-use crate::ports::Clock;
+use crate::ports::{Clock, IdGen};
 
 type SlotRef = Arc<Mutex<Slot>>;
 
@@ -125,6 +125,7 @@ impl Slot {
 #[derive(Debug)]
 struct Inner {
     clock: Arc<dyn Clock>,
+    ids: Arc<IdGen>,
     limits: StoreLimits,
     bus: Arc<Bus>,
     sessions: RwLock<BTreeMap<SessionId, SlotRef>>,
@@ -154,9 +155,11 @@ fn ready<'a, T: Send + 'a>(r: Result<T, StoreError>) -> StoreFuture<'a, T> {
 
 impl MemoryStore {
     /// Creates the store and spawns its purge task on the current tokio runtime.
-    pub fn new(clock: Arc<dyn Clock>, limits: StoreLimits, bus: Arc<Bus>) -> Self {
+    /// `ids` draws each new session's epoch.
+    pub fn new(clock: Arc<dyn Clock>, limits: StoreLimits, bus: Arc<Bus>, ids: Arc<IdGen>) -> Self {
         let inner = Arc::new(Inner {
             clock,
+            ids,
             limits,
             bus,
             sessions: RwLock::new(BTreeMap::new()),
@@ -263,7 +266,9 @@ impl Inner {
                     let batch = (self.limits.max_sessions / 100).max(1);
                     self.evict_least_active(&mut map, id, |evicted, _| evicted < batch);
                 }
-                let slot = Arc::new(Mutex::new(Slot::new(create(now), now, &self.limits)));
+                let mut session = create(now);
+                session.epoch = self.ids.suffix();
+                let slot = Arc::new(Mutex::new(Slot::new(session, now, &self.limits)));
                 map.insert(id.clone(), Arc::clone(&slot));
                 self.schedule(now + self.limits.session_ttl_ms, id);
                 slot
@@ -297,9 +302,10 @@ impl Inner {
             timestamp: ev.timestamp,
             json: ev.json_with_seq(seq),
         };
-        self.bus.publish_event(session, &stored, || {
-            serde_json::to_string(&slot.session).ok()
-        });
+        self.bus
+            .publish_event(session, &stored, &slot.session.epoch, || {
+                serde_json::to_string(&slot.session).ok()
+            });
         slot.bytes += stored.json.len();
         self.event_bytes
             .fetch_add(stored.json.len(), Ordering::Relaxed);
@@ -517,6 +523,7 @@ fn page_of(slot: &Slot, q: EventQuery) -> EventPage {
         events,
         last_seq,
         first_seq,
+        epoch: Some(slot.session.epoch.clone()).filter(|e| !e.is_empty()),
     }
 }
 
@@ -644,10 +651,12 @@ impl Store for MemoryStore {
                             Some(&seq) => Appended {
                                 seq,
                                 duplicate: true,
+                                epoch: slot.session.epoch.clone(),
                             },
                             None => Appended {
                                 seq: inner.append_one(slot, session, ev, now),
                                 duplicate: false,
+                                epoch: slot.session.epoch.clone(),
                             },
                         },
                     )

@@ -94,12 +94,14 @@ impl Default for StoreLimits {
 }
 
 /// What became of one appended event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// Its `seq`: newly assigned, or, for a duplicate, the one it was stored with.
     pub seq: u64,
     /// The session already held an event with this `eventId`; nothing was stored.
     pub duplicate: bool,
+    /// The incarnation of the session the `seq` counts in.
+    pub epoch: String,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,6 +122,8 @@ pub struct EventPage {
     pub last_seq: u64,
     /// The oldest `seq` still stored, if any.
     pub first_seq: Option<u64>,
+    /// The session's incarnation (`None`: it does not exist, or predates epochs).
+    pub epoch: Option<String>,
 }
 
 impl EventPage {

@@ -18,11 +18,15 @@ async fn an_event_for_an_unknown_session_creates_it_in_progress() {
         )
         .await;
     assert_eq!(res.status, StatusCode::CREATED);
+    // The epoch is drawn for the new session: the same on the session and the event's answer.
+    let epoch = res.body["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(epoch.len(), 9, "{}", res.body);
     assert_eq!(
         res.body,
-        json!({"success": true, "sessionId": "hook-1", "eventId": "hook-1-1", "seq": 1})
+        json!({"success": true, "sessionId": "hook-1", "eventId": "hook-1-1", "seq": 1, "epoch": epoch})
     );
     let s = app.get("/api/sessions/hook-1").await.body;
+    assert_eq!(s["epoch"], epoch.as_str());
     assert_eq!(s["status"], "in_progress");
     assert_eq!(s["startedAt"], "2026-11-20T14:00:00.000Z");
     assert_eq!(s["eventCount"], 1);

@@ -14,7 +14,7 @@ const TIME_KEYS: &[&str] = &[
     "uptime",
     "cutoffTime",
 ];
-const ID_KEYS: &[&str] = &["commandId", "instanceId", "clientId"];
+const ID_KEYS: &[&str] = &["commandId", "instanceId", "clientId", "epoch"];
 
 fn is_generated_id(key: &str, val: &Value) -> bool {
     let generated = |s: &str| {

@@ -85,6 +85,7 @@ async fn the_purge_task_frees_expired_sessions_without_being_asked() {
         Arc::new(TokioClock::starting_at(EPOCH_MS)),
         StoreLimits::default(),
         Arc::new(Bus::new()),
+        Arc::new(afw::ports::IdGen::from_seed(1)),
     );
     for i in 0..100 {
         let raw = format!(r#"{{"type":"file:created","sessionId":"s{i}","timestamp":1}}"#);
@@ -122,7 +123,12 @@ async fn the_purge_task_notices_a_wall_clock_jump_within_a_minute() {
         base: TokioClock::starting_at(EPOCH_MS),
         jumped_ms: 0.into(),
     });
-    let store = MemoryStore::new(clock.clone(), StoreLimits::default(), Arc::new(Bus::new()));
+    let store = MemoryStore::new(
+        clock.clone(),
+        StoreLimits::default(),
+        Arc::new(Bus::new()),
+        Arc::new(afw::ports::IdGen::from_seed(1)),
+    );
     let raw = r#"{"type":"file:created","sessionId":"s","timestamp":1}"#;
     let ev = parse_event(raw.as_bytes().to_vec().into(), "").unwrap();
     store

@@ -365,3 +365,46 @@ async fn a_deleted_and_recreated_session_starts_its_subscribers_over() {
         "the new session's events are not mistaken for duplicates"
     );
 }
+
+/// Memory mode: a session deleted and recreated under the same id is another incarnation.
+/// A dashboard resuming with the old epoch is told `recovered: false` and gets the new one
+/// from seq 1; with the current epoch it resumes exactly; a confirmation names the epoch.
+#[tokio::test]
+async fn resuming_in_an_old_epoch_starts_over_in_the_new_one() {
+    let app = TestApp::serve(Config::default()).await;
+    for _ in 0..3 {
+        app.event(event("file:created", "s", json!({}))).await;
+    }
+    let old = app.get("/api/events/s").await.body["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .request(axum::http::Method::DELETE, "/api/sessions/s", None)
+        .await;
+    assert_eq!(res.status, axum::http::StatusCode::NO_CONTENT);
+    for _ in 0..5 {
+        app.event(event("file:created", "s", json!({}))).await;
+    }
+    let new = app.get("/api/events/s").await.body["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(old, new, "a recreated session has a new epoch");
+    let mut ws = app.ws().await;
+    ws.send(json!({"type": "subscribe", "sessionId": "s", "after": 3, "epoch": old}))
+        .await;
+    let confirm = ws.next_json().await;
+    assert_eq!(confirm["payload"]["recovered"], false, "{confirm}");
+    assert_eq!(confirm["payload"]["lastSeq"], 0);
+    assert_eq!(confirm["payload"]["epoch"], new.as_str());
+    assert_eq!(ws.event_seqs(5).await, [1, 2, 3, 4, 5]);
+    let mut current = app.ws().await;
+    current
+        .send(json!({"type": "subscribe", "sessionId": "s", "after": 3, "epoch": new}))
+        .await;
+    let confirm = current.next_json().await;
+    assert_eq!(confirm["payload"]["recovered"], true, "{confirm}");
+    assert_eq!(confirm["payload"]["epoch"], new.as_str());
+    assert_eq!(current.event_seqs(2).await, [4, 5]);
+}

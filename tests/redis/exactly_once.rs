@@ -169,3 +169,72 @@ async fn a_batch_says_which_events_were_stored_when_only_some_sessions_were() {
     assert!(none.status.is_server_error(), "{}", none.body);
     assert!(none.body.get("results").is_none(), "{}", none.body);
 }
+
+/// Redis loses its data while a dashboard follows a session and the hook keeps posting:
+/// the new incarnation's seqs pass the dashboard's cursor. The dashboard is told
+/// `recovered: false` (with the new epoch) and gets the new incarnation from seq 1 — not
+/// its events 6 and 7 passed off as the continuation of the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_recreated_after_data_loss_is_not_taken_for_a_continuation() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    let mut ws = app.ws().await;
+    let first = ws.subscribe("s", None).await;
+    assert!(
+        first["payload"].get("epoch").is_none(),
+        "no session yet: {first}"
+    );
+    for _ in 0..5 {
+        app.event(event("file:created", "s", json!({}))).await;
+    }
+    assert_eq!(ws.event_seqs(5).await, [1, 2, 3, 4, 5]);
+    let old = app.get("/api/events/s").await.body;
+    let old_epoch = old["epoch"].as_str().unwrap().to_owned();
+    redis.cli(&["FLUSHALL"]);
+    for i in 0..7 {
+        app.event(event("file:created", "s", json!({"n": i}))).await;
+    }
+    let mut confirmed = None;
+    let mut seqs = Vec::new();
+    while seqs.len() < 7 {
+        let frame = ws.next_json().await;
+        match crate::helpers::event_seq(&frame) {
+            Some(seq) => seqs.push((seq, frame["n"].as_u64())),
+            None if frame["type"] == "subscription_confirmed" => confirmed = Some(frame),
+            None => {}
+        }
+    }
+    let confirmed = confirmed.expect("a confirmation saying the session began again");
+    assert_eq!(confirmed["payload"]["recovered"], false, "{confirmed}");
+    assert_eq!(
+        confirmed["payload"]["lastSeq"], 0,
+        "delivery starts over: {confirmed}"
+    );
+    let new_epoch = confirmed["payload"]["epoch"].as_str().unwrap().to_owned();
+    assert_ne!(new_epoch, old_epoch);
+    let expected: Vec<(u64, Option<u64>)> = (1..=7).map(|s| (s, Some(s - 1))).collect();
+    assert_eq!(seqs, expected, "the new incarnation from seq 1, each once");
+    ws.expect_silence(Duration::from_millis(200)).await;
+    // Resuming with the old epoch starts over too, over REST and over the WebSocket.
+    let rest = app
+        .get(&format!("/api/events/s?after=5&epoch={old_epoch}"))
+        .await
+        .body;
+    assert_eq!(rest["recovered"], false, "{rest}");
+    assert_eq!(rest["epoch"], new_epoch.as_str());
+    assert_eq!(rest["count"], 7);
+    let same = app
+        .get(&format!("/api/events/s?after=5&epoch={new_epoch}"))
+        .await
+        .body;
+    assert!(same.get("recovered").is_none(), "{same}");
+    assert_eq!(same["count"], 2);
+    let mut again = app.ws().await;
+    again
+        .send(json!({"type": "subscribe", "sessionId": "s", "after": 5, "epoch": old_epoch}))
+        .await;
+    let confirm = again.next_json().await;
+    assert_eq!(confirm["payload"]["recovered"], false, "{confirm}");
+    assert_eq!(confirm["payload"]["epoch"], new_epoch.as_str());
+    assert_eq!(again.event_seqs(7).await, [1, 2, 3, 4, 5, 6, 7]);
+}

@@ -226,6 +226,13 @@ async fn every_key_follows_the_layout_and_has_a_ttl() {
         app.event(ev).await;
     }
     let sid = "7f3c2a1e-5b9d-4e8f-a6c2-1d0e9b8a7c65";
+    // A retry-safe event (with an eventId) adds the id set.
+    app.event(crate::helpers::event(
+        "file:created",
+        sid,
+        json!({"eventId": "layout-1"}),
+    ))
+    .await;
     let id = app.queue_command(sid, json!({"type": "pause"})).await;
     app.get(&format!("/api/sessions/{sid}/commands?lease=60000"))
         .await;
@@ -240,6 +247,8 @@ async fn every_key_follows_the_layout_and_has_a_ttl() {
         format!("afw:cmdids:{sid}"),
         format!("afw:command:{id}"),
         format!("afw:commands:{sid}"),
+        format!("afw:epoch:{sid}"),
+        format!("afw:eventids:{sid}"),
         format!("afw:events:{sid}"),
         // Written by /health: PING alone answers while Redis refuses writes.
         format!("afw:health:{}", app.state.instance_id()),

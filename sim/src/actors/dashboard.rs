@@ -30,6 +30,10 @@ pub(crate) async fn dashboard(
     let mut rng = SeededRng::seed_from_u64(rng_seed);
     let sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    // The incarnation `last` counts in, per session, as confirmations and `session:*`
+    // frames (their `data`) name it: sent with `after`, so a resume into a session that
+    // began again starts over instead of continuing by seq.
+    let mut epochs: BTreeMap<String, String> = BTreeMap::new();
     let mut reconnects: Vec<u64> = plan
         .reconnects
         .iter()
@@ -48,6 +52,9 @@ pub(crate) async fn dashboard(
             let mut msg = json!({"type": "subscribe", "sessionId": s});
             if let Some(after) = last.get(s) {
                 msg["after"] = json!(after);
+                if let Some(epoch) = epochs.get(s) {
+                    msg["epoch"] = json!(epoch);
+                }
             }
             if ws
                 .send(Message::Text(msg.to_string().into()))
@@ -82,6 +89,11 @@ pub(crate) async fn dashboard(
                 Some("subscription_confirmed") if !session.is_empty() => {
                     let last_seq = frame["payload"]["lastSeq"].as_u64().unwrap_or(0);
                     let recovered = frame["payload"]["recovered"].as_bool();
+                    let epoch = frame["payload"]["epoch"].as_str().map(str::to_owned);
+                    match &epoch {
+                        Some(e) => epochs.insert(session.clone(), e.clone()),
+                        None => epochs.remove(&session),
+                    };
                     record(
                         &history,
                         Record::Subscribed {
@@ -91,6 +103,7 @@ pub(crate) async fn dashboard(
                             after: last.get(&session).copied(),
                             last_seq,
                             recovered,
+                            epoch,
                         },
                     );
                     // Not recovered: the dashboard reloads; it continues from lastSeq.
@@ -103,6 +116,9 @@ pub(crate) async fn dashboard(
                         tokio::time::sleep(Duration::from_millis(SLOW_READ_MS)).await;
                     }
                     let seq = event_seq(&frame).unwrap_or(0);
+                    if let Some(e) = frame["data"]["epoch"].as_str() {
+                        epochs.insert(session.clone(), e.to_owned());
+                    }
                     record(
                         &history,
                         Record::Event {

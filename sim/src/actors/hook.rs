@@ -195,6 +195,7 @@ async fn post(
                             status,
                             seq: item["seq"].as_u64(),
                             duplicate: item["duplicate"] == true,
+                            epoch: item["epoch"].as_str().map(str::to_owned),
                         },
                     );
                 }
@@ -228,6 +229,7 @@ async fn post(
                             status: 0,
                             seq: None,
                             duplicate: false,
+                            epoch: None,
                         },
                     );
                 }

@@ -1,5 +1,10 @@
 //! 2. Every dashboard sees each event of its sessions exactly once, in `seq` order, and
-//!    has caught up with the stored sequence at the end.
+//!    has caught up with the stored sequence at the end. A `seq` counts within one
+//!    incarnation of the session (its epoch): between two confirmations a dashboard sees
+//!    events of one epoch only, the one its confirmation named — an event of a session
+//!    that began again (Redis lost its data) is never passed off as the continuation of
+//!    the old one. Each delivered event's epoch is the one its hook's acknowledgement
+//!    named for that `seq`.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +15,9 @@ use crate::world::Run;
 
 pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
     let mut cursor: BTreeMap<(usize, &str), u64> = BTreeMap::new();
+    let acked = acknowledged_epochs(records);
+    // The epoch each dashboard follows each session in (None: not known yet).
+    let mut following: BTreeMap<(usize, &str), Option<&str>> = BTreeMap::new();
     for r in records {
         match r {
             Record::Subscribed {
@@ -18,6 +26,7 @@ pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report:
                 after,
                 last_seq,
                 recovered,
+                epoch,
                 ..
             } => {
                 let at = match (after, recovered) {
@@ -25,15 +34,31 @@ pub(super) fn check(run: &Run, records: &[&Record], finals: &Finals<'_>, report:
                     _ => *last_seq,
                 };
                 cursor.insert((*dashboard, session.as_str()), at);
+                following.insert((*dashboard, session.as_str()), epoch.as_deref());
             }
             Record::Event {
                 dashboard,
                 session,
                 seq,
-                ..
+                n,
             } => {
                 report.checks += 1;
                 let key = (*dashboard, session.as_str());
+                let of = n.and_then(|n| acked.get(&(session.as_str(), n, *seq)).copied());
+                match (following.get(&key).copied().flatten(), of) {
+                    (Some(mine), Some(theirs)) if mine != theirs => violation(
+                        report,
+                        "2 one incarnation",
+                        format!(
+                            "dashboard {dashboard}, {session}: seq {seq} (event {n:?}) of epoch \
+                             {theirs} delivered while it followed epoch {mine}, unannounced"
+                        ),
+                    ),
+                    (None, Some(theirs)) => {
+                        following.insert(key, Some(theirs));
+                    }
+                    _ => {}
+                }
                 match cursor.get(&key) {
                     Some(c) if *seq == c + 1 => {
                         cursor.insert(key, *seq);
@@ -110,4 +135,22 @@ pub(super) fn check_disconnects(run: &Run, report: &mut Report) {
             }
         }
     }
+}
+
+/// The epoch each acknowledged `(session, n, seq)` was stored in, as its answer named it.
+fn acknowledged_epochs<'a>(records: &[&'a Record]) -> BTreeMap<(&'a str, u64, u64), &'a str> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Post {
+                session,
+                n,
+                status: 200 | 201,
+                seq: Some(seq),
+                epoch: Some(epoch),
+                ..
+            } => Some(((session.as_str(), *n, *seq), epoch.as_str())),
+            _ => None,
+        })
+        .collect()
 }

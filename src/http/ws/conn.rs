@@ -24,6 +24,31 @@ use super::close;
 /// How often a subscription whose catch-up failed is retried.
 const RESYNC_RETRY: Duration = Duration::from_millis(500);
 
+/// How far a client has been sent a session: the last `seq` of one incarnation (`epoch`,
+/// '' while unknown: the session did not exist yet, or predates epochs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Cursor {
+    pub(super) seq: u64,
+    pub(super) epoch: String,
+}
+
+impl Cursor {
+    pub(super) fn at(seq: u64, epoch: Option<&str>) -> Self {
+        Self {
+            seq,
+            epoch: epoch.unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Whether `epoch` is another incarnation than the one this cursor counts in.
+    pub(super) fn other_epoch(&self, epoch: Option<&str>) -> bool {
+        matches!(epoch, Some(e) if !e.is_empty() && !self.epoch.is_empty() && e != self.epoch)
+    }
+}
+
+/// What a subscription asked to resume from: its `after` and the `epoch` it counts in.
+pub(super) type Resume = (Option<u64>, Option<String>);
+
 /// Decrements the client count however the task ends.
 struct ClientSlot<'a>(&'a AppState);
 
@@ -214,14 +239,14 @@ pub(super) struct Conn<'a> {
     pub(super) state: &'a AppState,
     pub(super) sink: std::pin::Pin<Box<dyn Sink<Message, Error = axum::Error> + Send + 'a>>,
     pub(super) inbox: &'a std::sync::Arc<Inbox>,
-    /// Subscribed sessions and the last `seq` sent for each.
-    pub(super) subscriptions: BTreeMap<SessionId, u64>,
+    /// Subscribed sessions and, for each, how far this client has been sent.
+    pub(super) subscriptions: BTreeMap<SessionId, Cursor>,
     /// Sessions whose catch-up from storage failed (storage unreachable): retried on a
     /// timer; their live events are held back until then.
     pub(super) pending_resync: std::collections::BTreeSet<SessionId>,
     /// Subscriptions whose first read of storage failed, with their `after`: confirmed
     /// (and replayed) by the retry timer once storage answers.
-    pub(super) pending_subscribe: BTreeMap<SessionId, Option<u64>>,
+    pub(super) pending_subscribe: BTreeMap<SessionId, Resume>,
     pub(super) send_timeout: Duration,
     pub(super) bucket: TokenBucket,
 }
@@ -268,9 +293,9 @@ impl Conn<'_> {
                 frame,
                 resets,
             } => {
-                if let Some(last) = self.subscriptions.get_mut(&session_id) {
+                if let Some(cursor) = self.subscriptions.get_mut(&session_id) {
                     if resets {
-                        *last = 0;
+                        *cursor = Cursor::default();
                     }
                     self.send(Message::Text(frame)).await?;
                 }
@@ -279,11 +304,21 @@ impl Conn<'_> {
             Outbound::Event {
                 session_id,
                 seq,
+                epoch,
                 frame,
             } => {
-                let Some(&last) = self.subscriptions.get(&session_id) else {
+                let Some(cursor) = self.subscriptions.get_mut(&session_id) else {
                     return Ok(());
                 };
+                if cursor.other_epoch(Some(&epoch)) {
+                    // Another incarnation of the session: its seqs say nothing about ours.
+                    // Storage decides (a late event of the old one is dropped).
+                    return self.resync(&session_id).await;
+                }
+                if cursor.epoch.is_empty() {
+                    cursor.epoch = epoch;
+                }
+                let last = cursor.seq;
                 if seq <= last {
                     return Ok(());
                 }
@@ -298,12 +333,14 @@ impl Conn<'_> {
                     // stored (an event of an earlier incarnation of the session, published
                     // before Redis lost its data and delivered late). Not sent: what the
                     // client has is what storage holds.
-                    if self.subscriptions.get(&session_id) != Some(&(seq - 1)) {
+                    if self.subscriptions.get(&session_id).map(|c| c.seq) != Some(seq - 1) {
                         return Ok(());
                     }
                 }
                 self.send(Message::Text(frame)).await?;
-                self.subscriptions.insert(session_id, seq);
+                if let Some(cursor) = self.subscriptions.get_mut(&session_id) {
+                    cursor.seq = seq;
+                }
                 Ok(())
             }
         }
@@ -326,11 +363,17 @@ impl Conn<'_> {
         let Ok(page) = self.state.store().read_events(sid, query).await else {
             return Ok(false);
         };
+        let known = self.subscriptions.get(sid).cloned().unwrap_or_default();
+        if known.other_epoch(page.epoch.as_deref()) {
+            self.restart(sid, page.epoch.as_deref()).await?;
+            return Ok(true);
+        }
         if !page.covers(after) {
             // The client reloads from `lastSeq`; the cursor follows storage, never past it.
-            self.subscriptions
-                .insert(sid.clone(), up_to.min(page.last_seq));
-            self.confirm(sid, page.last_seq, Some(false)).await?;
+            let cursor = Cursor::at(up_to.min(page.last_seq), page.epoch.as_deref());
+            self.subscriptions.insert(sid.clone(), cursor);
+            self.confirm(sid, page.last_seq, Some(false), page.epoch.as_deref())
+                .await?;
             return Ok(true);
         }
         let events: Vec<&StoredEvent> = page.events.iter().filter(|e| e.seq <= up_to).collect();
@@ -354,7 +397,40 @@ impl Conn<'_> {
             }
             let frame = event_frame(ev, session.as_ref().and_then(|s| s.as_deref()));
             self.send(Message::Text(frame)).await?;
-            self.subscriptions.insert(sid.clone(), ev.seq);
+            self.subscriptions.entry(sid.clone()).or_default().seq = ev.seq;
+        }
+        Ok(())
+    }
+
+    /// The session began again under another epoch: says `recovered: false` with the new
+    /// `epoch` and `lastSeq: 0` (the client drops what it had) and starts the client over
+    /// at seq 0 of the new incarnation, replaying what storage holds of it. If storage cannot be read now, the retry timer
+    /// comes back to it.
+    pub(super) async fn restart(
+        &mut self,
+        sid: &SessionId,
+        epoch: Option<&str>,
+    ) -> Result<(), End> {
+        let query = EventQuery {
+            after: Some(0),
+            limit: self.state.config().max_events_per_session,
+            ..EventQuery::default()
+        };
+        let Ok(page) = self.state.store().read_events(sid, query).await else {
+            self.pending_resync.insert(sid.clone());
+            return Ok(());
+        };
+        let epoch = page.epoch.as_deref().or(epoch);
+        // As after any `recovered: false`, delivery goes on after the confirmed `lastSeq`:
+        // 0 when the new incarnation's history is whole (it follows from seq 1), else
+        // where storage is (the client reloads what is left).
+        let from = if page.covers(0) { 0 } else { page.last_seq };
+        self.subscriptions
+            .insert(sid.clone(), Cursor::at(from, epoch));
+        self.confirm(sid, from, Some(false), epoch).await?;
+        if from == 0 {
+            let events: Vec<&StoredEvent> = page.events.iter().collect();
+            self.replay(sid, &events).await?;
         }
         Ok(())
     }
@@ -363,22 +439,31 @@ impl Conn<'_> {
     /// `recovered: false` when the session started over. If storage cannot be read, the
     /// session stays marked and the retry timer comes back to it.
     pub(super) async fn resync(&mut self, sid: &SessionId) -> Result<(), End> {
-        let Some(&last) = self.subscriptions.get(sid) else {
+        let Some(known) = self.subscriptions.get(sid).cloned() else {
             self.pending_resync.remove(sid);
             return Ok(());
         };
+        let last = known.seq;
         let query = EventQuery {
             limit: 0,
             ..EventQuery::default()
         };
         let done = match self.state.store().read_events(sid, query).await {
+            Ok(page) if known.other_epoch(page.epoch.as_deref()) => {
+                // The session began again (deleted and recreated, or Redis lost its data):
+                // whatever its seqs, they are not this client's.
+                self.pending_resync.remove(sid);
+                return self.restart(sid, page.epoch.as_deref()).await;
+            }
             Ok(page) if page.last_seq > last => self.fill_gap(sid, last, page.last_seq).await?,
             Ok(page) if page.last_seq < last => {
                 // Storage holds less than this client has seen: the session was lost
                 // (e.g. Redis restarted without its data) and began again. The client must
                 // reload; delivery goes on from the new sequence.
-                self.subscriptions.insert(sid.clone(), page.last_seq);
-                self.confirm(sid, page.last_seq, Some(false)).await?;
+                let cursor = Cursor::at(page.last_seq, page.epoch.as_deref());
+                self.subscriptions.insert(sid.clone(), cursor);
+                self.confirm(sid, page.last_seq, Some(false), page.epoch.as_deref())
+                    .await?;
                 true
             }
             Ok(_) => true,
@@ -394,13 +479,13 @@ impl Conn<'_> {
 
     /// Retries every subscription whose confirmation or catch-up from storage failed.
     pub(super) async fn retry_pending(&mut self) -> Result<(), End> {
-        let subscribes: Vec<(SessionId, Option<u64>)> = self
+        let subscribes: Vec<(SessionId, Resume)> = self
             .pending_subscribe
             .iter()
-            .map(|(sid, after)| (sid.clone(), *after))
+            .map(|(sid, resume)| (sid.clone(), resume.clone()))
             .collect();
-        for (sid, after) in subscribes {
-            self.subscribe(sid, after).await?;
+        for (sid, (after, epoch)) in subscribes {
+            self.subscribe(sid, after, epoch).await?;
         }
         let pending: Vec<SessionId> = self.pending_resync.iter().cloned().collect();
         for sid in pending {

@@ -13,7 +13,7 @@ use crate::http::error::ApiError;
 use crate::storage::{EventPage, EventQuery};
 
 use super::close;
-use super::conn::{Conn, End};
+use super::conn::{Conn, Cursor, End};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -22,6 +22,8 @@ pub(super) enum ClientMessage {
         #[serde(rename = "sessionId")]
         session_id: String,
         after: Option<u64>,
+        /// The epoch the client's `after` counts in (from its last confirmation).
+        epoch: Option<String>,
     },
     Unsubscribe {
         #[serde(rename = "sessionId")]
@@ -41,11 +43,15 @@ impl Conn<'_> {
         sid: &SessionId,
         last_seq: u64,
         recovered: Option<bool>,
+        epoch: Option<&str>,
     ) -> Result<(), End> {
         let mut payload =
             json!({ "message": format!("Subscribed to session {sid}"), "lastSeq": last_seq });
         if let Some(r) = recovered {
             payload["recovered"] = Value::from(r);
+        }
+        if let Some(e) = epoch {
+            payload["epoch"] = Value::from(e);
         }
         self.send_json(
             &json!({ "type": "subscription_confirmed", "sessionId": sid, "payload": payload }),
@@ -97,9 +103,11 @@ impl Conn<'_> {
         };
         match msg {
             ClientMessage::Ping => self.send_json(&json!({ "type": "pong" })).await,
-            ClientMessage::Subscribe { session_id, after } => {
-                self.on_subscribe(&session_id, after).await
-            }
+            ClientMessage::Subscribe {
+                session_id,
+                after,
+                epoch,
+            } => self.on_subscribe(&session_id, after, epoch).await,
             ClientMessage::Unsubscribe { session_id } => {
                 self.unsubscribe(&session_id);
                 Ok(())
@@ -112,7 +120,12 @@ impl Conn<'_> {
     }
 
     /// `subscribe`, within the cap on subscriptions per client.
-    async fn on_subscribe(&mut self, session_id: &str, after: Option<u64>) -> Result<(), End> {
+    async fn on_subscribe(
+        &mut self,
+        session_id: &str,
+        after: Option<u64>,
+        epoch: Option<String>,
+    ) -> Result<(), End> {
         match SessionId::parse(session_id) {
             Ok(sid) if self.at_subscription_cap(&sid) => {
                 let limit = self.state.config().ws_max_subscriptions;
@@ -121,7 +134,7 @@ impl Conn<'_> {
                 );
                 self.send_error(&message, Some(session_id), None).await
             }
-            Ok(sid) => self.subscribe(sid, after).await,
+            Ok(sid) => self.subscribe(sid, after, epoch).await,
             Err(e) => {
                 self.send_error(&format!("Invalid sessionId: {e}"), Some(session_id), None)
                     .await
@@ -169,10 +182,15 @@ impl Conn<'_> {
         }
     }
 
+    /// Subscribes, confirms with the session's `lastSeq` and `epoch`, and with `after`
+    /// replays what the client missed: everything after it, or, when `epoch` names
+    /// another incarnation than the stored one, `recovered: false` and the new
+    /// incarnation from seq 0.
     pub(super) async fn subscribe(
         &mut self,
         sid: SessionId,
         after: Option<u64>,
+        epoch: Option<String>,
     ) -> Result<(), End> {
         // Subscribe first: events stored from now on are queued for us; anything both
         // queued and read below is dropped as a duplicate by its seq.
@@ -192,7 +210,10 @@ impl Conn<'_> {
                 // Keep the subscription and confirm it once storage answers (the retry
                 // timer comes back to it): the client need not subscribe again. Events
                 // stored meanwhile are at or below the cursor that read will return.
-                let first_failure = self.pending_subscribe.insert(sid.clone(), after).is_none();
+                let first_failure = self
+                    .pending_subscribe
+                    .insert(sid.clone(), (after, epoch))
+                    .is_none();
                 if first_failure {
                     let message = format!(
                         "{}; the subscription will be confirmed when it is back",
@@ -204,18 +225,25 @@ impl Conn<'_> {
             }
         };
         self.pending_subscribe.remove(&sid);
+        let stored_epoch = page.epoch.as_deref();
         match after {
             None => {
-                let last = *self
+                let last = self
                     .subscriptions
                     .entry(sid.clone())
-                    .or_insert(page.last_seq);
-                self.confirm(&sid, last, None).await
+                    .or_insert_with(|| Cursor::at(page.last_seq, stored_epoch))
+                    .seq;
+                self.confirm(&sid, last, None, stored_epoch).await
+            }
+            Some(_) if Cursor::at(0, epoch.as_deref()).other_epoch(stored_epoch) => {
+                self.restart(&sid, stored_epoch).await
             }
             Some(after) => {
                 let recovered = page.covers(after);
-                self.subscriptions.insert(sid.clone(), page.last_seq);
-                self.confirm(&sid, page.last_seq, Some(recovered)).await?;
+                let cursor = Cursor::at(page.last_seq, stored_epoch);
+                self.subscriptions.insert(sid.clone(), cursor);
+                self.confirm(&sid, page.last_seq, Some(recovered), stored_epoch)
+                    .await?;
                 if recovered {
                     let events: Vec<&StoredEvent> = page.events.iter().collect();
                     self.replay(&sid, &events).await?;

@@ -47,8 +47,9 @@ pub(crate) fn dispatch(bus: &Bus, payload: &[u8]) {
         Ok(Some(Received::Event {
             session_id,
             event,
+            epoch,
             data,
-        })) => bus.publish_event(&session_id, &event, || data),
+        })) => bus.publish_event(&session_id, &event, &epoch, || data),
         Ok(Some(Received::Notice {
             session_id,
             kind,

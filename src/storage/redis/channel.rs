@@ -16,6 +16,7 @@ use super::codec::to_json;
 pub(super) fn event_message(
     sid: &SessionId,
     ev: &StoredEvent,
+    epoch: &str,
     instance: &str,
     session: Option<&Session>,
 ) -> String {
@@ -24,9 +25,10 @@ pub(super) fn event_message(
         _ => String::new(),
     };
     format!(
-        r#"{{"sessionId":{},"seq":{},"type":"{}","timestamp":"{}","instanceId":{}{data},"event":{}}}"#,
+        r#"{{"sessionId":{},"seq":{},"epoch":{},"type":"{}","timestamp":"{}","instanceId":{}{data},"event":{}}}"#,
         to_json(sid),
         ev.seq,
+        to_json(&epoch),
         ev.kind.as_str(),
         ev.timestamp.to_rfc3339(),
         to_json(&instance),
@@ -59,6 +61,9 @@ struct Message<'a> {
     #[serde(rename = "sessionId")]
     session_id: SessionId,
     seq: Option<u64>,
+    /// The session's incarnation (absent from instances older than epochs).
+    #[serde(default)]
+    epoch: String,
     #[serde(rename = "type")]
     kind: Option<&'a str>,
     timestamp: Option<&'a str>,
@@ -78,6 +83,7 @@ pub(super) enum Received {
     Event {
         session_id: SessionId,
         event: StoredEvent,
+        epoch: String,
         data: Option<String>,
     },
     Notice {
@@ -109,6 +115,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Option<Received>, serde_json::Err
         return Ok(Some(Received::Event {
             session_id: msg.session_id,
             event,
+            epoch: msg.epoch,
             data,
         }));
     }
@@ -137,16 +144,18 @@ mod tests {
             timestamp: Timestamp(1_795_183_200_000),
             json: bytes::Bytes::from_static(br#"{"type":"file:created","seq":7}"#),
         };
-        let msg = event_message(&sid, &event, "afw-1", None);
+        let msg = event_message(&sid, &event, "k3j9x0a1b", "afw-1", None);
         let Some(Received::Event {
             session_id,
             event: back,
+            epoch,
             data,
         }) = decode(msg.as_bytes()).unwrap()
         else {
             panic!("{msg}")
         };
         assert_eq!((session_id, data), (sid, None));
+        assert_eq!(epoch, "k3j9x0a1b");
         assert_eq!(
             (back.seq, back.kind, back.timestamp),
             (7, event.kind, event.timestamp)

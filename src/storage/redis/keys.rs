@@ -13,6 +13,7 @@ pub(crate) const KINDS: &[(&str, &str)] = &[
     ("seq", "seq:"),             // STRING, the last seq, session TTL
     ("bytes", "bytes:"),         // STRING, the event list's size in bytes, session TTL
     ("eventids", "eventids:"),   // ZSET, the stored events' eventIds by seq, session TTL
+    ("epoch", "epoch:"),         // STRING, the session's incarnation, session TTL
     ("chains", "chains:"),       // LIST of chain ids, session TTL
     ("chain", "chain:"),         // STRING, one chain's JSON, session TTL
     ("commands", "commands:"),   // LIST, the pending command queue, queue TTL

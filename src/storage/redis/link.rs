@@ -200,6 +200,11 @@ impl RedisLink {
         half + Duration::from_millis(jitter)
     }
 
+    /// A new session's epoch, from the injected RNG.
+    pub(crate) fn draw_epoch(&self) -> String {
+        self.ids.suffix()
+    }
+
     /// A random pause length in `0..=max` ms, from the injected RNG.
     pub(crate) fn jitter_ms(&self, max: u64) -> u64 {
         self.ids.next_u64() % (max + 1)

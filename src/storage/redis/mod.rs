@@ -300,6 +300,12 @@ impl RedisCore {
             .arg(self.limits.max_events_per_session)
             .arg(if effects.pop_input { "1" } else { "0" })
             .arg(self.limits.session_budget_bytes)
+            // The epoch is written once, with the session that starts the incarnation.
+            .arg(if expected.is_empty() {
+                session.epoch.as_str()
+            } else {
+                ""
+            })
             .arg(effects.events.len());
         for (ev, id) in &effects.events {
             inv.arg(ev.as_ref()).arg(id);
@@ -472,7 +478,7 @@ impl RedisCore {
                 replies.push(pending.reply);
             }
             let result = self.append_now(&session, events).await;
-            let mut seqs = result.as_ref().map(|s| s.iter().copied()).ok();
+            let mut seqs = result.as_ref().map(|s| s.iter().cloned()).ok();
             for (reply, n) in replies.into_iter().zip(counts) {
                 let answer = match (&result, seqs.as_mut()) {
                     (Ok(_), Some(all)) => Ok(all.by_ref().take(n).collect()),
@@ -497,7 +503,11 @@ impl RedisCore {
             .mutate_session(session, |current, known| {
                 let (mut s, mut chains) = match current {
                     Some(c) => (c.session.clone(), c.chains.clone()),
-                    None => (derive::session_for_unknown(first, now), Vec::new()),
+                    None => {
+                        let mut s = derive::session_for_unknown(first, now);
+                        s.epoch = self.link.draw_epoch();
+                        (s, Vec::new())
+                    }
                 };
                 let before = chains.clone();
                 let mut effects = Effects::default();
@@ -510,6 +520,7 @@ impl RedisCore {
                         outcomes.push(Appended {
                             seq,
                             duplicate: true,
+                            epoch: s.epoch.clone(),
                         });
                         continue;
                     }
@@ -526,6 +537,7 @@ impl RedisCore {
                     effects.publish.push(event_message(
                         session,
                         &stored,
+                        &s.epoch,
                         &self.instance_id,
                         Some(&s),
                     ));
@@ -538,6 +550,7 @@ impl RedisCore {
                     outcomes.push(Appended {
                         seq,
                         duplicate: false,
+                        epoch: s.epoch.clone(),
                     });
                 }
                 // Every event a duplicate: the commit only refreshes the TTLs (a retry is
@@ -633,6 +646,7 @@ impl Store for RedisStore {
             let id = session.id.clone();
             let mut session = session;
             session.last_activity_at = self.now();
+            session.epoch = self.link.draw_epoch();
             match self.commit(&id, "", &session, &Effects::default()).await? {
                 CommitOutcome::Done(_) => {
                     self.remember(
@@ -792,9 +806,14 @@ impl Store for RedisStore {
             let items: Vec<RValue> = self.link.invoke(&inv).await?;
             let last_seq = items.first().and_then(int).unwrap_or(0).max(0) as u64;
             let len = items.get(1).and_then(int).unwrap_or(0).max(0) as u64;
+            let epoch = items
+                .get(2)
+                .and_then(bulk)
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|e| !e.is_empty());
             let mut events = items
                 .iter()
-                .skip(2)
+                .skip(3)
                 .filter_map(bulk)
                 .map(stored_event)
                 .collect::<Result<Vec<_>, _>>()?;
@@ -811,6 +830,7 @@ impl Store for RedisStore {
                 events,
                 last_seq,
                 first_seq: (len > 0).then(|| last_seq + 1 - len),
+                epoch,
             })
         })
     }

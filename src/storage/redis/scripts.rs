@@ -16,7 +16,8 @@ const TOUCH: &str = include_str!("scripts/touch.lua");
 
 /// ARGV: prefix, sid, ttl, qttl, channel, expected session ('' = absent), new session,
 /// activity score, new last seq ('' = unchanged), max events, pop ('1' = pop one input item
-/// first; nothing is written if there is none), byte budget of the events, then `n`
+/// first; nothing is written if there is none), byte budget of the events, the epoch to
+/// store ('' = keep: only the commit that creates the session writes it), then `n`
 /// (event, eventId or '') pairs, `n` (chain id, json, new) triples, `n` messages to publish.
 /// An event whose eventId `eventids:{sid}` already holds makes the script write nothing and
 /// return `{3, {id, seq, ...}}` (the caller derives again without them); new ids are added
@@ -33,7 +34,7 @@ const LOAD_BODY: &str = include_str!("scripts/load.lua");
 /// ARGV: prefix, sid, after (-1 = none), limit (-1 = all), newest ('1').
 /// Events are contiguous by seq (only the oldest are trimmed), so positions follow from the
 /// last seq and the list length without parsing anything.
-/// Returns `{last seq, list length, events...}`.
+/// Returns `{last seq, list length, epoch or false, events...}`.
 const READ_BODY: &str = include_str!("scripts/read.lua");
 
 /// ARGV: prefix, sid, ttl, qttl, cap, item, channel, and the `input:queued` message as the

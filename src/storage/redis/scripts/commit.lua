@@ -3,10 +3,10 @@ local skey = p .. K.sessions .. sid
 local cur = redis.call('GET', skey)
 if (cur or '') ~= ARGV[6] then return {0} end
 local ikey = p .. K.eventids .. sid
-local n = tonumber(ARGV[13])
+local n = tonumber(ARGV[14])
 local dups = {}
 for j = 0, n - 1 do
-  local id = ARGV[15 + 2 * j]
+  local id = ARGV[16 + 2 * j]
   if id ~= '' then
     local seq = redis.call('ZSCORE', ikey, id)
     if seq then table.insert(dups, id); table.insert(dups, seq) end
@@ -20,7 +20,8 @@ if ARGV[11] == '1' then
 end
 redis.call('SET', skey, ARGV[7])
 if ARGV[9] ~= '' then redis.call('SET', p .. K.seq .. sid, ARGV[9]) end
-local i = 14
+if ARGV[13] ~= '' then redis.call('SET', p .. K.epoch .. sid, ARGV[13]) end
+local i = 15
 local ekey = p .. K.events .. sid
 if n > 0 then
   local len, added = 0, 0

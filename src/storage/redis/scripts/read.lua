@@ -9,7 +9,7 @@ if after >= 0 then start = math.max(after - first + 1, 0) end
 if limit >= 0 then
   if ARGV[5] == '1' then start = math.max(start, len - limit) else stop = math.min(stop, start + limit - 1) end
 end
-local out = {last, len}
+local out = {last, len, redis.call('GET', p .. K.epoch .. sid) or false}
 if limit ~= 0 and start <= stop then
   for _, e in ipairs(redis.call('LRANGE', key, start, stop)) do table.insert(out, e) end
 end
