@@ -5,7 +5,8 @@
 //!    resubscription's `recovered: false` with nothing stored), or, when a fault on the way
 //!    (as invariant 8 reads it) hit the delete, within the quiet bound after its heal: the
 //!    notice is published by the delete itself, and a notice lost in transit is made good
-//!    by the resync that follows every Pub/Sub reconnect. A scratch session one of whose writes went unanswered may be brought back by that
+//!    by the resync that follows every Pub/Sub reconnect (a delete answered 404 after Redis
+//!    lost its data deleted nothing, and is not judged here). A scratch session one of whose writes went unanswered may be brought back by that
 //!    write landing late: counted, not judged.
 //!
 //! Nothing here reads anything but the recorded history.
@@ -22,6 +23,27 @@ const INVARIANT: &str = "9 deletes";
 
 pub(super) fn check(run: &Run, report: &mut Report) {
     let windows = fault_windows(run);
+    // A delete answered 404 after Redis lost its data deleted nothing: the session went
+    // with the data, and its subscriber heard so (`recovered: false`) when it happened,
+    // perhaps before the delete was sent; no notice follows a delete of nothing.
+    let lost_first: Vec<&str> =
+        run.history
+            .records
+            .iter()
+            .filter_map(|(at, r)| match r {
+                Record::Deleted {
+                    session,
+                    status: 404,
+                    ..
+                } if run.plan.faults.iter().any(|f| {
+                    f.kind == crate::plan::FaultKind::RedisCrashLoseData && f.at_ms < *at
+                }) =>
+                {
+                    Some(session.as_str())
+                }
+                _ => None,
+            })
+            .collect();
     let mut in_doubt: BTreeMap<&str, bool> = BTreeMap::new();
     for (at, r) in &run.history.records {
         match r {
@@ -71,6 +93,9 @@ pub(super) fn check(run: &Run, report: &mut Report) {
                 answered,
                 heard_at,
             } => {
+                if lost_first.contains(&session.as_str()) {
+                    continue;
+                }
                 report.checks += 1;
                 let due = due(&windows, *answered, [*instance, *via]);
                 if heard_at.is_some_and(|h| h <= due) {
