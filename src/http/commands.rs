@@ -12,10 +12,12 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::actions::client_key;
 use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
 use crate::domain::model::{Command, CommandStatus, CommandType};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use axum::http::HeaderMap;
 
 /// Longest lease a poller may ask for (it is also bounded by the queue TTL).
 pub(super) const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
@@ -35,6 +37,8 @@ struct QueueCommand {
     kind: CommandType,
     #[serde(default)]
     payload: Option<Value>,
+    /// The client's idempotency key (or the `Idempotency-Key` header): the command's id.
+    id: Option<String>,
 }
 
 fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResult<()> {
@@ -67,12 +71,16 @@ fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResul
     Ok(())
 }
 
+/// 201 when queued; 200 with `duplicate: true` and the stored command (as it is now) when
+/// the session already holds its id (a retry: nothing is queued again).
 async fn queue(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<QueueCommand>,
 ) -> ApiResult<Response> {
     let sid = session_id(&id)?;
+    let key = client_key(&headers, body.id)?;
     let payload = match body.payload {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
@@ -81,7 +89,7 @@ async fn queue(
     validate_payload(body.kind, &payload)?;
     let now = state.now();
     let command = Command {
-        id: state.shared().ids.id("cmd", now.0),
+        id: key.unwrap_or_else(|| state.shared().ids.id("cmd", now.0)),
         session_id: sid.clone(),
         kind: body.kind,
         payload,
@@ -94,16 +102,18 @@ async fn queue(
         lease_until: None,
     };
     // The store announces `command:queued` inside the same atomic write.
-    let command = state.store().push_command(command).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({
-            "success": true,
-            "sessionId": sid,
-            "commandId": command.id,
-            "command": command,
-        }),
-    ))
+    let (command, duplicate) = state.store().push_command(command).await?;
+    let mut answer = json!({
+        "success": true,
+        "sessionId": sid,
+        "commandId": command.id,
+        "command": command,
+    });
+    if duplicate {
+        answer["duplicate"] = json!(true);
+        return Ok(json(StatusCode::OK, &answer));
+    }
+    Ok(json(StatusCode::CREATED, &answer))
 }
 
 #[derive(Debug, Deserialize)]

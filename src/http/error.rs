@@ -195,6 +195,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable { retry_after: 1 },
             StoreError::SessionExists(id) => Self::Conflict(format!("Session {id} already exists")),
+            StoreError::CommandIdTaken(id) => {
+                Self::Conflict(format!("Command id {id} is taken by another session"))
+            }
             StoreError::SessionNotFound(id) => Self::session_not_found(id.as_str()),
             StoreError::InputQueueFull { limit } => Self::TooManyRequests {
                 message: format!("Input queue is full ({limit} items waiting); retry later"),

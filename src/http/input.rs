@@ -18,10 +18,11 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::actions::queue_input;
+use super::actions::{client_key, queue_input};
 use super::{ApiJson, ApiQuery, json, session_id};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use axum::http::HeaderMap;
 
 pub(super) const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -34,23 +35,37 @@ pub(super) fn router() -> Router<AppState> {
 struct QueueInput {
     input: Option<Value>,
     prompt: Option<Value>,
+    /// The client's idempotency key (or the `Idempotency-Key` header).
+    id: Option<String>,
 }
 
+/// 201 when queued; 200 with `duplicate: true` when its key was queued before (a retry:
+/// nothing is queued again).
 async fn queue(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<QueueInput>,
 ) -> ApiResult<Response> {
     let sid = session_id(&id)?;
+    let key = client_key(&headers, body.id)?;
     let input = match body.input {
         None | Some(Value::Null) => return Err(ApiError::field("input", "is required")),
         Some(v) => v,
     };
-    queue_input(&state, &sid, input, body.prompt).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({ "success": true, "sessionId": sid, "inputQueued": true }),
-    ))
+    let (input_id, pushed) = queue_input(&state, &sid, input, body.prompt, key).await?;
+    let mut answer = json!({
+        "success": true,
+        "sessionId": sid,
+        "inputQueued": true,
+        "inputId": input_id,
+        "queueLength": pushed.queue_length,
+    });
+    if pushed.duplicate {
+        answer["duplicate"] = json!(true);
+        return Ok(json(StatusCode::OK, &answer));
+    }
+    Ok(json(StatusCode::CREATED, &answer))
 }
 
 #[derive(Debug, Deserialize)]

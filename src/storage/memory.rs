@@ -30,8 +30,8 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use super::{
-    Appended, EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
-    StoreFuture, StoreHealth, StoreLimits,
+    Appended, EventPage, EventQuery, MAX_INPUT_KEYS, Pushed, SessionFilter, SessionPage,
+    SessionUpdate, Store, StoreError, StoreFuture, StoreHealth, StoreLimits,
 };
 use crate::bus::Bus;
 use crate::domain::derive;
@@ -64,6 +64,9 @@ struct Slot {
     /// Every command of the session in issue order; pending ones form the queue.
     commands: Vec<Command>,
     input: VecDeque<InputItem>,
+    /// The client keys of input queued within the queue TTL, oldest first (at most
+    /// [`MAX_INPUT_KEYS`]): a retried `POST .../input` is recognised.
+    input_keys: VecDeque<String>,
     /// Set when the slot is removed from the map; a writer that raced with the removal
     /// looks the session up again instead of writing into a detached slot.
     dead: bool,
@@ -83,6 +86,7 @@ impl Slot {
             queues_expire_at: now + limits.queue_ttl_ms,
             commands: Vec::new(),
             input: VecDeque::new(),
+            input_keys: VecDeque::new(),
             dead: false,
         }
     }
@@ -103,6 +107,7 @@ impl Slot {
             return Vec::new();
         }
         self.input.clear();
+        self.input_keys.clear();
         let gone = self.commands.iter().map(|c| c.id.clone()).collect();
         self.commands.clear();
         gone
@@ -697,16 +702,34 @@ impl Store for MemoryStore {
         ready(result.ok_or_else(|| StoreError::SessionNotFound(session.clone())))
     }
 
-    fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize> {
+    fn push_input<'a>(
+        &'a self,
+        session: &'a SessionId,
+        item: InputItem,
+        keyed: bool,
+    ) -> StoreFuture<'a, Pushed> {
         let inner = &self.inner;
         let limits = inner.limits;
         let result = inner.with_slot(session, |slot, now| {
+            if keyed && slot.input_keys.contains(&item.id) {
+                let pushed = Pushed {
+                    queue_length: slot.input.len(),
+                    duplicate: true,
+                };
+                return Ok((pushed, slot.deadline()));
+            }
             if slot.input.len() >= limits.max_input_queue {
                 return Err(StoreError::InputQueueFull {
                     limit: limits.max_input_queue,
                 });
             }
             let fields = session::input_queued_fields(&item.id, slot.input.len() + 1);
+            if keyed {
+                if slot.input_keys.len() >= MAX_INPUT_KEYS {
+                    slot.input_keys.pop_front();
+                }
+                slot.input_keys.push_back(item.id.clone());
+            }
             slot.input.push_back(item);
             slot.touch(now, &limits);
             // Under the slot lock, like the write: the notice and the long polls' wake-up
@@ -715,14 +738,18 @@ impl Store for MemoryStore {
                 .bus
                 .publish_notice(session, Notice::InputQueued, &fields, Timestamp(now));
             inner.bus.input_queued(session);
-            Ok((slot.input.len(), slot.deadline()))
+            let pushed = Pushed {
+                queue_length: slot.input.len(),
+                duplicate: false,
+            };
+            Ok((pushed, slot.deadline()))
         });
         let result = match result {
             None => Err(StoreError::SessionNotFound(session.clone())),
             Some(Err(e)) => Err(e),
-            Some(Ok((len, deadline))) => {
+            Some(Ok((pushed, deadline))) => {
                 inner.schedule(deadline, session);
-                Ok(len)
+                Ok(pushed)
             }
         };
         ready(result)
@@ -742,12 +769,21 @@ impl Store for MemoryStore {
         ready(Ok(popped))
     }
 
-    fn push_command(&self, command: Command) -> StoreFuture<'_, Command> {
+    fn push_command(&self, command: Command) -> StoreFuture<'_, (Command, bool)> {
         let inner = &self.inner;
         let limits = inner.limits;
         let session = command.session_id.clone();
         let id = command.id.clone();
+        if inner
+            .command_session(&id)
+            .is_some_and(|owner| owner != session)
+        {
+            return ready(Err(StoreError::CommandIdTaken(id)));
+        }
         let result = inner.with_slot(&session, |slot, now| {
+            if let Some(stored) = slot.commands.iter().find(|c| c.id == id) {
+                return Ok(Err(stored.clone()));
+            }
             let pending = slot
                 .commands
                 .iter()
@@ -787,14 +823,15 @@ impl Store for MemoryStore {
             inner
                 .bus
                 .publish_notice(&session, Notice::CommandQueued, &fields, Timestamp(now));
-            Ok(slot.deadline())
+            Ok(Ok(slot.deadline()))
         });
         let result = match result {
             None => Err(StoreError::SessionNotFound(session.clone())),
             Some(Err(e)) => Err(e),
-            Some(Ok(deadline)) => {
+            Some(Ok(Err(stored))) => Ok((stored, true)),
+            Some(Ok(Ok(deadline))) => {
                 inner.schedule(deadline, &session);
-                Ok(command)
+                Ok((command, false))
             }
         };
         ready(result)

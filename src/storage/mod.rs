@@ -42,6 +42,9 @@ pub enum StoreError {
     InputQueueFull { limit: usize },
     #[error("command queue is full ({limit} pending commands)")]
     CommandQueueFull { limit: usize },
+    /// A client key (idempotency key) already names a command of another session.
+    #[error("command id {0} is taken by another session")]
+    CommandIdTaken(String),
     /// Stored data that cannot be decoded: a bug or outside interference.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -91,6 +94,18 @@ impl Default for StoreLimits {
     fn default() -> Self {
         Self::DEFAULT
     }
+}
+
+/// The client keys of queued input a session remembers (the newest), each for the queue TTL.
+pub const MAX_INPUT_KEYS: usize = 1_000;
+
+/// What became of queued input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// The queue's length now.
+    pub queue_length: usize,
+    /// Its key was queued before: nothing was queued now.
+    pub duplicate: bool,
 }
 
 /// What became of one appended event.
@@ -212,14 +227,24 @@ pub trait Store: Send + Sync + 'static {
         fields: Map<String, Value>,
     ) -> StoreFuture<'a, Session>;
     /// Queues input, announces `input:queued` and wakes the session's long polls on every
-    /// instance; returns the queue length. `InputQueueFull` at the cap.
-    fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize>;
+    /// instance; returns the queue length. `InputQueueFull` at the cap. With `keyed`, the
+    /// item's id is the client's idempotency key: an id the session queued within the
+    /// queue TTL (the last [`MAX_INPUT_KEYS`] of them) queues nothing again and answers a
+    /// duplicate.
+    fn push_input<'a>(
+        &'a self,
+        session: &'a SessionId,
+        item: InputItem,
+        keyed: bool,
+    ) -> StoreFuture<'a, Pushed>;
     /// Pops the oldest input item and sets the session `idle`, atomically.
     fn pop_input<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Option<InputItem>>;
 
     /// Queues a pending command and announces `command:queued`; `SessionNotFound` if the
-    /// session does not exist.
-    fn push_command(&self, command: Command) -> StoreFuture<'_, Command>;
+    /// session does not exist. A command whose id the session already holds (a client's
+    /// idempotency key, retried) queues nothing and answers the stored command as a
+    /// duplicate; `CommandIdTaken` when another session holds the id.
+    fn push_command(&self, command: Command) -> StoreFuture<'_, (Command, bool)>;
     /// Claims every pending command (each is handed to exactly one claim). With a lease,
     /// a claimed command not acknowledged within it becomes pending again. The returned
     /// commands show the status they had when claimed.

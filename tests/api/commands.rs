@@ -221,3 +221,38 @@ async fn lease_mode_redelivers_unacknowledged_commands() {
         );
     }
 }
+
+/// The `Idempotency-Key` header names the command; a retry with it queues nothing, and a
+/// body `id` that disagrees with the header is a 400.
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_command_a_duplicate() {
+    let app = TestApp::new();
+    app.start_session("s").await;
+    let key = [("idempotency-key", "pause-7")];
+    let first = app
+        .post_with("/api/sessions/s/commands", &key, json!({"type": "pause"}))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.body["commandId"], "pause-7");
+    let retry = app
+        .post_with("/api/sessions/s/commands", &key, json!({"type": "pause"}))
+        .await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
+    assert_eq!(retry.body["duplicate"], true);
+    assert_eq!(retry.body["command"]["status"], "pending");
+    let polled = app.get("/api/sessions/s/commands").await.body;
+    assert_eq!(polled["count"], 1, "queued once: {polled}");
+    let mismatch = app
+        .post_with(
+            "/api/sessions/s/commands",
+            &key,
+            json!({"type": "pause", "id": "other"}),
+        )
+        .await;
+    assert_eq!(
+        mismatch.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        mismatch.body
+    );
+}

@@ -97,11 +97,32 @@ impl TestApp {
         content_type: Option<&str>,
         body: Option<String>,
     ) -> Response {
+        self.raw_with(method, path, content_type, &[], body).await
+    }
+
+    /// A JSON POST with extra request headers.
+    pub async fn post_with(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Response {
+        let body = Some(body.to_string());
+        self.raw_with(Method::POST, path, Some("application/json"), headers, body)
+            .await
+    }
+
+    pub async fn raw_with(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Response {
         // As the real clients send it (AFW_BACKEND_URL defaults to http://localhost:3001).
         let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(header::HOST, "localhost:3001");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }

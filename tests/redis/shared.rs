@@ -101,6 +101,7 @@ on_both_backends!(
     concurrent_appends_each_get_their_own_seqs,
     a_retried_event_is_stored_once,
     a_trimmed_event_id_is_forgotten_with_its_event,
+    retried_input_and_commands_with_a_key_are_queued_once,
 );
 
 async fn sessions_lifecycle(backend: Backend) {
@@ -754,4 +755,58 @@ async fn a_trimmed_event_id_is_forgotten_with_its_event(backend: Backend) {
             .unwrap();
         assert!(ttl > 0, "the id set expires with the session: {ttl}");
     }
+}
+
+/// Input and commands with a client key (`Idempotency-Key` or `id`): a retry answers 200
+/// `duplicate: true` and queues nothing, even after the first was popped or claimed; the
+/// same key in another session's command is a 409; a bad key is a 400.
+async fn retried_input_and_commands_with_a_key_are_queued_once(backend: Backend) {
+    let app = backend.app(Config::default()).await;
+    app.start_session("s").await;
+    app.start_session("t").await;
+    let first = app
+        .post(
+            "/api/sessions/s/input",
+            json!({"input": "yes", "id": "in-1"}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.body["inputId"], "in-1");
+    let popped = app.get("/api/sessions/s/input").await.body;
+    assert_eq!(popped["input"]["id"], "in-1", "{popped}");
+    let retry = app
+        .post_with(
+            "/api/sessions/s/input",
+            &[("idempotency-key", "in-1")],
+            json!({"input": "yes"}),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
+    assert_eq!(retry.body["duplicate"], true);
+    let empty = app.get("/api/sessions/s/input").await.body;
+    assert_eq!(
+        empty["available"], false,
+        "the retry queued nothing: {empty}"
+    );
+    let bad = app
+        .post(
+            "/api/sessions/s/input",
+            json!({"input": "x", "id": "no spaces"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+
+    let cmd = json!({"type": "pause", "id": "cmd-key-1"});
+    let queued = app.post("/api/sessions/s/commands", cmd.clone()).await;
+    assert_eq!(queued.status, StatusCode::CREATED, "{}", queued.body);
+    assert_eq!(queued.body["commandId"], "cmd-key-1");
+    let claimed = app.get("/api/sessions/s/commands").await.body;
+    assert_eq!(claimed["count"], 1);
+    let again = app.post("/api/sessions/s/commands", cmd.clone()).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["duplicate"], true);
+    assert_eq!(again.body["command"]["status"], "delivered");
+    assert_eq!(app.get("/api/sessions/s/commands").await.body["count"], 0);
+    let elsewhere = app.post("/api/sessions/t/commands", cmd).await;
+    assert_eq!(elsewhere.status, StatusCode::CONFLICT, "{}", elsewhere.body);
 }

@@ -271,8 +271,8 @@ impl Db {
             }
             "HSET" | "HGET" | "HDEL" | "HGETALL" => hashes::exec(self, &name, a),
             "SADD" | "SCARD" | "SREM" | "SMEMBERS" => sets::exec(self, &name, a),
-            "ZADD" | "ZREM" | "ZSCORE" | "ZCARD" | "ZREMRANGEBYSCORE" | "ZRANGE"
-            | "ZRANGEBYSCORE" => zsets::exec(self, &name, a),
+            "ZADD" | "ZREM" | "ZSCORE" | "ZCARD" | "ZREMRANGEBYSCORE" | "ZREMRANGEBYRANK"
+            | "ZRANGE" | "ZRANGEBYSCORE" => zsets::exec(self, &name, a),
             "PUBLISH" => pubsub::exec(self, &name, a),
             _ => Reply::Error(format!(
                 "ERR unknown command '{}', with args beginning with: ",

@@ -1,4 +1,4 @@
-//! Sorted sets: ZADD, ZREM, ZSCORE, ZCARD, ZREMRANGEBYSCORE, ZRANGE (by rank, or `BYSCORE`
+//! Sorted sets: ZADD, ZREM, ZSCORE, ZCARD, ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZRANGE (by rank, or `BYSCORE`
 //! with `REV` and `LIMIT`) and ZRANGEBYSCORE, with WITHSCORES, as afw sends them.
 //!
 //! Each command as `redis-server` answers it (held to it by `tests/conformance`); nothing
@@ -62,6 +62,31 @@ pub(super) fn exec(db: &mut Db, name: &str, a: &[Vec<u8>]) -> Reply {
                     let before = z.len();
                     z.retain(|_, s| !(min.below(*s) && max.above(*s)));
                     Reply::Int((before - z.len()) as i64)
+                }
+                Some(_) => Reply::wrong_type(),
+            };
+            db.drop_if_empty(&a[0]);
+            reply
+        }
+        "ZREMRANGEBYRANK" if a.len() == 3 => {
+            let (Some(start), Some(stop)) = (int_arg(&a[1]), int_arg(&a[2])) else {
+                return Reply::not_int();
+            };
+            let reply = match db.live(&a[0]).map(|e| &mut e.value) {
+                None => Reply::Int(0),
+                Some(Value::ZSet(z)) => {
+                    let mut sorted: Vec<(f64, Vec<u8>)> =
+                        z.iter().map(|(m, s)| (*s, m.clone())).collect();
+                    sorted.sort_by(|x, y| x.0.total_cmp(&y.0).then_with(|| x.1.cmp(&y.1)));
+                    match range(sorted.len(), start, stop) {
+                        Some((from, to)) => {
+                            for (_, m) in &sorted[from..=to] {
+                                z.remove(m);
+                            }
+                            Reply::Int((to - from + 1) as i64)
+                        }
+                        None => Reply::Int(0),
+                    }
                 }
                 Some(_) => Reply::wrong_type(),
             };

@@ -168,7 +168,7 @@ impl Conn<'_> {
                 .send_error("Input payload is required", Some(session_id), None)
                 .await;
         }
-        match crate::http::actions::queue_input(self.state, &sid, payload, None).await {
+        match crate::http::actions::queue_input(self.state, &sid, payload, None, None).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let body = e.body();

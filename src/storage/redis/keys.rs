@@ -21,6 +21,7 @@ pub(crate) const KINDS: &[(&str, &str)] = &[
     ("cmdids", "cmdids:"),       // SET, every command id of a session, queue TTL
     ("leases", "leases:"),       // ZSET, leased commands by lease end, queue TTL
     ("input", "input:"),         // LIST, the input queue, queue TTL
+    ("inputkeys", "inputkeys:"), // ZSET, client keys of queued input by time, queue TTL
     ("index", "index:sessions"), // ZSET, session ids by last activity, session TTL
     ("health", "health:"),       // STRING, written by /health, 10 s
 ];

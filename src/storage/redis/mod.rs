@@ -50,8 +50,8 @@ use link::public_reason;
 
 use self::keys::Keys;
 use super::{
-    Appended, EventPage, EventQuery, SessionFilter, SessionPage, SessionUpdate, Store, StoreError,
-    StoreFuture, StoreHealth, StoreLimits,
+    Appended, EventPage, EventQuery, MAX_INPUT_KEYS, Pushed, SessionFilter, SessionPage,
+    SessionUpdate, Store, StoreError, StoreFuture, StoreHealth, StoreLimits,
 };
 use crate::domain::derive;
 use crate::domain::model::{
@@ -566,6 +566,20 @@ impl RedisCore {
     }
 }
 
+/// A `HGETALL` reply inside a script's reply, as a map.
+fn hash_of(list: Option<&RValue>) -> BTreeMap<String, Vec<u8>> {
+    let Some(RValue::Array(items)) = list else {
+        return BTreeMap::new();
+    };
+    items
+        .chunks(2)
+        .filter_map(|pair| {
+            let field = String::from_utf8(bulk(&pair[0])?).ok()?;
+            Some((field, pair.get(1).and_then(bulk)?))
+        })
+        .collect()
+}
+
 /// The `{id, seq, id, seq, ...}` list of a commit that found duplicates.
 fn duplicates(list: Option<&RValue>) -> Vec<(String, u64)> {
     let Some(RValue::Array(items)) = list else {
@@ -853,7 +867,12 @@ impl Store for RedisStore {
         })
     }
 
-    fn push_input<'a>(&'a self, session: &'a SessionId, item: InputItem) -> StoreFuture<'a, usize> {
+    fn push_input<'a>(
+        &'a self,
+        session: &'a SessionId,
+        item: InputItem,
+        keyed: bool,
+    ) -> StoreFuture<'a, Pushed> {
         Box::pin(async move {
             // The queue length is known only inside the script: the message is sent as the
             // two halves around it.
@@ -871,13 +890,26 @@ impl Store for RedisStore {
                 .arg(to_json(&item))
                 .arg(&self.channel)
                 .arg(before)
-                .arg(after);
-            match self.link.invoke::<i64>(&inv).await? {
-                -1 => Err(StoreError::SessionNotFound(session.clone())),
-                -2 => Err(StoreError::InputQueueFull {
+                .arg(after)
+                .arg(if keyed { item.id.as_str() } else { "" })
+                .arg(self.now().0)
+                .arg(MAX_INPUT_KEYS);
+            let reply: Vec<i64> = self.link.invoke(&inv).await?;
+            let length = |n: i64| n.max(0) as usize;
+            match reply.as_slice() {
+                [-1] => Err(StoreError::SessionNotFound(session.clone())),
+                [-2] => Err(StoreError::InputQueueFull {
                     limit: self.limits.max_input_queue,
                 }),
-                n => Ok(n.max(0) as usize),
+                [-3, n] => Ok(Pushed {
+                    queue_length: length(*n),
+                    duplicate: true,
+                }),
+                [n] => Ok(Pushed {
+                    queue_length: length(*n),
+                    duplicate: false,
+                }),
+                _ => Err(StoreError::Corrupt("unexpected reply to push_input".into())),
             }
         })
     }
@@ -906,7 +938,7 @@ impl Store for RedisStore {
         })
     }
 
-    fn push_command(&self, command: Command) -> StoreFuture<'_, Command> {
+    fn push_command(&self, command: Command) -> StoreFuture<'_, (Command, bool)> {
         Box::pin(async move {
             let record = CommandRecord {
                 id: command.id.clone(),
@@ -930,11 +962,14 @@ impl Store for RedisStore {
                     Notice::CommandQueued,
                     &session::command_queued_fields(&command),
                 ));
-            match self.link.invoke::<i64>(&inv).await? {
-                1 => Ok(command),
-                -2 => Err(StoreError::CommandQueueFull {
+            let reply: Vec<RValue> = self.link.invoke(&inv).await?;
+            match reply.first().and_then(int) {
+                Some(1) => Ok((command, false)),
+                Some(-2) => Err(StoreError::CommandQueueFull {
                     limit: self.limits.max_pending_commands,
                 }),
+                Some(-3) => Ok((command_from_hash(&hash_of(reply.get(1)))?, true)),
+                Some(-4) => Err(StoreError::CommandIdTaken(command.id.clone())),
                 _ => Err(StoreError::SessionNotFound(command.session_id.clone())),
             }
         })

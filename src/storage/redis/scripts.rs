@@ -37,13 +37,16 @@ const LOAD_BODY: &str = include_str!("scripts/load.lua");
 /// Returns `{last seq, list length, epoch or false, events...}`.
 const READ_BODY: &str = include_str!("scripts/read.lua");
 
-/// ARGV: prefix, sid, ttl, qttl, cap, item, channel, and the `input:queued` message as the
-/// text before and after its queue length. Publishes it with the new length. Returns the
-/// queue length, -1 without the session, -2 when full.
+/// ARGV: prefix, sid, ttl, qttl, cap, item, channel, the `input:queued` message as the
+/// text before and after its queue length, the client key ('' = none), now, the most keys
+/// kept. Publishes the message with the new length. Returns `{length}`, `{-1}` without the
+/// session, `{-2}` when full, `{-3, length}` when the key was queued before (nothing is).
 const PUSH_INPUT_BODY: &str = include_str!("scripts/push_input.lua");
 
 /// ARGV: prefix, sid, ttl, qttl, command id, record json, cap, records, channel, the
-/// `command:queued` message (published once queued). Returns 0 without
+/// `command:queued` message (published once queued). Returns `{-3, record fields}` when the
+/// session already holds the command id (a retry: nothing is queued), `{-4}` when another
+/// session does, `{1}` once queued; otherwise `{code}`: 0 without
 /// the session, -2 when `cap` commands are pending. Past `records` command records, the
 /// oldest claimed or finished ones (ids start with their issue time) are dropped down to
 /// nine tenths of it, so the set a session's every write refreshes stays bounded.

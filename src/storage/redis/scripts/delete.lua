@@ -6,7 +6,7 @@ end
 for _, id in ipairs(redis.call('SMEMBERS', p .. K.cmdids .. sid)) do
   redis.call('DEL', p .. K.command .. id)
 end
-for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.eventids, K.epoch, K.commands, K.input, K.leases, K.cmdids}) do
+for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.eventids, K.epoch, K.commands, K.input, K.inputkeys, K.leases, K.cmdids}) do
   redis.call('DEL', p .. k .. sid)
 end
 redis.call('ZREM', p .. K.index, sid)

@@ -1,6 +1,11 @@
 local p, sid, id = ARGV[1], ARGV[2], ARGV[5]
-if redis.call('EXISTS', p .. K.sessions .. sid) == 0 then return 0 end
-if redis.call('LLEN', p .. K.commands .. sid) >= tonumber(ARGV[7]) then return -2 end
+if redis.call('EXISTS', p .. K.sessions .. sid) == 0 then return {0} end
+local existing = redis.call('HGET', p .. K.command .. id, 'sessionId')
+if existing then
+  if existing ~= sid then return {-4} end
+  return {-3, redis.call('HGETALL', p .. K.command .. id)}
+end
+if redis.call('LLEN', p .. K.commands .. sid) >= tonumber(ARGV[7]) then return {-2} end
 local idkey = p .. K.cmdids .. sid
 local records = tonumber(ARGV[8])
 if redis.call('SCARD', idkey) >= records then
@@ -23,4 +28,4 @@ redis.call('RPUSH', p .. K.commands .. sid, id)
 redis.call('SADD', p .. K.cmdids .. sid, id)
 touch(p, sid, tonumber(ARGV[3]), tonumber(ARGV[4]))
 redis.call('PUBLISH', ARGV[9], ARGV[10])
-return 1
+return {1}
