@@ -29,6 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Grows the store to each size in STEPS sessions (one user per ten sessions) and times
+    /// one page of each listing at that size: the cost of a page must not grow with it.
+    Listing {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        steps: Vec<usize>,
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        #[arg(long, default_value_t = 30)]
+        repeat: usize,
+    },
     /// Stores N copies of the fixture event in one session (batches of 1000).
     Preload {
         #[arg(long)]
@@ -138,9 +148,23 @@ impl KeepAlive {
 
     /// POSTs and returns the status code.
     async fn post(&mut self, path: &str, body: &str) -> std::io::Result<u16> {
+        Ok(self.send("POST", path, body).await?.0)
+    }
+
+    /// GETs and returns the status code and the body.
+    async fn get(&mut self, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        self.send("GET", path, "").await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         use tokio::io::AsyncBufReadExt;
         let req = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             self.addr,
             body.len()
         );
@@ -170,7 +194,7 @@ impl KeepAlive {
         }
         let mut body = vec![0u8; length];
         self.conn.read_exact(&mut body).await?;
-        Ok(status)
+        Ok((status, body))
     }
 }
 
@@ -354,6 +378,108 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Adds sessions `from..to`, each one `session:started` (user `u<i / 10>`), 1000 a batch.
+async fn add_sessions(
+    conn: &mut KeepAlive,
+    from: usize,
+    to: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut i = from;
+    while i < to {
+        let n = (to - i).min(1000);
+        let events: Vec<Value> = (i..i + n)
+            .map(|k| {
+                json!({"type": "session:started", "sessionId": format!("L{k}"),
+                    "timestamp": "2026-11-20T14:00:00.000Z", "cwd": "/w", "user": format!("u{}", k / 10)})
+            })
+            .collect();
+        let status = conn
+            .post(
+                "/api/events/batch",
+                &json!({ "events": events }).to_string(),
+            )
+            .await?;
+        if status != 201 {
+            return Err(format!("batch answered {status}").into());
+        }
+        i += n;
+    }
+    Ok(())
+}
+
+/// Milliseconds of `repeat` GETs of `path`, sorted.
+async fn timed(
+    conn: &mut KeepAlive,
+    path: &str,
+    repeat: usize,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let mut ms = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        let started = Instant::now();
+        let (status, _) = conn.get(path).await?;
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        if status != 200 {
+            return Err(format!("GET {path} answered {status}").into());
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms)
+}
+
+async fn listing(
+    addr: &str,
+    steps: &[usize],
+    limit: usize,
+    repeat: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut conn = KeepAlive::connect(addr).await?;
+    println!("| sessions stored | page | p50 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    let mut have = 0;
+    for &size in steps {
+        let started = Instant::now();
+        add_sessions(&mut conn, have, size).await?;
+        have = size;
+        eprintln!(
+            "{size} sessions stored in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        // A page ten pages deep: follow the cursor there once, then time it.
+        let mut deep = format!("/api/sessions?limit={limit}");
+        for _ in 0..10 {
+            let (_, body) = conn.get(&deep).await?;
+            let v: Value = serde_json::from_slice(&body)?;
+            match v["nextCursor"].as_str() {
+                Some(c) => deep = format!("/api/sessions?limit={limit}&cursor={c}"),
+                None => break,
+            }
+        }
+        let user = format!("u{}", size / 20);
+        let pages = [
+            ("first page", format!("/api/sessions?limit={limit}")),
+            ("10 pages deep", deep),
+            (
+                "status=in_progress",
+                format!("/api/sessions?status=in_progress&limit={limit}"),
+            ),
+            (
+                "user=one user",
+                format!("/api/sessions?user={user}&limit={limit}"),
+            ),
+            ("users", format!("/api/users?limit={limit}")),
+        ];
+        for (what, path) in pages {
+            let ms = timed(&mut conn, &path, repeat).await?;
+            println!(
+                "| {size} | {what} (limit {limit}) | {:.2} | {:.2} |",
+                percentile(&ms, 50.0),
+                percentile(&ms, 99.0)
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn preload(
@@ -550,6 +676,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             kill_cmd,
             start_cmd,
         } => outage(&cli.addr, &kill_cmd, &start_cmd).await,
+        Cmd::Listing {
+            steps,
+            limit,
+            repeat,
+        } => listing(&cli.addr, &steps, limit, repeat).await,
         Cmd::Rss { pid } => {
             match rss_mib(pid) {
                 Some(rss) => println!("{rss:.1}"),

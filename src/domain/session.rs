@@ -1,6 +1,6 @@
 //! The session rules every backend shares, so the backends cannot drift apart: how an
 //! update, an awaited prompt, a popped input item or an ack changes a session or a command,
-//! and how sessions are filtered, ordered and paged.
+//! and the order sessions are listed in.
 //!
 //! Pure functions over [`crate::domain::model`] values: nothing here may store, lock, read a
 //! clock or know a backend; callers pass `now`.
@@ -85,39 +85,67 @@ pub(crate) fn ack_status(error: Option<&Value>) -> CommandStatus {
     }
 }
 
-/// Newest activity first, then id: the listing order of every backend.
-pub(crate) fn listing_key(s: &Session) -> (std::cmp::Reverse<u64>, SessionId) {
-    (std::cmp::Reverse(s.last_activity_at.0), s.id.clone())
+/// The listing order of every backend: newest activity first, ties by id, descending (the
+/// order of Redis's `ZRANGE ... BYSCORE REV`).
+pub(crate) type ListingKey = (std::cmp::Reverse<u64>, std::cmp::Reverse<SessionId>);
+
+pub(crate) fn listing_key(s: &Session) -> ListingKey {
+    (
+        std::cmp::Reverse(s.last_activity_at.0),
+        std::cmp::Reverse(s.id.clone()),
+    )
 }
 
-/// Filters, orders and pages sessions the same way for every backend.
-pub(crate) fn page_sessions(mut sessions: Vec<Session>, filter: &SessionFilter) -> SessionPage {
-    sessions.retain(|s| {
-        filter.status.is_none_or(|st| s.status == st)
-            && filter
-                .user
-                .as_deref()
-                .is_none_or(|u| s.user.as_deref() == Some(u))
-    });
-    sessions.sort_by_key(listing_key);
-    let start = match &filter.cursor {
-        Some(c) => {
-            let key = c.key();
-            sessions.partition_point(|s| listing_key(s) <= key)
-        }
-        None => 0,
-    };
-    let rest = sessions.split_off(start);
-    let more = rest.len() > filter.limit;
-    let page: Vec<Session> = rest.into_iter().take(filter.limit).collect();
-    let next_cursor = more.then(|| page.last()).flatten().map(|s| Cursor {
-        last_activity: s.last_activity_at,
-        id: s.id.clone(),
-    });
-    SessionPage {
-        sessions: page,
-        next_cursor,
+/// Position in the user listing: the user's last activity (newest first), then the user
+/// (descending), as `<ms>:<user>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCursor {
+    pub last_activity: Timestamp,
+    pub user: String,
+}
+
+impl UserCursor {
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.last_activity.0, self.user)
     }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (ms, user) = s.split_once(':')?;
+        if user.is_empty() {
+            return None;
+        }
+        Some(Self {
+            last_activity: Timestamp(ms.parse().ok()?),
+            user: user.to_owned(),
+        })
+    }
+
+    /// Sort key: later activity first, then larger name.
+    pub(crate) fn key(&self) -> UserKey {
+        (
+            std::cmp::Reverse(self.last_activity.0),
+            std::cmp::Reverse(self.user.clone()),
+        )
+    }
+}
+
+/// The user listing order: newest activity first, ties by name descending.
+pub(crate) type UserKey = (std::cmp::Reverse<u64>, std::cmp::Reverse<String>);
+
+/// One user on a page of users.
+#[derive(Debug, Clone)]
+pub struct UserSessions {
+    pub user: String,
+    /// The user's sessions still indexed (expired ones are dropped as reads pass them).
+    pub session_count: usize,
+    /// Their newest sessions, at most the page's `per_user`.
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UsersPage {
+    pub users: Vec<UserSessions>,
+    pub next_cursor: Option<UserCursor>,
 }
 
 /// Position in the session listing: newest activity first, then id.
@@ -140,9 +168,12 @@ impl Cursor {
         })
     }
 
-    /// Sort key: larger activity first, then id ascending.
-    pub fn key(&self) -> (std::cmp::Reverse<u64>, SessionId) {
-        (std::cmp::Reverse(self.last_activity.0), self.id.clone())
+    /// Sort key: larger activity first, then larger id (see [`listing_key`]).
+    pub(crate) fn key(&self) -> ListingKey {
+        (
+            std::cmp::Reverse(self.last_activity.0),
+            std::cmp::Reverse(self.id.clone()),
+        )
     }
 }
 

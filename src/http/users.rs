@@ -1,7 +1,5 @@
 //! Users: who has sessions, derived from the sessions' `user` field.
 
-use std::collections::BTreeMap;
-
 use super::Path;
 use axum::Router;
 use axum::extract::State;
@@ -15,7 +13,7 @@ use super::{ApiQuery, json_array, raw_json, serialize_within};
 use crate::domain::model::{Session, SessionStatus};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::storage::SessionFilter;
+use crate::storage::{SessionFilter, UserCursor};
 
 /// A user is online when one of their sessions is running and was active this recently.
 pub(super) const ONLINE_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -26,8 +24,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/users/{user_id}/sessions", get(sessions_of))
 }
 
-/// Users are derived from at most this many sessions (the most recently active).
-pub(super) const MAX_SCANNED_SESSIONS: usize = 10_000;
 /// A user entry lists at most this many of their sessions (newest activity first);
 /// `sessionCount` counts them all.
 pub(super) const MAX_SESSIONS_PER_USER: usize = 100;
@@ -38,7 +34,7 @@ const MAX_USERS_LIMIT: usize = 1000;
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<usize>,
-    /// The last user of the previous page.
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -53,32 +49,31 @@ fn checked_limit(limit: Option<usize>, default: usize, max: usize) -> ApiResult<
     Ok(limit)
 }
 
+/// One page of users read from the users index (newest activity first), each with their
+/// newest sessions: the cost follows the page, not the number of sessions.
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     let limit = checked_limit(q.limit, DEFAULT_USERS_LIMIT, MAX_USERS_LIMIT)?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            UserCursor::decode(c).ok_or_else(|| {
+                ApiError::field("query.cursor", "is not a cursor this server issued")
+            })
+        })
+        .transpose()?;
     let now = state.now().0;
     let page = state
         .store()
-        .list_sessions(SessionFilter {
-            limit: MAX_SCANNED_SESSIONS,
-            ..SessionFilter::default()
-        })
+        .list_users(limit, cursor, MAX_SESSIONS_PER_USER)
         .await?;
-    let mut by_user: BTreeMap<String, Vec<Session>> = BTreeMap::new();
-    for s in page.sessions {
-        if let Some(user) = s.user.clone()
-            && q.cursor.as_ref().is_none_or(|c| user > *c)
-        {
-            by_user.entry(user).or_default().push(s);
-        }
-    }
-    let more_users = by_user.len() > limit;
-    let users: Vec<Value> = by_user
-        .into_iter()
-        .take(limit)
-        .map(|(user, sessions)| user_entry(user, &sessions, now))
+    let users: Vec<Value> = page
+        .users
+        .iter()
+        .map(|u| user_entry(&u.user, u.session_count, &u.sessions, now))
         .collect();
     let (texts, all) = serialize_within(&users, state.config().max_response_bytes)?;
     let mut body = format!(
@@ -86,16 +81,23 @@ async fn list(
         texts.len(),
         json_array(&texts)
     );
-    if (more_users || !all)
-        && let Some(last) = users.get(texts.len() - 1)
-    {
-        body.push_str(&format!(r#","nextCursor":{}"#, last["user"]));
+    let next = if all {
+        page.next_cursor
+    } else {
+        // Cut short by the byte bound: go on after the last user sent.
+        page.users.get(texts.len() - 1).map(|u| UserCursor {
+            last_activity: u.sessions[0].last_activity_at,
+            user: u.user.clone(),
+        })
+    };
+    if let Some(next) = next {
+        body.push_str(&format!(r#","nextCursor":{}"#, json!(next.encode())));
     }
     body.push('}');
     Ok(raw_json(StatusCode::OK, body))
 }
 
-fn user_entry(user: String, sessions: &[Session], now: u64) -> Value {
+fn user_entry(user: &str, count: usize, sessions: &[Session], now: u64) -> Value {
     let online = sessions.iter().any(|s| {
         matches!(s.status, SessionStatus::InProgress | SessionStatus::Pending)
             && now.saturating_sub(s.last_activity_at.0) <= ONLINE_WINDOW_MS
@@ -103,9 +105,9 @@ fn user_entry(user: String, sessions: &[Session], now: u64) -> Value {
     json!({
         "id": user,
         "user": user,
-        "sessionCount": sessions.len(),
+        "sessionCount": count,
         "isOnline": online,
-        "sessions": sessions.iter().take(MAX_SESSIONS_PER_USER).map(|s| json!({
+        "sessions": sessions.iter().map(|s| json!({
             "id": s.id,
             "status": s.status,
             "startedAt": s.started_at,

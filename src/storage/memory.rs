@@ -29,9 +29,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
+use super::listing::{Entry, Listing};
 use super::{
-    Appended, EventPage, EventQuery, MAX_INPUT_KEYS, Pushed, SessionFilter, SessionPage,
-    SessionUpdate, Store, StoreError, StoreFuture, StoreHealth, StoreLimits,
+    Appended, Cursor, EventPage, EventQuery, MAX_INPUT_KEYS, Pushed, SessionFilter, SessionPage,
+    SessionUpdate, Store, StoreError, StoreFuture, StoreHealth, StoreLimits, UserCursor,
+    UserSessions, UsersPage,
 };
 use crate::bus::Bus;
 use crate::domain::derive;
@@ -140,6 +142,8 @@ struct Inner {
     expiry_changed: Arc<Notify>,
     /// Bytes of events across all slots (bounded by `limits.memory_budget_bytes`).
     event_bytes: AtomicUsize,
+    /// The listing indexes, kept in step with every slot's session.
+    listing: Mutex<Listing>,
 }
 
 /// The in-memory backend. Cheap to clone; clones share the data.
@@ -173,6 +177,7 @@ impl MemoryStore {
             expiry: Mutex::new(BTreeSet::new()),
             expiry_changed: Arc::new(Notify::new()),
             event_bytes: AtomicUsize::new(0),
+            listing: Mutex::new(Listing::default()),
         });
         tokio::spawn(purge_loop(
             Arc::downgrade(&inner),
@@ -223,7 +228,19 @@ impl Inner {
         for gone in guard.expire_queues(now) {
             self.unindex_command(&gone);
         }
-        Some(f(&mut guard, now))
+        Some(self.listed(&mut guard, |slot| f(slot, now)))
+    }
+
+    /// Runs `f` on a locked live slot and moves the session in the listing indexes if its
+    /// activity, status or user changed.
+    fn listed<T>(&self, slot: &mut Slot, f: impl FnOnce(&mut Slot) -> T) -> T {
+        let before = Entry::of(&slot.session);
+        let out = f(slot);
+        let after = Entry::of(&slot.session);
+        if before != after {
+            lock(&self.listing).update(Some(&before), Some(&after));
+        }
+        out
     }
 
     /// Runs `f` on the session's slot, creating it with `create` if it does not exist
@@ -244,7 +261,7 @@ impl Inner {
                     for gone in guard.expire_queues(now) {
                         self.unindex_command(&gone);
                     }
-                    return f(&mut guard, now);
+                    return self.listed(&mut guard, |slot| f(slot, now));
                 }
             }
         }
@@ -273,6 +290,7 @@ impl Inner {
                 }
                 let mut session = create(now);
                 session.epoch = self.ids.suffix();
+                lock(&self.listing).update(None, Some(&Entry::of(&session)));
                 let slot = Arc::new(Mutex::new(Slot::new(session, now, &self.limits)));
                 map.insert(id.clone(), Arc::clone(&slot));
                 self.schedule(now + self.limits.session_ttl_ms, id);
@@ -283,7 +301,7 @@ impl Inner {
         for gone in guard.expire_queues(now) {
             self.unindex_command(&gone);
         }
-        f(&mut guard, now)
+        self.listed(&mut guard, |slot| f(slot, now))
     }
 
     /// Stores one new event in the slot: its `seq`, its effect on the session and chains,
@@ -412,6 +430,7 @@ impl Inner {
     /// Drops the index entries and the byte count of a removed slot.
     fn unindex_slot(&self, slot: &Slot) {
         self.event_bytes.fetch_sub(slot.bytes, Ordering::Relaxed);
+        lock(&self.listing).update(Some(&Entry::of(&slot.session)), None);
         {
             let mut chains = write(&self.chain_index);
             for chain in &slot.chains {
@@ -592,17 +611,93 @@ impl Store for MemoryStore {
     }
 
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage> {
-        let now = self.inner.now();
-        let sessions: Vec<Session> = self
-            .inner
-            .read_map()
-            .values()
-            .filter_map(|slot| {
+        // One index, walked from the cursor, a chunk at a time (the index lock is let go
+        // before any slot is locked: slots come first in the lock order).
+        let inner = &self.inner;
+        let want = filter.limit.saturating_add(1);
+        let chunk = want.clamp(64, 1000);
+        let mut after = filter.cursor.as_ref().map(Cursor::key);
+        let mut found: Vec<Session> = Vec::new();
+        while found.len() < want {
+            let ids = lock(&inner.listing).ids_after(&filter, after.as_ref(), chunk);
+            let Some((last, _)) = ids.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            let got = ids.len();
+            let map = inner.read_map();
+            let now = inner.now();
+            for (_, id) in ids {
+                let Some(slot) = map.get(&id) else { continue };
                 let g = lock(slot);
-                (!g.dead && !g.expired(now)).then(|| g.session.clone())
-            })
-            .collect();
-        ready(Ok(session::page_sessions(sessions, &filter)))
+                if !g.dead
+                    && !g.expired(now)
+                    && filter.status.is_none_or(|st| g.session.status == st)
+                {
+                    found.push(g.session.clone());
+                }
+            }
+            if got < chunk {
+                break;
+            }
+        }
+        let more = found.len() > filter.limit;
+        found.truncate(filter.limit);
+        let next_cursor = more.then(|| found.last()).flatten().map(|s| Cursor {
+            last_activity: s.last_activity_at,
+            id: s.id.clone(),
+        });
+        ready(Ok(SessionPage {
+            sessions: found,
+            next_cursor,
+        }))
+    }
+
+    fn list_users(
+        &self,
+        limit: usize,
+        cursor: Option<UserCursor>,
+        per_user: usize,
+    ) -> StoreFuture<'_, UsersPage> {
+        Box::pin(async move {
+            let mut after = cursor.as_ref().map(UserCursor::key);
+            let mut users = Vec::new();
+            let mut next_cursor = None;
+            'pages: loop {
+                let keys = lock(&self.inner.listing).users_after(after.as_ref(), limit + 1);
+                let Some(last) = keys.last() else { break };
+                after = Some(last.clone());
+                let got = keys.len();
+                for (_, name) in keys {
+                    let user = name.0;
+                    let filter = SessionFilter {
+                        user: Some(user.clone()),
+                        limit: per_user,
+                        ..SessionFilter::default()
+                    };
+                    let page = self.list_sessions(filter).await?;
+                    if page.sessions.is_empty() {
+                        continue;
+                    }
+                    if users.len() == limit {
+                        next_cursor = users.last().map(|u: &UserSessions| UserCursor {
+                            last_activity: Timestamp(u.sessions[0].last_activity_at.0),
+                            user: u.user.clone(),
+                        });
+                        break 'pages;
+                    }
+                    users.push(UserSessions {
+                        session_count: lock(&self.inner.listing).user_count(&user),
+                        user,
+                        sessions: page.sessions,
+                    });
+                }
+                if got < limit + 1 {
+                    break;
+                }
+            }
+            Ok(UsersPage { users, next_cursor })
+        })
     }
 
     fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>> {

@@ -12,6 +12,7 @@
 //! Backends: [`memory::MemoryStore`] (default) and [`redis::RedisStore`] (`REDIS_URL`).
 //! The session rules both share live in [`crate::domain::session`].
 
+mod listing;
 pub mod memory;
 pub(crate) mod redis;
 
@@ -24,7 +25,9 @@ use crate::domain::model::{
     Chain, Command, InputItem, LastPrompt, NewEvent, Session, SessionId, StoredEvent, Timestamp,
 };
 
-pub use crate::domain::session::{Cursor, SessionFilter, SessionPage, SessionUpdate};
+pub use crate::domain::session::{
+    Cursor, SessionFilter, SessionPage, SessionUpdate, UserCursor, UserSessions, UsersPage,
+};
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -184,7 +187,17 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the session with its events, chains and queues, and announces
     /// `session:deleted`. `false` if it did not exist.
     fn delete_session<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, bool>;
+    /// One page of sessions in listing order, read from an index: its cost follows the
+    /// page, not the number of sessions.
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage>;
+    /// One page of users, the most recently active first, each with their session count and
+    /// newest `per_user` sessions.
+    fn list_users(
+        &self,
+        limit: usize,
+        cursor: Option<UserCursor>,
+        per_user: usize,
+    ) -> StoreFuture<'_, UsersPage>;
 
     fn chains<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, Vec<Chain>>;
 

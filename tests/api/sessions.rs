@@ -275,12 +275,14 @@ async fn users_are_derived_from_sessions() {
     let res = app.get("/api/users").await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.body["count"], 2);
-    let alice = &res.body["users"][0];
+    // Newest activity first: bob's session ended last.
+    let (bob, alice) = (&res.body["users"][0], &res.body["users"][1]);
     assert_eq!(alice["id"], "alice");
     assert_eq!(alice["sessionCount"], 2);
     assert_eq!(alice["isOnline"], true);
-    assert_eq!(res.body["users"][1]["isOnline"], false);
-    assert_eq!(res.body["users"][1]["sessions"][0]["status"], "completed");
+    assert_eq!(bob["id"], "bob");
+    assert_eq!(bob["isOnline"], false);
+    assert_eq!(bob["sessions"][0]["status"], "completed");
     let one = app.get("/api/users/alice/sessions").await;
     assert_eq!(one.body["user"], "alice");
     assert_eq!(one.body["sessionCount"], 2);

@@ -1,5 +1,6 @@
 //! Exactly once against a real Redis: notices inside the write scripts, idempotent event
-//! writes across instances, session epochs, per-item batch results.
+//! writes across instances, session epochs, per-item batch results; and listings that read
+//! one page from their indexes.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -237,4 +238,50 @@ async fn a_session_recreated_after_data_loss_is_not_taken_for_a_continuation() {
     assert_eq!(confirm["payload"]["recovered"], false, "{confirm}");
     assert_eq!(confirm["payload"]["epoch"], new_epoch.as_str());
     assert_eq!(again.event_seqs(7).await, [1, 2, 3, 4, 5, 6, 7]);
+}
+
+/// A page of sessions or users reads one page from the indexes, not every session: with
+/// 300 sessions, no command reads a whole index and no `MGET` asks for more than a chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_reads_one_page_not_every_session() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    for i in 0..300 {
+        let user = format!("user{}", i % 30);
+        app.event(event(
+            "session:started",
+            &format!("s{i}"),
+            json!({"cwd": "/w", "user": user}),
+        ))
+        .await;
+    }
+    app.event(event("session:ended", "s7", json!({}))).await;
+    let lines = monitored(&redis, async {
+        let page = app.get("/api/sessions?limit=10").await.body;
+        assert_eq!(page["count"], 10, "{page}");
+        assert_eq!(page["sessions"][0]["id"], "s7", "newest activity first");
+        let done = app
+            .get("/api/sessions?status=completed&limit=10")
+            .await
+            .body;
+        assert_eq!(done["count"], 1, "{done}");
+        let users = app.get("/api/users?limit=3").await.body;
+        assert_eq!(users["count"], 3, "{users}");
+        assert_eq!(users["users"][0]["sessionCount"], 10, "{users}");
+        let alice = app.get("/api/users/user3/sessions?limit=5").await.body;
+        assert_eq!(alice["sessionCount"], 5, "{alice}");
+    })
+    .await;
+    for line in &lines {
+        assert!(
+            !(line.contains("\"ZRANGE\"") && line.contains("\"0\" \"-1\"")),
+            "a whole index read: {line}"
+        );
+        if line.contains("\"MGET\"") {
+            let keys = line.matches("afw:sessions:").count();
+            assert!(keys <= 64, "an MGET of {keys} sessions: {line}");
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("index:status:completed")));
+    assert!(lines.iter().any(|l| l.contains("index:users")));
 }

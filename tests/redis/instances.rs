@@ -253,8 +253,13 @@ async fn every_key_follows_the_layout_and_has_a_ttl() {
         // Written by /health: PING alone answers while Redis refuses writes.
         format!("afw:health:{}", app.state.instance_id()),
         "afw:index:sessions".to_owned(),
+        // The listing indexes: the session left in_progress's when it completed.
+        "afw:index:status:completed".to_owned(),
+        "afw:index:user:alice".to_owned(),
+        "afw:index:users".to_owned(),
         format!("afw:input:{sid}"),
         format!("afw:leases:{sid}"),
+        format!("afw:meta:{sid}"),
         format!("afw:seq:{sid}"),
         format!("afw:sessions:{sid}"),
     ]

@@ -8,22 +8,26 @@
 /// `(Lua name, kind)`: the key kinds, with the Redis type and TTL the README's key layout
 /// table gives for each.
 pub(crate) const KINDS: &[(&str, &str)] = &[
-    ("sessions", "sessions:"),   // STRING, the session JSON, session TTL
-    ("events", "events:"),       // LIST of event JSON, session TTL
-    ("seq", "seq:"),             // STRING, the last seq, session TTL
-    ("bytes", "bytes:"),         // STRING, the event list's size in bytes, session TTL
-    ("eventids", "eventids:"),   // ZSET, the stored events' eventIds by seq, session TTL
-    ("epoch", "epoch:"),         // STRING, the session's incarnation, session TTL
-    ("chains", "chains:"),       // LIST of chain ids, session TTL
-    ("chain", "chain:"),         // STRING, one chain's JSON, session TTL
-    ("commands", "commands:"),   // LIST, the pending command queue, queue TTL
-    ("command", "command:"),     // HASH, one command record, queue TTL
-    ("cmdids", "cmdids:"),       // SET, every command id of a session, queue TTL
-    ("leases", "leases:"),       // ZSET, leased commands by lease end, queue TTL
-    ("input", "input:"),         // LIST, the input queue, queue TTL
-    ("inputkeys", "inputkeys:"), // ZSET, client keys of queued input by time, queue TTL
-    ("index", "index:sessions"), // ZSET, session ids by last activity, session TTL
-    ("health", "health:"),       // STRING, written by /health, 10 s
+    ("sessions", "sessions:"),     // STRING, the session JSON, session TTL
+    ("events", "events:"),         // LIST of event JSON, session TTL
+    ("seq", "seq:"),               // STRING, the last seq, session TTL
+    ("bytes", "bytes:"),           // STRING, the event list's size in bytes, session TTL
+    ("eventids", "eventids:"),     // ZSET, the stored events' eventIds by seq, session TTL
+    ("epoch", "epoch:"),           // STRING, the session's incarnation, session TTL
+    ("chains", "chains:"),         // LIST of chain ids, session TTL
+    ("chain", "chain:"),           // STRING, one chain's JSON, session TTL
+    ("commands", "commands:"),     // LIST, the pending command queue, queue TTL
+    ("command", "command:"),       // HASH, one command record, queue TTL
+    ("cmdids", "cmdids:"),         // SET, every command id of a session, queue TTL
+    ("leases", "leases:"),         // ZSET, leased commands by lease end, queue TTL
+    ("input", "input:"),           // LIST, the input queue, queue TTL
+    ("inputkeys", "inputkeys:"),   // ZSET, client keys of queued input by time, queue TTL
+    ("index", "index:sessions"),   // ZSET, session ids by last activity, session TTL
+    ("bystatus", "index:status:"), // ZSET per status, session ids by last activity, session TTL
+    ("byuser", "index:user:"),     // ZSET per user, session ids by last activity, session TTL
+    ("users", "index:users"),      // ZSET, users by their last activity, session TTL
+    ("meta", "meta:"), // HASH, a session's `status` and `user` (its indexes), session TTL
+    ("health", "health:"), // STRING, written by /health, 10 s
 ];
 
 fn kind(name: &str) -> &'static str {
@@ -81,6 +85,21 @@ impl Keys {
         self.key("index", "")
     }
 
+    /// The sessions of one status, by last activity.
+    pub(crate) fn by_status(&self, status: &str) -> String {
+        self.key("bystatus", status)
+    }
+
+    /// The sessions of one user, by last activity.
+    pub(crate) fn by_user(&self, user: &str) -> String {
+        self.key("byuser", user)
+    }
+
+    /// Users by their last activity.
+    pub(crate) fn users(&self) -> String {
+        self.key("users", "")
+    }
+
     pub(crate) fn health(&self, instance: &str) -> String {
         self.key("health", instance)
     }
@@ -121,6 +140,7 @@ mod tests {
             crate::storage::redis::scripts::claim(),
             crate::storage::redis::scripts::ack(),
             crate::storage::redis::scripts::delete(),
+            crate::storage::redis::scripts::user_sessions(),
         ] {
             let body = &script[preamble.len()..];
             for used in body.split("K.").skip(1) {

@@ -50,13 +50,14 @@ use link::public_reason;
 
 use self::keys::Keys;
 use super::{
-    Appended, EventPage, EventQuery, MAX_INPUT_KEYS, Pushed, SessionFilter, SessionPage,
-    SessionUpdate, Store, StoreError, StoreFuture, StoreHealth, StoreLimits,
+    Appended, Cursor, EventPage, EventQuery, MAX_INPUT_KEYS, Pushed, SessionFilter, SessionPage,
+    SessionUpdate, Store, StoreError, StoreFuture, StoreHealth, StoreLimits, UserCursor,
+    UserSessions, UsersPage,
 };
 use crate::domain::derive;
 use crate::domain::model::{
     Chain, Command, CommandStatus, InputItem, LastPrompt, NewEvent, Notice, Session, SessionId,
-    StoredEvent, Timestamp,
+    SessionStatus, StoredEvent, Timestamp,
 };
 use crate::domain::session;
 use crate::ports::Clock;
@@ -87,6 +88,7 @@ struct Scripts {
     claim: Script,
     ack: Script,
     delete: Script,
+    user_sessions: Script,
 }
 
 /// The Redis backend. Cheap to clone; clones share the state.
@@ -210,6 +212,7 @@ impl RedisStore {
                 claim: Script::new(&scripts::claim()),
                 ack: Script::new(&scripts::ack()),
                 delete: Script::new(&scripts::delete()),
+                user_sessions: Script::new(&scripts::user_sessions()),
             },
         }))
     }
@@ -282,10 +285,11 @@ impl RedisCore {
     async fn commit(
         &self,
         sid: &SessionId,
-        expected: &str,
+        expected: (&str, Option<&Session>),
         session: &Session,
         effects: &Effects,
     ) -> Result<CommitOutcome, StoreError> {
+        let (expected, before) = expected;
         let new_json = to_json(session);
         let mut inv = self.scripts.commit.prepare_invoke();
         inv.arg(self.keys.prefix())
@@ -318,6 +322,16 @@ impl RedisCore {
         for msg in &effects.publish {
             inv.arg(msg);
         }
+        let indexed = |s: Option<&Session>| {
+            s.map(|s| (status_name(s.status), s.user.clone().unwrap_or_default()))
+                .unwrap_or_default()
+        };
+        let (old_status, old_user) = indexed(before);
+        let (new_status, new_user) = indexed(Some(session));
+        inv.arg(old_status)
+            .arg(old_user)
+            .arg(new_status)
+            .arg(new_user);
         let reply: Vec<RValue> = match self.link.invoke(&inv).await {
             Ok(reply) => reply,
             Err(e) => {
@@ -371,7 +385,10 @@ impl RedisCore {
             let Some((session, chains, effects, out)) = mutate(current.as_ref(), &known)? else {
                 return Ok(None);
             };
-            let expected = current.as_ref().map(|c| c.json.as_str()).unwrap_or("");
+            let expected = (
+                current.as_ref().map(|c| c.json.as_str()).unwrap_or(""),
+                current.as_ref().map(|c| &c.session),
+            );
             match self.commit(sid, expected, &session, &effects).await? {
                 CommitOutcome::Done(item) => {
                     self.remember(
@@ -566,6 +583,95 @@ impl RedisCore {
     }
 }
 
+impl RedisCore {
+    /// The users of a page with their session counts and newest sessions, dropping users
+    /// none of whose sessions is left (and their index entries).
+    async fn users_with_sessions(
+        &self,
+        candidates: &[(String, u64)],
+        per_user: usize,
+    ) -> Result<Vec<(u64, UserSessions)>, StoreError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.scripts.user_sessions.prepare_invoke();
+        inv.arg(self.keys.prefix()).arg(per_user);
+        for (user, _) in candidates {
+            inv.arg(user);
+        }
+        let reply: Vec<RValue> = self.link.invoke(&inv).await?;
+        let mut per: Vec<(usize, Vec<String>)> = Vec::with_capacity(candidates.len());
+        for pair in reply.chunks(2) {
+            let count = pair.first().and_then(int).unwrap_or(0).max(0) as usize;
+            let ids = match pair.get(1) {
+                Some(RValue::Array(ids)) => ids
+                    .iter()
+                    .filter_map(bulk)
+                    .filter_map(|b| String::from_utf8(b).ok())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            per.push((count, ids));
+        }
+        let keys: Vec<String> = per
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().map(|id| self.keys.session(id)))
+            .collect();
+        let mut raws: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(1000) {
+            let part: Vec<Option<Vec<u8>>> = self.link.query(redis::cmd("MGET").arg(chunk)).await?;
+            raws.extend(part);
+        }
+        let mut raws = raws.into_iter();
+        let mut out = Vec::new();
+        let mut gone_users = Vec::new();
+        for ((user, score), (count, ids)) in candidates.iter().zip(per) {
+            let mut sessions = Vec::with_capacity(ids.len());
+            let mut gone = Vec::new();
+            for (id, raw) in ids.into_iter().zip(raws.by_ref()) {
+                match raw {
+                    Some(raw) => sessions.push(parse_json::<Session>("session", &raw)?),
+                    None => gone.push(id),
+                }
+            }
+            if !gone.is_empty() {
+                let _: Result<i64, _> = self
+                    .link
+                    .query(redis::cmd("ZREM").arg(self.keys.by_user(user)).arg(&gone))
+                    .await;
+            }
+            if sessions.is_empty() {
+                gone_users.push(user.clone());
+                continue;
+            }
+            let session_count = count.saturating_sub(gone.len());
+            out.push((
+                *score,
+                UserSessions {
+                    user: user.clone(),
+                    session_count,
+                    sessions,
+                },
+            ));
+        }
+        if !gone_users.is_empty() {
+            let _: Result<i64, _> = self
+                .link
+                .query(redis::cmd("ZREM").arg(self.keys.users()).arg(&gone_users))
+                .await;
+        }
+        Ok(out)
+    }
+}
+
+/// A status as the indexes spell it (its wire name).
+fn status_name(status: SessionStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A `HGETALL` reply inside a script's reply, as a map.
 fn hash_of(list: Option<&RValue>) -> BTreeMap<String, Vec<u8>> {
     let Some(RValue::Array(items)) = list else {
@@ -661,7 +767,10 @@ impl Store for RedisStore {
             let mut session = session;
             session.last_activity_at = self.now();
             session.epoch = self.link.draw_epoch();
-            match self.commit(&id, "", &session, &Effects::default()).await? {
+            match self
+                .commit(&id, ("", None), &session, &Effects::default())
+                .await?
+            {
                 CommitOutcome::Done(_) => {
                     self.remember(
                         &id,
@@ -713,35 +822,158 @@ impl Store for RedisStore {
 
     fn list_sessions(&self, filter: SessionFilter) -> StoreFuture<'_, SessionPage> {
         Box::pin(async move {
-            let index = self.keys.index();
-            let ids: Vec<String> = self
-                .link
-                .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
-                .await?;
-            let mut sessions = Vec::with_capacity(ids.len());
-            let mut gone = Vec::new();
-            for chunk in ids.chunks(500) {
-                let keys: Vec<String> = chunk
-                    .iter()
-                    .map(|id| self.keys.session(id.as_str()))
+            // One index, read one page at a time from the cursor: the user's or the
+            // status's when asked (the user's is the smaller; the status is then checked
+            // here), else every session's. The cost follows the page, not the total.
+            let index = match (&filter.user, filter.status) {
+                (Some(user), _) => self.keys.by_user(user),
+                (None, Some(status)) => self.keys.by_status(&status_name(status)),
+                (None, None) => self.keys.index(),
+            };
+            let want = filter.limit.saturating_add(1);
+            let chunk = want.clamp(64, 1000);
+            let max = filter
+                .cursor
+                .as_ref()
+                .map_or("+inf".to_owned(), |c| c.last_activity.0.to_string());
+            let mut found: Vec<(u64, Session)> = Vec::new();
+            let mut gone: Vec<String> = Vec::new();
+            let mut offset = 0usize;
+            while found.len() < want {
+                let flat: Vec<String> = self
+                    .link
+                    .query(
+                        redis::cmd("ZRANGE")
+                            .arg(&index)
+                            .arg(&max)
+                            .arg("-inf")
+                            .arg("BYSCORE")
+                            .arg("REV")
+                            .arg("LIMIT")
+                            .arg(offset)
+                            .arg(chunk)
+                            .arg("WITHSCORES"),
+                    )
+                    .await?;
+                let got = flat.len() / 2;
+                offset += got;
+                let entries: Vec<(String, u64)> = flat
+                    .chunks(2)
+                    .filter_map(|p| Some((p[0].clone(), p.get(1)?.parse::<f64>().ok()? as u64)))
+                    .filter(|(id, score)| match &filter.cursor {
+                        // Ties come in descending id order: past the cursor means below it.
+                        Some(c) if *score == c.last_activity.0 => id.as_str() < c.id.as_str(),
+                        _ => true,
+                    })
                     .collect();
-                let raws: Vec<Option<Vec<u8>>> =
-                    self.link.query(redis::cmd("MGET").arg(&keys)).await?;
-                for (id, raw) in chunk.iter().zip(raws) {
-                    match raw {
-                        Some(raw) => sessions.push(parse_json::<Session>("session", &raw)?),
-                        None => gone.push(id.clone()),
+                if !entries.is_empty() {
+                    let keys: Vec<String> = entries
+                        .iter()
+                        .map(|(id, _)| self.keys.session(id))
+                        .collect();
+                    let raws: Vec<Option<Vec<u8>>> =
+                        self.link.query(redis::cmd("MGET").arg(&keys)).await?;
+                    for ((id, score), raw) in entries.into_iter().zip(raws) {
+                        let Some(raw) = raw else {
+                            gone.push(id);
+                            continue;
+                        };
+                        let s: Session = parse_json("session", &raw)?;
+                        if filter.status.is_none_or(|st| s.status == st) {
+                            found.push((score, s));
+                        }
                     }
+                }
+                if got < chunk {
+                    break;
                 }
             }
             if !gone.is_empty() {
-                // Expired sessions leave their index entry behind; tidy it up.
+                // Expired sessions leave their index entries behind; tidy them up.
                 let _: Result<i64, _> = self
                     .link
                     .query(redis::cmd("ZREM").arg(&index).arg(&gone))
                     .await;
             }
-            Ok(session::page_sessions(sessions, &filter))
+            let more = found.len() > filter.limit;
+            found.truncate(filter.limit);
+            let next_cursor = more
+                .then(|| found.last())
+                .flatten()
+                .map(|(score, s)| Cursor {
+                    last_activity: Timestamp(*score),
+                    id: s.id.clone(),
+                });
+            Ok(SessionPage {
+                sessions: found.into_iter().map(|(_, s)| s).collect(),
+                next_cursor,
+            })
+        })
+    }
+
+    fn list_users(
+        &self,
+        limit: usize,
+        cursor: Option<UserCursor>,
+        per_user: usize,
+    ) -> StoreFuture<'_, UsersPage> {
+        Box::pin(async move {
+            // A page of users from the users index, their newest sessions from their own
+            // indexes in one script call, the sessions in one MGET: three round trips a
+            // page. Users and sessions that expired meanwhile are tidied away.
+            let index = self.keys.users();
+            let max = cursor
+                .as_ref()
+                .map_or("+inf".to_owned(), |c| c.last_activity.0.to_string());
+            // Users none of whose sessions is left are dropped: then the next round fetches
+            // more.
+            let ask = limit + 1;
+            let mut users = Vec::new();
+            let mut offset = 0usize;
+            loop {
+                let flat: Vec<String> = self
+                    .link
+                    .query(
+                        redis::cmd("ZRANGE")
+                            .arg(&index)
+                            .arg(&max)
+                            .arg("-inf")
+                            .arg("BYSCORE")
+                            .arg("REV")
+                            .arg("LIMIT")
+                            .arg(offset)
+                            .arg(ask)
+                            .arg("WITHSCORES"),
+                    )
+                    .await?;
+                let got = flat.len() / 2;
+                offset += got;
+                let candidates: Vec<(String, u64)> = flat
+                    .chunks(2)
+                    .filter_map(|p| Some((p[0].clone(), p.get(1)?.parse::<f64>().ok()? as u64)))
+                    .filter(|(user, score)| match &cursor {
+                        Some(c) if *score == c.last_activity.0 => user.as_str() < c.user.as_str(),
+                        _ => true,
+                    })
+                    .collect();
+                users.extend(self.users_with_sessions(&candidates, per_user).await?);
+                if users.len() > limit || got < ask {
+                    break;
+                }
+            }
+            let more = users.len() > limit;
+            users.truncate(limit);
+            let next_cursor = more
+                .then(|| users.last())
+                .flatten()
+                .map(|(score, u)| UserCursor {
+                    last_activity: Timestamp(*score),
+                    user: u.user.clone(),
+                });
+            Ok(UsersPage {
+                users: users.into_iter().map(|(_, u)| u).collect(),
+                next_cursor,
+            })
         })
     }
 

@@ -18,7 +18,9 @@ const TOUCH: &str = include_str!("scripts/touch.lua");
 /// activity score, new last seq ('' = unchanged), max events, pop ('1' = pop one input item
 /// first; nothing is written if there is none), byte budget of the events, the epoch to
 /// store ('' = keep: only the commit that creates the session writes it), then `n`
-/// (event, eventId or '') pairs, `n` (chain id, json, new) triples, `n` messages to publish.
+/// (event, eventId or '') pairs, `n` (chain id, json, new) triples, `n` messages to publish,
+/// then the session's status and user before ('' when new) and after: the listing indexes
+/// (by status, by user, the users) follow them, and `meta:{sid}` keeps them for DELETE.
 /// An event whose eventId `eventids:{sid}` already holds makes the script write nothing and
 /// return `{3, {id, seq, ...}}` (the caller derives again without them); new ids are added
 /// with their seq, and trimmed events' ids go with them.
@@ -114,6 +116,14 @@ pub(super) fn ack() -> String {
 
 pub(super) fn delete() -> String {
     script(&[DELETE_BODY])
+}
+
+/// ARGV: prefix, per user, users... For each user, `{session count, {newest session ids, at
+/// most per user}}`: one page of users is one round trip, whatever the page's size.
+const USER_SESSIONS_BODY: &str = include_str!("scripts/user_sessions.lua");
+
+pub(super) fn user_sessions() -> String {
+    script(&[USER_SESSIONS_BODY])
 }
 
 #[cfg(test)]

@@ -55,4 +55,21 @@ redis.call('ZADD', p .. K.index, ARGV[8], sid)
 redis.call('PEXPIRE', p .. K.index, ARGV[3])
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('PUBLISH', ARGV[5], ARGV[i]); i = i + 1 end
+-- The listing indexes: by status, by user, and the users, scored by activity.
+local old_status, old_user, new_status, new_user = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+local ttl, score = tonumber(ARGV[3]), ARGV[8]
+if old_status ~= '' and old_status ~= new_status then
+  redis.call('ZREM', p .. K.bystatus .. old_status, sid)
+end
+redis.call('ZADD', p .. K.bystatus .. new_status, score, sid)
+redis.call('PEXPIRE', p .. K.bystatus .. new_status, ttl)
+if old_user ~= '' and old_user ~= new_user then redis.call('ZREM', p .. K.byuser .. old_user, sid) end
+if new_user ~= '' then
+  redis.call('ZADD', p .. K.byuser .. new_user, score, sid)
+  redis.call('PEXPIRE', p .. K.byuser .. new_user, ttl)
+  redis.call('ZADD', p .. K.users, score, new_user)
+  redis.call('PEXPIRE', p .. K.users, ttl)
+end
+redis.call('HSET', p .. K.meta .. sid, 'status', new_status, 'user', new_user)
+redis.call('PEXPIRE', p .. K.meta .. sid, ttl)
 return {1, item}

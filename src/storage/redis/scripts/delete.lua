@@ -10,5 +10,10 @@ for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.eventids, 
   redis.call('DEL', p .. k .. sid)
 end
 redis.call('ZREM', p .. K.index, sid)
+local status = redis.call('HGET', p .. K.meta .. sid, 'status')
+if status then redis.call('ZREM', p .. K.bystatus .. status, sid) end
+local user = redis.call('HGET', p .. K.meta .. sid, 'user')
+if user and user ~= '' then redis.call('ZREM', p .. K.byuser .. user, sid) end
+redis.call('DEL', p .. K.meta .. sid)
 if existed == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return existed

@@ -1,5 +1,5 @@
 local function touch(p, sid, ttl, qttl)
-  for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.eventids, K.epoch}) do
+  for _, k in ipairs({K.sessions, K.events, K.seq, K.chains, K.bytes, K.eventids, K.epoch, K.meta}) do
     redis.call('PEXPIRE', p .. k .. sid, ttl)
   end
   for _, cid in ipairs(redis.call('LRANGE', p .. K.chains .. sid, 0, -1)) do
