@@ -49,12 +49,39 @@ pub(crate) async fn hook(
     // one) ends with a backlog, a burst of terminal output and its last event in one batch,
     // then nothing: the slow dashboard's inbox overflows on frames that no later event
     // would repair.
-    let backlog_from =
+    let mut backlog_from =
         (plan.slow_dashboard.is_some() && quiet_at.is_none() && last_post_at.is_none())
             .then(|| with_backlog(&mut script));
+    // Targeted: on a seed whose Redis loses its data, the last hook (unless quiet or
+    // targeted already) posts a burst of terminal output as one batch just after Redis is
+    // back: the session begins again and its new seqs pass every dashboard's cursor before
+    // their bridges re-subscribe, so only the epoch tells the new incarnation from the old.
+    let mut burst_at = (id + 1 == plan.hooks && quiet_at.is_none() && last_post_at.is_none())
+        .then(|| {
+            plan.faults
+                .iter()
+                .find(|f| f.kind == FaultKind::RedisCrashLoseData)
+                .map(|f| f.at_ms + f.heal_after_ms + 50)
+        })
+        .flatten()
+        .filter(|t| *t < WORKLOAD_END_MS);
     let mut claims = Claims::new(rng_seed ^ 0x6c61_696d);
     let mut next = 0;
     for round in 0u64.. {
+        if let Some(t) = burst_at
+            && (now_ms() >= t || next >= script.len())
+        {
+            tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await;
+            burst_at = None;
+            let events: Vec<(u64, Value)> = burst(&mut script, next)
+                .map(|i| (i as u64, stamped(&script[i], &session, i as u64)))
+                .collect();
+            // The closing backlog moved down with the lines put before it.
+            backlog_from = backlog_from.map(|b| if b >= next { b + events.len() } else { b });
+            next += events.len();
+            post(&history, &plan, &mut rng, &down, &session, &events).await;
+            continue;
+        }
         if next >= script.len()
             || now_ms() > WORKLOAD_END_MS
             || quiet_at.is_some_and(|t| now_ms() > t)
@@ -138,6 +165,18 @@ fn with_backlog(script: &mut Vec<Value>) -> usize {
     });
     script.splice(at..at, lines);
     at
+}
+
+/// Lines of terminal output in a data-loss burst: more than any hook posts before it.
+const BURST_LINES: usize = 80;
+
+/// Puts [`BURST_LINES`] of terminal output into the script at `at`; their positions.
+fn burst(script: &mut Vec<Value>, at: usize) -> std::ops::Range<usize> {
+    let lines = (0..BURST_LINES).map(|i| {
+        json!({"type": "terminal:output", "output": format!("burst {i}\n"), "stream": "stdout"})
+    });
+    script.splice(at..at, lines);
+    at..at + BURST_LINES
 }
 
 /// An event of the script as sent: its body with the session, the time, its index `n` and
