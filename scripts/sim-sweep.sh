@@ -55,6 +55,9 @@ failed = [s for s, v, _, _ in seeds if v != "ok"]
 lost = sum(int(x) for x in re.findall(r"(\d+) lost by plan", out))
 doubt = sum(int(x) for x in re.findall(r"(\d+) input in doubt", out))
 cdoubt = sum(int(x) for x in re.findall(r"(\d+) commands in doubt", out))
+undone = sum(int(x) for x in re.findall(r"(\d+) deletes undone in doubt", out))
+refused = sum(int(x) for x in re.findall(r"(\d+) refused but stored", out))
+unanswered = sum(int(x) for x in re.findall(r"(\d+) unanswered but stored", out))
 print(f"{len(seeds)} seeds in {wall} s: {len(seeds) / wall * 60:.0f} seeds/min; "
       f"simulated/wall time {stepped / wall:.0f}x stepped, "
       f"{total_h * 3600 / wall:.0f}x with the clock jumps over idle stretches "
@@ -64,6 +67,9 @@ print("faults injected: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items
 print(f"acknowledged events lost by plan (Redis crashes without data): {lost}; "
       f"input items in doubt (a poll failed after they were queued): {doubt}; "
       f"commands in doubt (a claim failed after they were queued): {cdoubt}")
+print(f"deletes undone in doubt: {undone}; events answered 503 and found stored by their "
+      f"retry (a fault about: the reply was lost): {refused}; events unanswered and found "
+      f"stored: {unanswered}")
 print(f"failed seeds: {failed or 'none'}")
 if len(seeds) < expected:
     print(f"{expected - len(seeds)} seeds gave no verdict (a crashed afw-sim process)")
