@@ -160,11 +160,15 @@ const BACKLOG_LINES: usize = 2 * crate::plan::WS_SEND_QUEUE;
 /// backlog (those lines and that event) begins.
 fn with_backlog(script: &mut Vec<Value>) -> usize {
     let at = script.len().saturating_sub(1);
-    let lines = (0..BACKLOG_LINES).map(|i| {
-        json!({"type": "terminal:output", "output": format!("backlog {i}\n"), "stream": "stdout"})
-    });
-    script.splice(at..at, lines);
+    script.splice(at..at, terminal_lines("backlog", BACKLOG_LINES));
     at
+}
+
+/// `n` events of terminal output, `<word> i` each.
+fn terminal_lines(word: &'static str, n: usize) -> impl Iterator<Item = Value> {
+    (0..n).map(move |i| {
+        json!({"type": "terminal:output", "output": format!("{word} {i}\n"), "stream": "stdout"})
+    })
 }
 
 /// Lines of terminal output in a data-loss burst: more than any hook posts before it.
@@ -172,10 +176,7 @@ const BURST_LINES: usize = 80;
 
 /// Puts [`BURST_LINES`] of terminal output into the script at `at`; their positions.
 fn burst(script: &mut Vec<Value>, at: usize) -> std::ops::Range<usize> {
-    let lines = (0..BURST_LINES).map(|i| {
-        json!({"type": "terminal:output", "output": format!("burst {i}\n"), "stream": "stdout"})
-    });
-    script.splice(at..at, lines);
+    script.splice(at..at, terminal_lines("burst", BURST_LINES));
     at..at + BURST_LINES
 }
 
@@ -216,6 +217,17 @@ async fn post(
         }
         let instance = pick_up(rng, plan.instances, down);
         let started = now_ms();
+        // One attempt at event `n`, as answered (`item`: its part of the answer).
+        let attempt = |n: u64, status: u16, item: &Value| Record::Post {
+            session: session.to_owned(),
+            n,
+            instance,
+            started,
+            status,
+            seq: item["seq"].as_u64(),
+            duplicate: item["duplicate"] == true,
+            epoch: item["epoch"].as_str().map(str::to_owned),
+        };
         match http(instance, "POST", path, Some(&body)).await {
             Ok((status, answer)) => {
                 for (i, (n, _)) in events.iter().enumerate() {
@@ -224,19 +236,7 @@ async fn post(
                     } else {
                         &answer["results"][i]
                     };
-                    record(
-                        history,
-                        Record::Post {
-                            session: session.to_owned(),
-                            n: *n,
-                            instance,
-                            started,
-                            status,
-                            seq: item["seq"].as_u64(),
-                            duplicate: item["duplicate"] == true,
-                            epoch: item["epoch"].as_str().map(str::to_owned),
-                        },
-                    );
+                    record(history, attempt(*n, status, item));
                 }
                 if status == 201 || status == 200 {
                     return;
@@ -258,19 +258,7 @@ async fn post(
                 // No answer (a timeout, or a crashed instance refusing or dropping the
                 // connection): the write may or may not have been stored.
                 for (n, _) in events {
-                    record(
-                        history,
-                        Record::Post {
-                            session: session.to_owned(),
-                            n: *n,
-                            instance,
-                            started,
-                            status: 0,
-                            seq: None,
-                            duplicate: false,
-                            epoch: None,
-                        },
-                    );
+                    record(history, attempt(*n, 0, &Value::Null));
                 }
             }
         }

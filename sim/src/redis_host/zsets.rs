@@ -128,18 +128,7 @@ pub(super) fn exec(db: &mut Db, name: &str, a: &[Vec<u8>]) -> Reply {
                     None => vec![],
                 }
             };
-            Reply::Array(
-                picked
-                    .into_iter()
-                    .flat_map(|(s, m)| {
-                        let mut out = vec![Reply::Bulk(m)];
-                        if with_scores {
-                            out.push(Reply::Bulk(format_score(s)));
-                        }
-                        out
-                    })
-                    .collect(),
-            )
+            scored_reply(picked, with_scores)
         }
         _ => wrong_args(name),
     }
@@ -226,6 +215,11 @@ fn by_score_range(db: &mut Db, a: &[Vec<u8>]) -> Reply {
             picked.truncate(count);
         }
     }
+    scored_reply(picked, with_scores)
+}
+
+/// Members in order, each followed by its score `WITHSCORES`.
+fn scored_reply(picked: Vec<(f64, Vec<u8>)>, with_scores: bool) -> Reply {
     Reply::Array(
         picked
             .into_iter()

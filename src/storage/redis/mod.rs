@@ -584,6 +584,44 @@ impl RedisCore {
 }
 
 impl RedisCore {
+    /// `count` members of a listing index from `offset`, newest score first, at or below
+    /// the cursor's score and, among its ties (descending member order), past the cursor's
+    /// member; with how many the index answered (before that filter), to page on.
+    async fn index_page(
+        &self,
+        index: &str,
+        after: Option<(u64, &str)>,
+        offset: usize,
+        count: usize,
+    ) -> Result<(Vec<(String, u64)>, usize), StoreError> {
+        let max = after.map_or("+inf".to_owned(), |(score, _)| score.to_string());
+        let flat: Vec<String> = self
+            .link
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(index)
+                    .arg(max)
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(count)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        let got = flat.len() / 2;
+        let entries = flat
+            .chunks(2)
+            .filter_map(|p| Some((p[0].clone(), p.get(1)?.parse::<f64>().ok()? as u64)))
+            .filter(|(member, score)| match after {
+                Some((s, m)) if *score == s => member.as_str() < m,
+                _ => true,
+            })
+            .collect();
+        Ok((entries, got))
+    }
+
     /// The users of a page with their session counts and newest sessions, dropping users
     /// none of whose sessions is left (and their index entries).
     async fn users_with_sessions(
@@ -832,40 +870,22 @@ impl Store for RedisStore {
             };
             let want = filter.limit.saturating_add(1);
             let chunk = want.clamp(64, 1000);
-            let max = filter
-                .cursor
-                .as_ref()
-                .map_or("+inf".to_owned(), |c| c.last_activity.0.to_string());
             let mut found: Vec<(u64, Session)> = Vec::new();
             let mut gone: Vec<String> = Vec::new();
             let mut offset = 0usize;
             while found.len() < want {
-                let flat: Vec<String> = self
-                    .link
-                    .query(
-                        redis::cmd("ZRANGE")
-                            .arg(&index)
-                            .arg(&max)
-                            .arg("-inf")
-                            .arg("BYSCORE")
-                            .arg("REV")
-                            .arg("LIMIT")
-                            .arg(offset)
-                            .arg(chunk)
-                            .arg("WITHSCORES"),
+                let (entries, got) = self
+                    .index_page(
+                        &index,
+                        filter
+                            .cursor
+                            .as_ref()
+                            .map(|c| (c.last_activity.0, c.id.as_str())),
+                        offset,
+                        chunk,
                     )
                     .await?;
-                let got = flat.len() / 2;
                 offset += got;
-                let entries: Vec<(String, u64)> = flat
-                    .chunks(2)
-                    .filter_map(|p| Some((p[0].clone(), p.get(1)?.parse::<f64>().ok()? as u64)))
-                    .filter(|(id, score)| match &filter.cursor {
-                        // Ties come in descending id order: past the cursor means below it.
-                        Some(c) if *score == c.last_activity.0 => id.as_str() < c.id.as_str(),
-                        _ => true,
-                    })
-                    .collect();
                 if !entries.is_empty() {
                     let keys: Vec<String> = entries
                         .iter()
@@ -922,40 +942,17 @@ impl Store for RedisStore {
             // indexes in one script call, the sessions in one MGET: three round trips a
             // page. Users and sessions that expired meanwhile are tidied away.
             let index = self.keys.users();
-            let max = cursor
-                .as_ref()
-                .map_or("+inf".to_owned(), |c| c.last_activity.0.to_string());
             // Users none of whose sessions is left are dropped: then the next round fetches
             // more.
             let ask = limit + 1;
             let mut users = Vec::new();
             let mut offset = 0usize;
             loop {
-                let flat: Vec<String> = self
-                    .link
-                    .query(
-                        redis::cmd("ZRANGE")
-                            .arg(&index)
-                            .arg(&max)
-                            .arg("-inf")
-                            .arg("BYSCORE")
-                            .arg("REV")
-                            .arg("LIMIT")
-                            .arg(offset)
-                            .arg(ask)
-                            .arg("WITHSCORES"),
-                    )
-                    .await?;
-                let got = flat.len() / 2;
+                let after = cursor
+                    .as_ref()
+                    .map(|c| (c.last_activity.0, c.user.as_str()));
+                let (candidates, got) = self.index_page(&index, after, offset, ask).await?;
                 offset += got;
-                let candidates: Vec<(String, u64)> = flat
-                    .chunks(2)
-                    .filter_map(|p| Some((p[0].clone(), p.get(1)?.parse::<f64>().ok()? as u64)))
-                    .filter(|(user, score)| match &cursor {
-                        Some(c) if *score == c.last_activity.0 => user.as_str() < c.user.as_str(),
-                        _ => true,
-                    })
-                    .collect();
                 users.extend(self.users_with_sessions(&candidates, per_user).await?);
                 if users.len() > limit || got < ask {
                     break;
