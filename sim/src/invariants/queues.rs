@@ -35,7 +35,18 @@ pub(super) fn check_input(run: &Run, report: &mut Report) {
             _ => None,
         })
         .collect();
-    all_popped(run, &acked, &popped, &failed_polls, report);
+    // When each item's request was sent: a poll that failed after that may have popped it
+    // (the reply to the queueing can arrive after the poll's failure).
+    let sent: BTreeMap<&str, u64> = run
+        .history
+        .records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::InputQueued { item, started, .. } => Some((item.as_str(), *started)),
+            _ => None,
+        })
+        .collect();
+    all_popped(run, &acked, &sent, &popped, &failed_polls, report);
     no_false_empty(&run.history.records, &acked, &popped, report);
 }
 
@@ -113,6 +124,7 @@ fn pops<'a>(run: &'a Run, report: &mut Report) -> (BTreeMap<&'a str, u64>, Vec<(
 fn all_popped(
     run: &Run,
     acked: &[(u64, &str, &str)],
+    sent: &BTreeMap<&str, u64>,
     popped: &BTreeMap<&str, u64>,
     failed_polls: &[(&str, u64)],
     report: &mut Report,
@@ -122,9 +134,10 @@ fn all_popped(
         if popped.contains_key(item) || wiped_after(run, *queued) {
             continue;
         }
+        let sent = sent.get(item).copied().unwrap_or(*queued);
         if failed_polls
             .iter()
-            .any(|(s, ended)| s == session && ended >= queued)
+            .any(|(s, ended)| s == session && *ended >= sent)
         {
             report.input_in_doubt += 1;
         } else {
