@@ -27,7 +27,8 @@ pub(crate) enum Outbound {
         session_id: SessionId,
         seq: u64,
         /// The session's incarnation ('' when unknown): a `seq` counts within one epoch.
-        epoch: String,
+        /// Shared by every subscriber's copy, like the frame.
+        epoch: Arc<str>,
         frame: Utf8Bytes,
     },
     /// Events of this session may have been missed (the Pub/Sub link was down): compare
@@ -156,11 +157,12 @@ impl Bus {
         };
         let data = event.kind.carries_session().then(session).flatten();
         let frame = event_frame(event, data.as_deref());
+        let epoch: Arc<str> = Arc::from(epoch);
         for inbox in list {
             inbox.deliver(Outbound::Event {
                 session_id: session_id.clone(),
                 seq: event.seq,
-                epoch: epoch.to_owned(),
+                epoch: Arc::clone(&epoch),
                 frame: frame.clone(),
             });
         }

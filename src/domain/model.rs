@@ -160,8 +160,28 @@ pub enum SessionStatus {
 }
 
 impl SessionStatus {
+    pub const ALL: [SessionStatus; 5] = [
+        Self::Pending,
+        Self::InProgress,
+        Self::Completed,
+        Self::Failed,
+        Self::Skipped,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(Value::String(s.to_owned())).ok()
+    }
+
+    /// The wire name (the serde name; a test holds the two together), also how the
+    /// listing indexes spell a status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
     }
 }
 
@@ -658,6 +678,14 @@ pub struct InputItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_are_the_serde_names() {
+        for status in SessionStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(SessionStatus::parse(status.as_str()), Some(status));
+        }
+    }
 
     #[test]
     fn notice_names_are_the_serde_names() {

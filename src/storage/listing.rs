@@ -32,15 +32,11 @@ impl Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
     all: BTreeSet<ListingKey>,
-    by_status: BTreeMap<String, BTreeSet<ListingKey>>,
+    by_status: BTreeMap<&'static str, BTreeSet<ListingKey>>,
     by_user: BTreeMap<String, BTreeSet<ListingKey>>,
     /// Users by their newest session's activity, and where each one stands in it.
     users: BTreeSet<UserKey>,
     user_keys: BTreeMap<String, UserKey>,
-}
-
-fn status_key(status: SessionStatus) -> String {
-    format!("{status:?}")
 }
 
 impl Listing {
@@ -52,7 +48,7 @@ impl Listing {
         }
         if let Some(e) = old {
             self.all.remove(&e.key);
-            remove_from(&mut self.by_status, &status_key(e.status), &e.key);
+            remove_from(&mut self.by_status, e.status.as_str(), &e.key);
             if let Some(u) = &e.user {
                 remove_from(&mut self.by_user, u, &e.key);
             }
@@ -65,7 +61,7 @@ impl Listing {
         if let Some(e) = new {
             self.all.insert(e.key.clone());
             self.by_status
-                .entry(status_key(e.status))
+                .entry(e.status.as_str())
                 .or_default()
                 .insert(e.key.clone());
             if let Some(u) = &e.user {
@@ -118,7 +114,7 @@ impl Listing {
     ) -> Vec<(ListingKey, SessionId)> {
         let set = match (&filter.user, filter.status) {
             (Some(u), _) => self.by_user.get(u),
-            (None, Some(st)) => self.by_status.get(&status_key(st)),
+            (None, Some(st)) => self.by_status.get(st.as_str()),
             (None, None) => Some(&self.all),
         };
         let Some(set) = set else {
@@ -132,7 +128,11 @@ impl Listing {
     }
 }
 
-fn remove_from(map: &mut BTreeMap<String, BTreeSet<ListingKey>>, name: &str, key: &ListingKey) {
+fn remove_from<K: Ord + std::borrow::Borrow<str>>(
+    map: &mut BTreeMap<K, BTreeSet<ListingKey>>,
+    name: &str,
+    key: &ListingKey,
+) {
     if let Some(set) = map.get_mut(name) {
         set.remove(key);
         if set.is_empty() {

@@ -1,8 +1,10 @@
 //! `MemoryStore`: the default backend, with Redis's semantics in one process.
 //!
 //! Layout: a map of session slots, each behind its own mutex, so writes to different
-//! sessions never contend; two small indexes (chain id → session, command id → session)
-//! locked only when a chain or command is created or removed. Everything of a session —
+//! sessions contend only for the moment a write moves its session in the listing indexes
+//! (by activity, status and user: [`super::listing`], a few ordered-set operations under one
+//! short lock); two small indexes (chain id → session, command id → session) locked only
+//! when a chain or command is created or removed. Everything of a session —
 //! its events, chains and queues — lives in its slot, which makes every operation atomic
 //! by holding one lock, and lets event publication happen inside that lock, in `seq` order.
 //!
@@ -681,7 +683,7 @@ impl Store for MemoryStore {
                     }
                     if users.len() == limit {
                         next_cursor = users.last().map(|u: &UserSessions| UserCursor {
-                            last_activity: Timestamp(u.sessions[0].last_activity_at.0),
+                            last_activity: u.sessions[0].last_activity_at,
                             user: u.user.clone(),
                         });
                         break 'pages;

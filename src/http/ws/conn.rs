@@ -316,7 +316,7 @@ impl Conn<'_> {
                     return self.resync(&session_id).await;
                 }
                 if cursor.epoch.is_empty() {
-                    cursor.epoch = epoch;
+                    cursor.epoch = epoch.to_string();
                 }
                 let last = cursor.seq;
                 if seq <= last {
@@ -404,8 +404,8 @@ impl Conn<'_> {
 
     /// The session began again under another epoch: says `recovered: false` with the new
     /// `epoch` and `lastSeq: 0` (the client drops what it had) and starts the client over
-    /// at seq 0 of the new incarnation, replaying what storage holds of it. If storage cannot be read now, the retry timer
-    /// comes back to it.
+    /// at seq 0 of the new incarnation, replaying what storage holds of it. If storage
+    /// cannot be read now, the retry timer comes back to it.
     pub(super) async fn restart(
         &mut self,
         sid: &SessionId,

@@ -57,7 +57,7 @@ use super::{
 use crate::domain::derive;
 use crate::domain::model::{
     Chain, Command, CommandStatus, InputItem, LastPrompt, NewEvent, Notice, Session, SessionId,
-    SessionStatus, StoredEvent, Timestamp,
+    StoredEvent, Timestamp,
 };
 use crate::domain::session;
 use crate::ports::Clock;
@@ -174,7 +174,7 @@ enum CommitOutcome {
     Changed,
     NothingToPop,
     /// Nothing was written: these `eventId`s are already stored, with these `seq`s.
-    Duplicates(Vec<(String, u64)>),
+    Duplicates(KnownIds),
 }
 
 /// `eventId`s a commit found already stored, with their `seq`s: the next attempt leaves
@@ -285,11 +285,12 @@ impl RedisCore {
     async fn commit(
         &self,
         sid: &SessionId,
-        expected: (&str, Option<&Session>),
+        current: Option<&Cached>,
         session: &Session,
         effects: &Effects,
     ) -> Result<CommitOutcome, StoreError> {
-        let (expected, before) = expected;
+        // The compare-and-set token: the session exactly as stored ('' for none).
+        let expected = current.map_or("", |c| c.json.as_str());
         let new_json = to_json(session);
         let mut inv = self.scripts.commit.prepare_invoke();
         inv.arg(self.keys.prefix())
@@ -322,16 +323,11 @@ impl RedisCore {
         for msg in &effects.publish {
             inv.arg(msg);
         }
-        let indexed = |s: Option<&Session>| {
-            s.map(|s| (status_name(s.status), s.user.clone().unwrap_or_default()))
-                .unwrap_or_default()
-        };
-        let (old_status, old_user) = indexed(before);
-        let (new_status, new_user) = indexed(Some(session));
-        inv.arg(old_status)
-            .arg(old_user)
-            .arg(new_status)
-            .arg(new_user);
+        let before = current.map(|c| &c.session);
+        inv.arg(before.map_or("", |s| s.status.as_str()))
+            .arg(before.and_then(|s| s.user.as_deref()).unwrap_or(""))
+            .arg(session.status.as_str())
+            .arg(session.user.as_deref().unwrap_or(""));
         let reply: Vec<RValue> = match self.link.invoke(&inv).await {
             Ok(reply) => reply,
             Err(e) => {
@@ -348,7 +344,7 @@ impl RedisCore {
                     .and_then(|b| String::from_utf8(b).ok()),
             )),
             Some(2) => Ok(CommitOutcome::NothingToPop),
-            Some(3) => Ok(CommitOutcome::Duplicates(duplicates(reply.get(1)))),
+            Some(3) => Ok(CommitOutcome::Duplicates(pairs(reply.get(1))?)),
             _ => {
                 self.remember(sid, None);
                 Ok(CommitOutcome::Changed)
@@ -385,11 +381,10 @@ impl RedisCore {
             let Some((session, chains, effects, out)) = mutate(current.as_ref(), &known)? else {
                 return Ok(None);
             };
-            let expected = (
-                current.as_ref().map(|c| c.json.as_str()).unwrap_or(""),
-                current.as_ref().map(|c| &c.session),
-            );
-            match self.commit(sid, expected, &session, &effects).await? {
+            match self
+                .commit(sid, current.as_ref(), &session, &effects)
+                .await?
+            {
                 CommitOutcome::Done(item) => {
                     self.remember(
                         sid,
@@ -595,7 +590,7 @@ impl RedisCore {
         count: usize,
     ) -> Result<(Vec<(String, u64)>, usize), StoreError> {
         let max = after.map_or("+inf".to_owned(), |(score, _)| score.to_string());
-        let flat: Vec<String> = self
+        let scored: Vec<(String, f64)> = self
             .link
             .query(
                 redis::cmd("ZRANGE")
@@ -610,10 +605,10 @@ impl RedisCore {
                     .arg("WITHSCORES"),
             )
             .await?;
-        let got = flat.len() / 2;
-        let entries = flat
-            .chunks(2)
-            .filter_map(|p| Some((p[0].clone(), p.get(1)?.parse::<f64>().ok()? as u64)))
+        let got = scored.len();
+        let entries = scored
+            .into_iter()
+            .map(|(member, score)| (member, score as u64))
             .filter(|(member, score)| match after {
                 Some((s, m)) if *score == s => member.as_str() < m,
                 _ => true,
@@ -702,42 +697,13 @@ impl RedisCore {
     }
 }
 
-/// A status as the indexes spell it (its wire name).
-fn status_name(status: SessionStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// A `HGETALL` reply inside a script's reply, as a map.
-fn hash_of(list: Option<&RValue>) -> BTreeMap<String, Vec<u8>> {
-    let Some(RValue::Array(items)) = list else {
-        return BTreeMap::new();
-    };
-    items
-        .chunks(2)
-        .filter_map(|pair| {
-            let field = String::from_utf8(bulk(&pair[0])?).ok()?;
-            Some((field, pair.get(1).and_then(bulk)?))
-        })
-        .collect()
-}
-
-/// The `{id, seq, id, seq, ...}` list of a commit that found duplicates.
-fn duplicates(list: Option<&RValue>) -> Vec<(String, u64)> {
-    let Some(RValue::Array(items)) = list else {
-        return Vec::new();
-    };
-    items
-        .chunks(2)
-        .filter_map(|pair| {
-            let id = String::from_utf8(bulk(&pair[0])?).ok()?;
-            let seq = pair.get(1).and_then(bulk)?;
-            let seq = std::str::from_utf8(&seq).ok()?.parse().ok()?;
-            Some((id, seq))
-        })
-        .collect()
+/// A flat `{field, value, ...}` array inside a script's reply (a `HGETALL`, the ids a
+/// commit found stored), read the way the client reads such replies.
+fn pairs<T: redis::FromRedisValue + Default>(list: Option<&RValue>) -> Result<T, StoreError> {
+    list.map_or(Ok(T::default()), |v| {
+        redis::from_redis_value_ref(v)
+            .map_err(|e| StoreError::Corrupt(format!("script reply: {e}")))
+    })
 }
 
 /// A queue length no real queue has (its cap is far below), written into the `input:queued`
@@ -806,7 +772,7 @@ impl Store for RedisStore {
             session.last_activity_at = self.now();
             session.epoch = self.link.draw_epoch();
             match self
-                .commit(&id, ("", None), &session, &Effects::default())
+                .commit(&id, None, &session, &Effects::default())
                 .await?
             {
                 CommitOutcome::Done(_) => {
@@ -865,7 +831,7 @@ impl Store for RedisStore {
             // here), else every session's. The cost follows the page, not the total.
             let index = match (&filter.user, filter.status) {
                 (Some(user), _) => self.keys.by_user(user),
-                (None, Some(status)) => self.keys.by_status(&status_name(status)),
+                (None, Some(status)) => self.keys.by_status(status.as_str()),
                 (None, None) => self.keys.index(),
             };
             let want = filter.limit.saturating_add(1);
@@ -1197,7 +1163,7 @@ impl Store for RedisStore {
                 Some(-2) => Err(StoreError::CommandQueueFull {
                     limit: self.limits.max_pending_commands,
                 }),
-                Some(-3) => Ok((command_from_hash(&hash_of(reply.get(1)))?, true)),
+                Some(-3) => Ok((command_from_hash(&pairs(reply.get(1))?)?, true)),
                 Some(-4) => Err(StoreError::CommandIdTaken(command.id.clone())),
                 _ => Err(StoreError::SessionNotFound(command.session_id.clone())),
             }
