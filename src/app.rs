@@ -16,6 +16,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::guard::Guard;
 use crate::http::{AppState, Shared};
+use crate::metrics::Metrics;
 use crate::ports::{Clock, Connector, IdGen};
 use crate::storage::Store;
 use crate::storage::memory::MemoryStore;
@@ -63,7 +64,8 @@ pub struct App {
 /// (the memory store spawns its purge task).
 pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
     let guard = Guard::from_config(&config)?;
-    let bus = Arc::new(Bus::new());
+    let metrics = Arc::new(Metrics::new());
+    let bus = Arc::new(Bus::counting(metrics.data.events_broadcast.clone()));
     let instance_id = config
         .instance_id
         .clone()
@@ -100,6 +102,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
                 target,
                 timeouts,
                 Arc::clone(&ports.ids),
+                metrics.redis.clone(),
             ));
             let store = RedisStore::new(
                 Arc::clone(&link),
@@ -109,6 +112,11 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
                 Arc::clone(&ports.clock),
             );
             let status = Arc::new(BridgeStatus::default());
+            tokio::spawn(crate::storage::redis::figures::run(
+                Arc::clone(&link),
+                Arc::clone(&metrics.redis.figures),
+                shutdown.subscribe(),
+            ));
             tokio::spawn(crate::storage::redis::bridge::run(
                 link,
                 store.channel().to_owned(),
@@ -132,6 +140,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
         bridge,
         guard,
         config,
+        metrics,
     };
     let state = AppState::new(shared);
     let router = crate::http::router(&state);
@@ -143,8 +152,9 @@ impl App {
         self.state.store().backend()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets requests finish, closes
-    /// WebSocket clients with 1001 and waits (up to 5 s) for them to go.
+    /// Serves until `shutdown` resolves, then (within `AFW_SHUTDOWN_GRACE_SECS`) stops
+    /// accepting, answers `/ready` with 503 and waiting long polls with `available: false`,
+    /// lets requests finish, closes WebSocket clients with 1001 and waits for them to go.
     pub async fn serve<L>(
         self,
         listener: L,
@@ -160,9 +170,8 @@ impl App {
             state.shared().shutdown.send_replace(true);
         });
         let limits = crate::server::Limits::from_config(self.state.config());
-        crate::server::serve(listener, self.router, limits, stop).await;
+        let deadline = crate::server::serve(listener, self.router, limits, stop).await;
         self.state.shared().shutdown.send_replace(true);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while self.state.shared().ws_clients.load(Ordering::Relaxed) > 0
             && tokio::time::Instant::now() < deadline
         {

@@ -93,6 +93,8 @@ pub struct Bus {
     /// Long polls wait on the shard of their session; a wake-up for another session in the
     /// same shard is harmless (the poll re-checks its queue).
     input_wakers: Vec<Notify>,
+    /// Event frames handed to subscribers (one per subscriber).
+    broadcast: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for Bus {
@@ -103,10 +105,16 @@ impl Default for Bus {
 
 impl Bus {
     pub fn new() -> Self {
+        Self::counting(prometheus_client::metrics::counter::Counter::default())
+    }
+
+    /// A bus that counts the event frames it hands out in `broadcast`.
+    pub fn counting(broadcast: prometheus_client::metrics::counter::Counter) -> Self {
         Self {
             subscribers: RwLock::new(BTreeMap::new()),
             subscriptions: AtomicUsize::new(0),
             input_wakers: (0..INPUT_SHARDS).map(|_| Notify::new()).collect(),
+            broadcast,
         }
     }
 
@@ -158,6 +166,7 @@ impl Bus {
         let data = event.kind.carries_session().then(session).flatten();
         let frame = event_frame(event, data.as_deref());
         let epoch: Arc<str> = Arc::from(epoch);
+        self.broadcast.inc_by(list.len() as u64);
         for inbox in list {
             inbox.deliver(Outbound::Event {
                 session_id: session_id.clone(),

@@ -41,6 +41,7 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024 + 64 * 1024;
 pub const DEFAULT_SESSION_BUDGET_BYTES: usize = StoreLimits::DEFAULT.session_budget_bytes;
 pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = StoreLimits::DEFAULT.memory_budget_bytes;
 pub const DEFAULT_WS_MAX_SUBSCRIPTIONS: usize = 100;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 20;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A secret from the command line or the environment: never shown by `Debug`, so it cannot
@@ -259,9 +260,28 @@ pub struct Config {
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
 
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, env = "AFW_LOG_JSON")]
-    pub log_json: bool,
+    /// Log format: `pretty` (human-readable, one line per event) or `json` (one JSON object
+    /// per line, for log collectors).
+    #[arg(long, env = "AFW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Key required to read `/metrics` (as `Authorization: Bearer <key>`). Unset, `/metrics`
+    /// is open like `/health`.
+    #[arg(long, env = "AFW_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<Secret>,
+
+    /// Seconds a shutdown (SIGTERM, SIGINT) may take: requests in flight finish, long polls
+    /// are answered, WebSocket clients are closed with 1001; whatever is left then is cut.
+    #[arg(long, env = "AFW_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_grace_secs: u64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 impl Default for Config {
@@ -307,7 +327,9 @@ impl Default for Config {
             ws_max_subscriptions: DEFAULT_WS_MAX_SUBSCRIPTIONS,
             instance_id: None,
             log: "info".to_owned(),
-            log_json: false,
+            log_format: LogFormat::Pretty,
+            metrics_key: None,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
         }
     }
 }
@@ -356,7 +378,8 @@ mod tests {
             instance_id: parsed.instance_id.clone(),
             api_key: parsed.api_key.clone(),
             api_keys: parsed.api_keys.clone(),
-            log_json: parsed.log_json,
+            log_format: parsed.log_format,
+            metrics_key: parsed.metrics_key.clone(),
             ..Config::default()
         };
         if std::env::vars().all(|(k, _)| !k.starts_with("AFW_") && k != "REDIS_PREFIX") {

@@ -39,6 +39,7 @@ pub mod config;
 pub mod domain;
 pub mod hash;
 pub mod http;
+pub mod metrics;
 pub mod ports;
 pub(crate) mod server;
 pub mod storage;

@@ -5,19 +5,25 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use afw::app::{self, Ports};
-use afw::config::Config;
+use afw::config::{Config, LogFormat};
 use axum::serve::{Listener, ListenerExt};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the log subscriber; an invalid `RUST_LOG` is refused, not replaced by `info`.
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&config.log).map_err(|e| {
+        format!(
+            "RUST_LOG/--log '{}' is not a valid log filter: {e}",
+            config.log
+        )
+    })?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
     }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -46,7 +52,20 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    tracing::info!("shutting down: no new connections; finishing requests");
+}
+
+/// Resolves at the first SIGTERM/SIGINT; a second one ends the process at once.
+async fn drain_signal(grace_secs: u64) {
+    shutdown_signal().await;
+    tracing::info!(
+        grace_secs,
+        "shutting down: /ready answers 503, no new connections; finishing requests"
+    );
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting without finishing requests");
+        std::process::exit(130);
+    });
 }
 
 /// mimalloc: fewer cycles per allocation and less fragmentation than the system allocator
@@ -94,7 +113,10 @@ fn warn_about_exposure(config: &Config, auth: bool) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut config = Config::parse();
-    init_logging(&config);
+    if let Err(e) = init_logging(&config) {
+        eprintln!("afw: {e}");
+        return ExitCode::from(2);
+    }
     fit_open_files(&mut config);
     let addr = SocketAddr::new(config.host, config.port);
     let ports = Ports::production();
@@ -132,7 +154,8 @@ async fn main() -> ExitCode {
         app.backend(),
         if auth { "required" } else { "not required" }
     );
-    match app.serve(listener, shutdown_signal()).await {
+    let grace = app.state.config().shutdown_grace_secs;
+    match app.serve(listener, drain_signal(grace)).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

@@ -20,6 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use afw::app::{self, Ports};
 use afw::config::Config;
+use afw::metrics::Metrics;
 use afw::ports::IdGen;
 
 use crate::actors::{
@@ -32,6 +33,9 @@ use crate::plan::{
 use crate::ports::{SimClock, SimConnector, SimListener};
 use crate::record::{History, Shared};
 use crate::redis_host::RedisHost;
+
+/// Every instance incarnation's metrics, as they start.
+type Incarnations = Rc<RefCell<Vec<Arc<Metrics>>>>;
 
 /// The outcome of one run.
 pub struct Run {
@@ -46,6 +50,9 @@ pub struct Run {
     /// The keys still live in the simulated Redis at the end, with their time left
     /// (`None`: no TTL). By then every session's TTL has passed a day ago.
     pub leftover_keys: Vec<(String, Option<Duration>)>,
+    /// The metrics of every instance incarnation (a restart starts from zero), in the
+    /// order they started.
+    pub metrics: Vec<Arc<Metrics>>,
 }
 
 /// Tokio numbers tasks from one process-wide counter, and a runtime that shuts down (a
@@ -83,7 +90,8 @@ pub fn run(seed: u64) -> Run {
 
     let clock = SimClock::default();
     let redis = redis_host(&mut sim, &clock);
-    instances(&mut sim, &plan, seed, &clock);
+    let metrics: Incarnations = Rc::new(RefCell::new(Vec::new()));
+    instances(&mut sim, &plan, seed, &clock, &metrics);
     let begin_forever = Rc::new(Cell::new(false));
     actors(
         &mut sim,
@@ -110,6 +118,7 @@ pub fn run(seed: u64) -> Run {
         stepped,
         jumped: clock.jumped(),
         leftover_keys,
+        metrics: metrics.take(),
     }
 }
 
@@ -143,11 +152,19 @@ fn redis_host(sim: &mut turmoil::Sim<'_>, clock: &SimClock) -> RedisHost {
 }
 
 /// One afw instance per host, built by the production `app::build` on the sim ports.
-fn instances(sim: &mut turmoil::Sim<'_>, plan: &Plan, seed: u64, clock: &SimClock) {
+fn instances(
+    sim: &mut turmoil::Sim<'_>,
+    plan: &Plan,
+    seed: u64,
+    clock: &SimClock,
+    metrics: &Incarnations,
+) {
     for i in 0..plan.instances {
         let clock = clock.clone();
+        let metrics = Rc::clone(metrics);
         sim.host(instance_name(i), move || {
             let clock = clock.clone();
+            let metrics = Rc::clone(&metrics);
             async move {
                 let ports = Ports {
                     clock: Arc::new(clock.clone()),
@@ -165,6 +182,7 @@ fn instances(sim: &mut turmoil::Sim<'_>, plan: &Plan, seed: u64, clock: &SimCloc
                     ..Config::default()
                 };
                 let app = app::build(config, ports)?;
+                metrics.borrow_mut().push(Arc::clone(app.state.metrics()));
                 let listener = SimListener(turmoil::net::TcpListener::bind("0.0.0.0:3001").await?);
                 app.serve(listener, std::future::pending()).await?;
                 Ok(())

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::ingest::IngestError;
 use crate::domain::model::EventType;
+use crate::http::observe::Refused;
 use crate::storage::StoreError;
 
 /// One failed check of a request, `{path, message}` (the domain's validation detail).
@@ -151,6 +152,31 @@ impl ApiError {
         }
     }
 
+    /// Why the request was refused, for the metrics: the edge's and the server's
+    /// refusals, not a request's own faults (400, 404, 409, ...).
+    fn refusal(&self) -> Option<Refused> {
+        let reason = match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::RequestTimeout { .. } => "timeout",
+            Self::PayloadTooLarge { .. } | Self::EventTooLarge { .. } => "too_large",
+            Self::TooManyRequests { .. } => "queue_full",
+            Self::RateLimited(r) => {
+                return Some(Refused {
+                    reason: "rate_limited",
+                    class: Some(r.noun),
+                });
+            }
+            Self::Unavailable { .. } => "unavailable",
+            Self::Overloaded => "overloaded",
+            _ => return None,
+        };
+        Some(Refused {
+            reason,
+            class: None,
+        })
+    }
+
     /// The JSON body: `{"error": ..., ...details}`.
     pub(crate) fn body(&self) -> Value {
         let mut body = Map::new();
@@ -231,6 +257,9 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let mut response = (status, axum::Json(self.body())).into_response();
+        if let Some(refused) = self.refusal() {
+            response.extensions_mut().insert(refused);
+        }
         let headers = response.headers_mut();
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

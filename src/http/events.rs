@@ -98,7 +98,7 @@ async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> Ap
     let ev = parse_event(body, "")?;
     let sid = ev.session_id.clone();
     let client_id = client_event_id(&ev);
-    let outcomes = state.store().append_events(&sid, vec![ev]).await?;
+    let outcomes = state.append_events(&sid, vec![ev]).await?;
     let Some(Appended {
         seq,
         duplicate,
@@ -113,7 +113,7 @@ async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> Ap
     } else {
         StatusCode::CREATED
     };
-    Ok(json(
+    let mut res = json(
         status,
         &Stored {
             success: Some(true),
@@ -123,7 +123,10 @@ async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> Ap
             epoch,
             duplicate,
         },
-    ))
+    );
+    res.extensions_mut()
+        .insert(crate::http::observe::SessionOf(sid.to_string()));
+    Ok(res)
 }
 
 #[derive(Deserialize)]
@@ -271,7 +274,7 @@ async fn append_by_session(
     for sid in order {
         let group = groups.remove(&sid).unwrap_or_default();
         let (positions, evs): (Vec<usize>, Vec<NewEvent>) = group.into_iter().unzip();
-        match state.store().append_events(&sid, evs).await {
+        match state.append_events(&sid, evs).await {
             Ok(appended) => {
                 for (pos, a) in positions.into_iter().zip(appended) {
                     outcomes[pos] = Some(Ok(a));

@@ -44,8 +44,11 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    let health = state.store().health().await.unwrap_or_default();
     let backend = state.store().backend();
+    if *state.shared().shutdown.borrow() {
+        return not_ready(backend, "Not ready: shutting down");
+    }
+    let health = state.store().health().await.unwrap_or_default();
     if health.is_ok() {
         return json(
             StatusCode::OK,
@@ -53,13 +56,13 @@ async fn ready(State(state): State<AppState>) -> Response {
         );
     }
     let why = health.error.as_deref().unwrap_or("storage unreachable");
+    not_ready(backend, &format!("Not ready: {why}"))
+}
+
+fn not_ready(backend: &str, error: &str) -> Response {
     let mut res = json(
         StatusCode::SERVICE_UNAVAILABLE,
-        &json!({
-            "ready": false,
-            "storage": backend,
-            "error": format!("Not ready: {why}"),
-        }),
+        &json!({ "ready": false, "storage": backend, "error": error }),
     );
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

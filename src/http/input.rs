@@ -88,6 +88,7 @@ async fn pop(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.timeout.unwrap_or(0));
     let bus = &state.shared().bus;
+    let mut stopping = state.shared().shutdown.subscribe();
     let mut last_look = false;
     loop {
         // Register for the wake-up before looking, so an arrival in between is not missed.
@@ -112,9 +113,17 @@ async fn pop(
                 &json!({ "available": false, "sessionId": sid, "timedOut": true }),
             ));
         }
+        if *stopping.borrow_and_update() {
+            // The instance is draining: answer now, the hook polls again (elsewhere).
+            return Ok(json(
+                StatusCode::OK,
+                &json!({ "available": false, "sessionId": sid, "shuttingDown": true }),
+            ));
+        }
         tokio::select! {
             biased;
             _ = &mut notified => {}
+            _ = stopping.changed() => {}
             _ = tokio::time::sleep_until(deadline) => last_look = true,
         }
     }

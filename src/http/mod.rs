@@ -15,7 +15,9 @@ mod extract;
 pub(crate) mod guard;
 mod health;
 mod input;
+pub(crate) mod observe;
 mod respond;
+mod scrape;
 mod sessions;
 mod terminal;
 mod users;
@@ -31,6 +33,7 @@ use tokio::sync::watch;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::domain::model::Timestamp;
+use crate::metrics::Metrics;
 use crate::ports::{Clock, IdGen};
 use crate::storage::Store;
 use crate::storage::redis::bridge::BridgeStatus;
@@ -57,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) bridge: Option<Arc<BridgeStatus>>,
     /// Origins, hosts, keys and rate limits.
     pub(crate) guard: Guard,
+    /// This instance's counters.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 #[derive(Clone)]
@@ -88,6 +93,27 @@ impl AppState {
         self.0.guard.keys.enabled()
     }
 
+    /// Appends events through the store, counting what was stored and what was a
+    /// duplicate.
+    pub(crate) async fn append_events(
+        &self,
+        sid: &crate::domain::model::SessionId,
+        events: Vec<crate::domain::model::NewEvent>,
+    ) -> Result<Vec<crate::storage::Appended>, crate::storage::StoreError> {
+        let outcomes = self.store().append_events(sid, events).await?;
+        let duplicates = outcomes.iter().filter(|o| o.duplicate).count() as u64;
+        let data = &self.0.metrics.data;
+        data.events_duplicate.inc_by(duplicates);
+        data.events_stored
+            .inc_by(outcomes.len() as u64 - duplicates);
+        Ok(outcomes)
+    }
+
+    /// This instance's counters (the simulation compares them with what clients saw).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
+    }
+
     /// This instance's id (`AFW_INSTANCE_ID`, else drawn at start).
     pub fn instance_id(&self) -> &str {
         &self.0.instance_id
@@ -97,7 +123,7 @@ impl AppState {
 /// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
 pub(crate) fn router(state: &AppState) -> Router {
     let api = Router::new()
-        .merge(routes())
+        .merge(routes().route_layer(axum::middleware::from_fn(observe::tag)))
         .merge(ws::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -106,7 +132,25 @@ pub(crate) fn router(state: &AppState) -> Router {
     // The edge wraps the whole router once (screen: host, origin → CORS → admit: key,
     // rate, size), not each route: every request passes it, and a per-route layer would
     // be cloned with every route on every request.
+    let shared = state.shared();
+    let trace = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(observe::RequestSpan)
+        .on_request(())
+        .on_response(observe::LogLine)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(());
     let edge = tower::ServiceBuilder::new()
+        .map_request(observe::request_ids)
+        .layer(tower_http::request_id::SetRequestIdLayer::new(
+            observe::REQUEST_ID,
+            observe::DrawIds(Arc::clone(&shared.ids)),
+        ))
+        .layer(trace)
+        .layer(tower_http::request_id::PropagateRequestIdLayer::new(
+            observe::REQUEST_ID,
+        ))
+        .layer(observe::ObserveLayer(Arc::clone(&shared.metrics)))
         .layer(GateLayer(state.clone(), Step::Screen))
         .layer(BrowserCorsLayer::allowed_origins())
         .layer(GateLayer(state.clone(), Step::Admit))
@@ -117,6 +161,7 @@ pub(crate) fn router(state: &AppState) -> Router {
 fn routes() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(scrape::router())
         .merge(sessions::router())
         .merge(events::router())
         .merge(commands::router())

@@ -69,7 +69,7 @@ async fn output(
         fields.insert("action".into(), Value::from(a));
     }
     let ev = event_from_map(fields)?;
-    let appended = state.store().append_events(&sid, vec![ev]).await?;
+    let appended = state.append_events(&sid, vec![ev]).await?;
     Ok(json(
         StatusCode::OK,
         &json!({

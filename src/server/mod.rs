@@ -42,6 +42,8 @@ pub(crate) struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long, once stopped, requests in flight may take to finish.
+    pub grace: Duration,
 }
 
 impl Limits {
@@ -50,18 +52,22 @@ impl Limits {
             max_connections: config.max_connections.max(1),
             header_timeout: Duration::from_secs(config.header_timeout_secs),
             idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+            grace: Duration::from_secs(config.shutdown_grace_secs),
         }
     }
 }
 
-/// Accepts and serves connections until `stop` flips to `true`, then waits for the
-/// connections being served to finish their requests (WebSocket tasks watch the same flag).
+/// Accepts and serves connections until `stop` flips to `true`, then waits (up to the
+/// grace period) for the connections being served to finish their requests, and cuts
+/// those that have not; WebSocket tasks watch the same flag. Returns the end of the grace
+/// period.
 pub(crate) async fn serve<L>(
     mut listener: L,
     router: Router,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
-) where
+) -> tokio::time::Instant
+where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -98,7 +104,18 @@ pub(crate) async fn serve<L>(
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + limits.grace;
+    let finished = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout_at(deadline, finished).await.is_err() {
+        tracing::warn!(
+            connections = tasks.len(),
+            grace_secs = limits.grace.as_secs(),
+            "shutdown grace period over: closing the connections still busy"
+        );
+        tasks.shutdown().await;
+    }
+    deadline
 }
 
 fn http1() -> hyper::server::conn::http1::Builder {

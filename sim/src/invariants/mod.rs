@@ -30,6 +30,8 @@
 //!    that delayed it.
 //! 9. Deletes: a session deleted (204) is gone from every instance, chains and listings
 //!    included, and its subscribers hear `session:deleted` in time.
+//! 10. Metrics: the instances' counters (events stored, duplicates, frames sent) are no
+//!     lower than what the clients saw ([`metrics`]).
 
 //!
 //! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`commands`] and [`queues`] (3),
@@ -46,6 +48,7 @@ mod deletes;
 mod delivery;
 mod derived;
 mod durability;
+mod metrics;
 mod queues;
 mod timely;
 
@@ -130,6 +133,7 @@ pub fn check(run: &Run) -> Report {
     derived::check(run, &records, &finals, &mut report);
     timely::check(run, &mut report);
     deletes::check(run, &mut report);
+    metrics::check(run, &mut report);
     end_of_run(&records, &finals, &mut report);
     nothing_outlives_its_ttl(run, &mut report);
     cut_off_for_good(run, &mut report);

@@ -26,9 +26,13 @@ const WRITES: [&str; 16] = [
 pub(super) const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 impl Db {
+    /// The estimate `INFO` reports as `used_memory`.
+    pub(super) fn used_memory(&self) -> u64 {
+        BASELINE_BYTES + PER_KEY_BYTES * self.keys.len() as u64
+    }
+
     fn over_limit(&self) -> bool {
-        self.maxmemory > 0
-            && BASELINE_BYTES + PER_KEY_BYTES * self.keys.len() as u64 > self.maxmemory
+        self.maxmemory > 0 && self.used_memory() > self.maxmemory
     }
 
     /// The `OOM` refusal for `name`, if it gets one now; else notes a script's write.

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 mod hashes;
+mod info;
 mod keys;
 mod lists;
 mod lua;
@@ -115,6 +116,8 @@ type Subscriber = (u64, mpsc::UnboundedSender<Reply>);
 /// The keyspace and everything shared by the connections of one simulated Redis.
 struct Db {
     keys: BTreeMap<Vec<u8>, Entry>,
+    /// `INFO`'s counters, see [`info`].
+    stats: info::Stats,
     scripts: BTreeMap<String, String>,
     channels: BTreeMap<Vec<u8>, Vec<Subscriber>>,
     clock: HostClock,
@@ -209,6 +212,7 @@ impl Db {
             .is_some_and(|e| e.expires.is_some_and(|at| at <= now))
         {
             self.keys.remove(key);
+            self.stats.expired_keys += 1;
         }
         self.keys.get_mut(key)
     }
@@ -261,6 +265,7 @@ impl Db {
         }
         match name.as_str() {
             "CONFIG" => memory::config(self, a),
+            "INFO" => info::exec(self),
             "PING" | "SELECT" | "AUTH" | "CLIENT" | "FLUSHALL" | "FLUSHDB" | "DBSIZE" | "DEL"
             | "EXISTS" | "TYPE" | "PEXPIRE" | "EXPIRE" | "PTTL" | "TTL" => {
                 keys::exec(self, &name, a)
@@ -314,6 +319,7 @@ impl RedisHost {
     pub fn with_clock(clock: HostClock) -> Self {
         let db = Rc::new(RefCell::new(Db {
             keys: BTreeMap::new(),
+            stats: info::Stats::default(),
             scripts: BTreeMap::new(),
             channels: BTreeMap::new(),
             clock,
@@ -466,6 +472,7 @@ impl RedisHost {
     {
         let id = self.next_conn.get();
         self.next_conn.set(id + 1);
+        self.db.borrow_mut().stats.clients += 1;
         let mut framed = Framed::new(io, Resp2::default());
         let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Reply>();
         let mut subscribed: BTreeSet<Vec<u8>> = BTreeSet::new();
@@ -512,6 +519,7 @@ impl RedisHost {
             }
         }
         let mut db = self.db.borrow_mut();
+        db.stats.clients = db.stats.clients.saturating_sub(1);
         for channel in subscribed {
             if let Some(subs) = db.channels.get_mut(&channel) {
                 subs.retain(|(conn, _)| *conn != id);

@@ -50,6 +50,8 @@ pub(crate) struct Guard {
     pub origins: Origins,
     pub hosts: Hosts,
     pub keys: Keys,
+    /// `AFW_METRICS_KEY`, for `/metrics` only.
+    pub metrics_key: Keys,
     pub limits: Option<RateLimits>,
     trusted_proxies: Vec<ipnet::IpNet>,
     max_body: u64,
@@ -79,7 +81,9 @@ impl Guard {
             trusted_proxies.push(net);
         }
         let keys = Keys::new(config.api_key.as_ref(), config.api_keys.as_ref())?;
+        let metrics_key = Keys::new(config.metrics_key.as_ref(), None)?;
         Ok(Self {
+            metrics_key,
             origins: Origins::parse(&config.cors_origins),
             hosts: Hosts::new(&config.allowed_hosts, config.host.is_loopback()),
             limits: RateLimits::from_config(config, keys.count()),
@@ -121,6 +125,23 @@ impl Guard {
 
 fn is_open_path(path: &str) -> bool {
     matches!(path, "/health" | "/ready")
+}
+
+/// `/metrics`: open, or behind its own key (`AFW_METRICS_KEY`), never the API keys; not
+/// rate limited (a scraper calls it on a timer).
+fn check_metrics_key(guard: &Guard, req: &Request) -> Result<(), ApiError> {
+    if !guard.metrics_key.enabled() {
+        return Ok(());
+    }
+    match auth::presented(req.headers(), None) {
+        Presented::Key(key, _) if guard.metrics_key.check(&key).is_some() => Ok(()),
+        Presented::Key(..) => Err(ApiError::Unauthorized(
+            "The metrics key is not valid".into(),
+        )),
+        Presented::None => Err(ApiError::Unauthorized(
+            "/metrics needs the metrics key: send Authorization: Bearer <AFW_METRICS_KEY>".into(),
+        )),
+    }
 }
 
 fn route_class(method: &Method, path: &str) -> RouteClass {
@@ -232,6 +253,9 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
     let path = req.uri().path();
     if is_open_path(path) {
         return Ok(());
+    }
+    if path == "/metrics" {
+        return check_metrics_key(guard, req);
     }
     let key = authenticate(guard, req)?;
     if let Some(limits) = &guard.limits {

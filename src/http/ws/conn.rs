@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use crate::bus::{Inbox, Outbound, event_frame};
 use crate::domain::model::{SessionId, StoredEvent};
 use crate::http::AppState;
+use crate::metrics::{DirectionLabels, ReasonLabels};
 use crate::storage::EventQuery;
+use prometheus_client::metrics::counter::Counter;
 
 use super::close;
 
@@ -88,7 +90,9 @@ where
         pending_subscribe: BTreeMap::new(),
         send_timeout: Duration::from_secs(cfg.ws_send_timeout_secs),
         bucket: TokenBucket::new(cfg.ws_rate_limit),
+        frames_out: frames(&state, "out"),
     };
+    let frames_in = frames(&state, "in");
 
     let end = if count >= cfg.ws_max_clients {
         End::Close(close::POLICY, "Too many clients")
@@ -99,9 +103,13 @@ where
         });
         match conn.send_json(&hello).await {
             Err(end) => end,
-            Ok(()) => serve(&mut conn, &mut stream, &mut rx).await,
+            Ok(()) => serve(&mut conn, &mut stream, &mut rx, &frames_in).await,
         }
     };
+    let reason = ReasonLabels {
+        reason: disconnect_reason(&end),
+    };
+    shared.metrics.ws.disconnects.get_or_create(&reason).inc();
     for sid in conn
         .subscriptions
         .keys()
@@ -116,7 +124,12 @@ where
 
 /// Serves a greeted client until something ends the connection: shutdown, a full send
 /// queue, the peer, silence for two heartbeats, or a protocol error.
-async fn serve<St>(conn: &mut Conn<'_>, stream: &mut St, rx: &mut mpsc::Receiver<Outbound>) -> End
+async fn serve<St>(
+    conn: &mut Conn<'_>,
+    stream: &mut St,
+    rx: &mut mpsc::Receiver<Outbound>,
+    frames_in: &Counter,
+) -> End
 where
     St: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
@@ -144,6 +157,7 @@ where
             },
             msg = stream.next() => match msg {
                 Some(Ok(msg)) => {
+                    frames_in.inc();
                     last_heard = tokio::time::Instant::now();
                     conn.handle(msg).await
                 }
@@ -164,6 +178,29 @@ where
         if let Err(end) = step {
             break end;
         }
+    }
+}
+
+fn frames(state: &AppState, direction: &'static str) -> Counter {
+    let labels = DirectionLabels { direction };
+    state
+        .shared()
+        .metrics
+        .ws
+        .frames
+        .get_or_create(&labels)
+        .clone()
+}
+
+/// Why a connection ended, as the disconnect counter's label.
+fn disconnect_reason(end: &End) -> &'static str {
+    match end {
+        End::Gone => "gone",
+        End::Close(close::GOING_AWAY, _) => "shutdown",
+        End::Close(close::TRY_AGAIN_LATER, _) => "slow_client",
+        End::Close(close::POLICY, reason) if reason.starts_with("No pong") => "liveness",
+        End::Close(close::POLICY, _) => "capacity",
+        End::Close(_, _) => "protocol",
     }
 }
 
@@ -249,12 +286,17 @@ pub(super) struct Conn<'a> {
     pub(super) pending_subscribe: BTreeMap<SessionId, Resume>,
     pub(super) send_timeout: Duration,
     pub(super) bucket: TokenBucket,
+    /// Frames written to this client (the instance's counter).
+    pub(super) frames_out: Counter,
 }
 
 impl Conn<'_> {
     pub(super) async fn send(&mut self, msg: Message) -> Result<(), End> {
         match tokio::time::timeout(self.send_timeout, self.sink.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.frames_out.inc();
+                Ok(())
+            }
             Ok(Err(_)) | Err(_) => Err(End::Gone),
         }
     }
@@ -378,6 +420,7 @@ impl Conn<'_> {
         }
         let events: Vec<&StoredEvent> = page.events.iter().filter(|e| e.seq <= up_to).collect();
         self.replay(sid, &events).await?;
+        self.state.shared().metrics.ws.gaps_repaired.inc();
         Ok(true)
     }
 
@@ -443,6 +486,7 @@ impl Conn<'_> {
             self.pending_resync.remove(sid);
             return Ok(());
         };
+        self.state.shared().metrics.ws.resyncs.inc();
         let last = known.seq;
         let query = EventQuery {
             limit: 0,

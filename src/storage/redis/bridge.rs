@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::channel::{self, Received};
 use crate::bus::Bus;
 use crate::domain::model::Notice;
+use crate::metrics::DirectionLabels;
 use crate::storage::redis::RedisLink;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -74,16 +75,27 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
+    let mut ever_subscribed = false;
     loop {
         if *shutdown.borrow_and_update() {
             return;
         }
-        match subscribed(&link, &channel, &bus, &status, &mut shutdown).await {
+        match subscribed(
+            &link,
+            &channel,
+            &bus,
+            &status,
+            &mut shutdown,
+            ever_subscribed,
+        )
+        .await
+        {
             Ok(()) => return,
             Err((why, was_subscribed)) => {
                 status.set(false);
                 if was_subscribed {
                     failures = 0;
+                    ever_subscribed = true;
                 }
                 if failures == 0 {
                     tracing::warn!(error = %why, channel, "Pub/Sub link lost; reconnecting");
@@ -107,6 +119,7 @@ async fn subscribed(
     bus: &Bus,
     status: &BridgeStatus,
     shutdown: &mut watch::Receiver<bool>,
+    again: bool,
 ) -> Result<(), (String, bool)> {
     let timeout = link.timeouts().op;
     let target = link.target();
@@ -125,6 +138,14 @@ async fn subscribed(
         .map_err(|e| fail(format!("subscribe: {e}")))?;
     let (mut sink, mut stream) = pubsub.split();
     status.set(true);
+    let metrics = link.metrics();
+    if again {
+        metrics.resubscribes.inc();
+    }
+    let received = metrics
+        .pubsub_messages
+        .get_or_create(&DirectionLabels { direction: "in" })
+        .clone();
     tracing::info!(channel, redis = %target.describe(), "Pub/Sub subscribed");
     // Clients resync by reading storage: wait (bounded) until the store's own connection,
     // which may still be in its reconnect backoff, answers too.
@@ -143,7 +164,10 @@ async fn subscribed(
             biased;
             _ = shutdown.changed() => return Ok(()),
             msg = stream.next() => match msg {
-                Some(msg) => dispatch(bus, msg.get_payload_bytes()),
+                Some(msg) => {
+                    received.inc();
+                    dispatch(bus, msg.get_payload_bytes());
+                }
                 None => return Err(("subscription closed".into(), true)),
             },
             _ = heartbeat.tick() => {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo};
 
+use crate::metrics::{CommandLabels, KindLabels, RedisMetrics};
 use crate::ports::{Connector, IdGen};
 use crate::storage::StoreError;
 use crate::sync::lock;
@@ -129,6 +130,7 @@ pub(crate) struct RedisLink {
     state: Mutex<LinkState>,
     /// One dial at a time.
     dialing: tokio::sync::Mutex<()>,
+    metrics: RedisMetrics,
 }
 
 pub(super) fn is_connection_error(e: &redis::RedisError) -> bool {
@@ -165,6 +167,7 @@ impl RedisLink {
         target: RedisTarget,
         timeouts: LinkTimeouts,
         ids: Arc<IdGen>,
+        metrics: RedisMetrics,
     ) -> Self {
         Self {
             connector,
@@ -173,7 +176,27 @@ impl RedisLink {
             ids,
             state: Mutex::new(LinkState::default()),
             dialing: tokio::sync::Mutex::new(()),
+            metrics,
         }
+    }
+
+    /// The Redis families of this instance's metrics.
+    pub(crate) fn metrics(&self) -> &RedisMetrics {
+        &self.metrics
+    }
+
+    fn count_error(&self, kind: &'static str) {
+        self.metrics
+            .errors
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    fn observe(&self, command: String, started: tokio::time::Instant) {
+        self.metrics
+            .command_latency
+            .get_or_create(&CommandLabels { command })
+            .observe(started.elapsed().as_secs_f64());
     }
 
     pub(crate) fn target(&self) -> &RedisTarget {
@@ -259,6 +282,7 @@ impl RedisLink {
                     Ok(Err(e)) => e,
                     _ => "connect timed out".to_owned(),
                 };
+                self.count_error("connection");
                 self.failed(&why);
                 Err(StoreError::Unavailable(why))
             }
@@ -289,13 +313,16 @@ impl RedisLink {
         }
     }
 
-    /// Runs one script invocation with the operation timeout.
+    /// Runs one script invocation (`name` labels its latency) with the operation timeout.
     pub(super) async fn invoke<T: redis::FromRedisValue>(
         &self,
+        name: &'static str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
+        let started = tokio::time::Instant::now();
         let outcome = tokio::time::timeout(self.timeouts.op, inv.invoke_async(&mut conn)).await;
+        self.observe(format!("script:{name}"), started);
         self.settle(outcome)
     }
 
@@ -305,7 +332,9 @@ impl RedisLink {
         cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
         let mut conn = self.connection().await?;
+        let started = tokio::time::Instant::now();
         let outcome = tokio::time::timeout(self.timeouts.op, cmd.query_async(&mut conn)).await;
+        self.observe(command_name(cmd), started);
         self.settle(outcome)
     }
 
@@ -318,22 +347,36 @@ impl RedisLink {
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if is_connection_error(&e) => {
+                self.count_error("connection");
                 self.failed(&e.to_string());
                 Err(StoreError::Unavailable(e.to_string()))
             }
             Ok(Err(e)) => match refusal(&e) {
                 Some(code) => {
+                    self.count_error("refused");
                     self.log_refusal(code, &e);
                     Err(StoreError::Unavailable(format!(
                         "redis refuses commands ({code})"
                     )))
                 }
-                None => Err(StoreError::Corrupt(format!("redis: {e}"))),
+                None => {
+                    self.count_error("reply");
+                    Err(StoreError::Corrupt(format!("redis: {e}")))
+                }
             },
             Err(_) => {
+                self.count_error("timeout");
                 self.failed("command timed out");
                 Err(StoreError::Unavailable("redis command timed out".into()))
             }
         }
+    }
+}
+
+/// A command's name, upper case, as its latency's label (`GET`, `MGET`, ...).
+fn command_name(cmd: &redis::Cmd) -> String {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+        _ => "?".to_owned(),
     }
 }

@@ -27,6 +27,7 @@
 //! `redis::Client`), with bounded timeouts; while Redis is unreachable every operation
 //! fails fast with [`StoreError::Unavailable`].
 
+use crate::metrics::DirectionLabels;
 use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,7 @@ use serde_json::{Map, Value};
 pub(crate) mod bridge;
 mod channel;
 mod codec;
+pub(crate) mod figures;
 mod keys;
 mod link;
 mod scripts;
@@ -242,6 +244,15 @@ impl RedisCore {
         lock(&self.cache).get(sid).cloned()
     }
 
+    /// Counts `n` messages a script just published.
+    fn published(&self, n: usize) {
+        self.link
+            .metrics()
+            .pubsub_messages
+            .get_or_create(&DirectionLabels { direction: "out" })
+            .inc_by(n as u64);
+    }
+
     fn remember(&self, sid: &SessionId, entry: Option<Cached>) {
         let mut cache = lock(&self.cache);
         match entry {
@@ -261,7 +272,7 @@ impl RedisCore {
     async fn load(&self, sid: &SessionId) -> Result<Option<Cached>, StoreError> {
         let mut inv = self.scripts.load.prepare_invoke();
         inv.arg(self.keys.prefix()).arg(sid.as_str());
-        let items: Vec<RValue> = self.link.invoke(&inv).await?;
+        let items: Vec<RValue> = self.link.invoke("load", &inv).await?;
         let Some(json) = items.first().and_then(bulk) else {
             self.remember(sid, None);
             return Ok(None);
@@ -328,7 +339,7 @@ impl RedisCore {
             .arg(before.and_then(|s| s.user.as_deref()).unwrap_or(""))
             .arg(session.status.as_str())
             .arg(session.user.as_deref().unwrap_or(""));
-        let reply: Vec<RValue> = match self.link.invoke(&inv).await {
+        let reply: Vec<RValue> = match self.link.invoke("commit", &inv).await {
             Ok(reply) => reply,
             Err(e) => {
                 // The write may or may not have happened: forget what we believe.
@@ -337,12 +348,13 @@ impl RedisCore {
             }
         };
         match reply.first().and_then(int) {
-            Some(1) => Ok(CommitOutcome::Done(
+            Some(1) => Ok(CommitOutcome::Done({
+                self.published(effects.publish.len());
                 reply
                     .get(1)
                     .and_then(bulk)
-                    .and_then(|b| String::from_utf8(b).ok()),
-            )),
+                    .and_then(|b| String::from_utf8(b).ok())
+            })),
             Some(2) => Ok(CommitOutcome::NothingToPop),
             Some(3) => Ok(CommitOutcome::Duplicates(pairs(reply.get(1))?)),
             _ => {
@@ -632,7 +644,7 @@ impl RedisCore {
         for (user, _) in candidates {
             inv.arg(user);
         }
-        let reply: Vec<RValue> = self.link.invoke(&inv).await?;
+        let reply: Vec<RValue> = self.link.invoke("user_sessions", &inv).await?;
         let mut per: Vec<(usize, Vec<String>)> = Vec::with_capacity(candidates.len());
         for pair in reply.chunks(2) {
             let count = pair.first().and_then(int).unwrap_or(0).max(0) as usize;
@@ -818,8 +830,11 @@ impl Store for RedisStore {
                 .arg(id.as_str())
                 .arg(&self.channel)
                 .arg(self.notice(id, Notice::SessionDeleted, &Map::new()));
-            let existed: i64 = self.link.invoke(&inv).await?;
+            let existed: i64 = self.link.invoke("delete", &inv).await?;
             self.remember(id, None);
+            if existed == 1 {
+                self.published(1);
+            }
             Ok(existed == 1)
         })
     }
@@ -1012,7 +1027,7 @@ impl Store for RedisStore {
                 )
                 .arg(limit)
                 .arg(if newest { "1" } else { "0" });
-            let items: Vec<RValue> = self.link.invoke(&inv).await?;
+            let items: Vec<RValue> = self.link.invoke("read", &inv).await?;
             let last_seq = items.first().and_then(int).unwrap_or(0).max(0) as u64;
             let len = items.get(1).and_then(int).unwrap_or(0).max(0) as u64;
             let epoch = items
@@ -1089,7 +1104,7 @@ impl Store for RedisStore {
                 .arg(if keyed { item.id.as_str() } else { "" })
                 .arg(self.now().0)
                 .arg(MAX_INPUT_KEYS);
-            let reply: Vec<i64> = self.link.invoke(&inv).await?;
+            let reply: Vec<i64> = self.link.invoke("push_input", &inv).await?;
             let length = |n: i64| n.max(0) as usize;
             match reply.as_slice() {
                 [-1] => Err(StoreError::SessionNotFound(session.clone())),
@@ -1100,10 +1115,13 @@ impl Store for RedisStore {
                     queue_length: length(*n),
                     duplicate: true,
                 }),
-                [n] => Ok(Pushed {
-                    queue_length: length(*n),
-                    duplicate: false,
-                }),
+                [n] => {
+                    self.published(1);
+                    Ok(Pushed {
+                        queue_length: length(*n),
+                        duplicate: false,
+                    })
+                }
                 _ => Err(StoreError::Corrupt("unexpected reply to push_input".into())),
             }
         })
@@ -1157,9 +1175,12 @@ impl Store for RedisStore {
                     Notice::CommandQueued,
                     &session::command_queued_fields(&command),
                 ));
-            let reply: Vec<RValue> = self.link.invoke(&inv).await?;
+            let reply: Vec<RValue> = self.link.invoke("push_command", &inv).await?;
             match reply.first().and_then(int) {
-                Some(1) => Ok((command, false)),
+                Some(1) => {
+                    self.published(1);
+                    Ok((command, false))
+                }
                 Some(-2) => Err(StoreError::CommandQueueFull {
                     limit: self.limits.max_pending_commands,
                 }),
@@ -1183,7 +1204,7 @@ impl Store for RedisStore {
                 .arg(self.limits.queue_ttl_ms)
                 .arg(self.now().0)
                 .arg(lease_ms.unwrap_or(0));
-            let raws: Vec<Vec<u8>> = self.link.invoke(&inv).await?;
+            let raws: Vec<Vec<u8>> = self.link.invoke("claim", &inv).await?;
             let mut commands = raws
                 .iter()
                 .map(|raw| {
@@ -1228,7 +1249,7 @@ impl Store for RedisStore {
                 .arg(result.as_ref().map(to_json).unwrap_or_default())
                 .arg(error.as_ref().map(to_json).unwrap_or_default())
                 .arg(self.limits.queue_ttl_ms);
-            let fields: Option<BTreeMap<String, Vec<u8>>> = self.link.invoke(&inv).await?;
+            let fields: Option<BTreeMap<String, Vec<u8>>> = self.link.invoke("ack", &inv).await?;
             fields.map(|f| command_from_hash(&f)).transpose()
         })
     }

@@ -1,0 +1,32 @@
+//! `GET /metrics`: this instance's counters in the Prometheus text format.
+//!
+//! Who may read it is the guard's decision (open, or `AFW_METRICS_KEY`). The live gauges
+//! (WebSocket clients, subscriptions) are read from their owners here; nothing here may
+//! call storage or Redis (Redis's figures come from their own timer).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::http::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+async fn scrape(State(state): State<AppState>) -> Response {
+    let shared = state.shared();
+    let metrics = &shared.metrics;
+    let clients = shared.ws_clients.load(std::sync::atomic::Ordering::Relaxed);
+    metrics.ws.clients.set(clients as i64);
+    let subscriptions = shared.bus.subscription_count();
+    metrics.ws.subscriptions.set(subscriptions as i64);
+    let mut res = (StatusCode::OK, metrics.render()).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    res
+}
