@@ -79,5 +79,7 @@ pub(super) async fn queue_input(
     // The store announces `input:queued` (the long polls' wake-up on every instance)
     // inside the same atomic write.
     let id = item.id.clone();
-    Ok((id, state.store().push_input(sid, item, keyed).await?))
+    let pushed = state.store().push_input(sid, item, keyed).await?;
+    state.observe_queue("input", pushed.queue_length);
+    Ok((id, pushed))
 }

@@ -137,6 +137,7 @@ async fn claim(
         ));
     }
     let commands = state.store().claim_commands(&sid, q.lease).await?;
+    state.observe_queue("commands", commands.len());
     Ok(json(
         StatusCode::OK,
         &json!({ "sessionId": sid, "count": commands.len(), "commands": commands }),

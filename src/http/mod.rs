@@ -109,6 +109,13 @@ impl AppState {
         Ok(outcomes)
     }
 
+    /// Notes a queue's length: the input queue after a push, the commands a claim took.
+    pub(crate) fn observe_queue(&self, queue: &'static str, length: usize) {
+        let labels = crate::metrics::QueueLabels { queue };
+        let histogram = self.0.metrics.data.queue_length.get_or_create(&labels);
+        histogram.observe(length as f64);
+    }
+
     /// This instance's counters (the simulation compares them with what clients saw).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
@@ -123,8 +130,9 @@ impl AppState {
 /// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
 pub(crate) fn router(state: &AppState) -> Router {
     let api = Router::new()
-        .merge(routes().route_layer(axum::middleware::from_fn(observe::tag)))
+        .merge(routes())
         .merge(ws::router())
+        .route_layer(axum::middleware::from_fn(observe::tag))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))

@@ -284,3 +284,79 @@ pub fn event_seq(frame: &Value) -> Option<u64> {
     let kind = frame["type"].as_str()?;
     (afw::domain::model::EventType::parse(kind).is_some()).then(|| frame["seq"].as_u64())?
 }
+
+/// `GET /metrics` through the router: status and text.
+pub async fn scrape(app: &TestApp, key: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::builder()
+        .uri("/metrics")
+        .header(header::HOST, "localhost:3001");
+    if let Some(key) = key {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let res = app
+        .router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The sum of every sample of `name` whose labels contain `labels` (`""`: all).
+pub fn sample(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && rest.contains(labels)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// Every family `/metrics` carries once it has samples (a labelled family without any is
+/// left out, as Prometheus allows).
+pub const FAMILIES: &[&str] = &[
+    "afw_http_requests_total",
+    "afw_http_request_duration_seconds",
+    "afw_http_refused_total",
+    "afw_http_rate_limited_total",
+    "afw_ws_clients",
+    "afw_ws_subscriptions",
+    "afw_ws_frames_total",
+    "afw_ws_disconnects_total",
+    "afw_ws_gaps_repaired_total",
+    "afw_ws_resyncs_total",
+    "afw_events_stored_total",
+    "afw_events_duplicate_total",
+    "afw_events_broadcast_total",
+    "afw_queue_length",
+    "afw_pubsub_resubscribes_total",
+];
+
+#[allow(dead_code)] // used by tests/redis
+/// The families of Redis mode only: the link's, the bridge's and Redis's own figures.
+pub const REDIS_FAMILIES: &[&str] = &[
+    "afw_redis_command_duration_seconds",
+    "afw_pubsub_messages_total",
+    "afw_redis_used_memory_bytes",
+    "afw_redis_connected_clients",
+    "afw_redis_pubsub_channels",
+    "afw_redis_pubsub_patterns",
+    "afw_redis_expired_keys_total",
+    "afw_redis_evicted_keys_total",
+    "afw_redis_keyspace_hits_total",
+    "afw_redis_keyspace_misses_total",
+];
+
+/// Asserts that `text` has every family of `families`.
+pub fn has_families(text: &str, families: &[&str]) {
+    for family in families {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{text}"
+        );
+    }
+}

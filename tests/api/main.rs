@@ -10,6 +10,7 @@ mod helpers;
 mod input;
 mod layout;
 mod limits;
+mod operations;
 mod real_clients;
 mod security;
 mod sessions;

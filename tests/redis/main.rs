@@ -6,6 +6,7 @@ mod exactly_once;
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod instances;
+mod operations;
 mod outage;
 mod server;
 mod shared;
