@@ -50,6 +50,9 @@ fi
 echo "==> cargo test"
 cargo test --workspace --locked "$@"
 
+# The deployment files (docs/deploy/), with promtool, nginx and systemd-analyze.
+scripts/check-deploy.sh
+
 # The deterministic simulation: a fixed seed set (regressions) plus a fresh random batch
 # (exploration), built with --cfg tokio_unstable in its own target dir. A failing seed is
 # printed with its violations and the command that replays it.
