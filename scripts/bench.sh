@@ -23,6 +23,9 @@
 #   10. POST /api/events with an API key and rate limits on (limits high enough that none
 #      is hit, so every request pays for the checks) vs the same build with both off,
 #      alternating over ROUNDS rounds, median overhead.
+#   11. POST /api/events with request logs (RUST_LOG=info, one line per request to a log
+#      file) and HTTP metrics on vs the same build with AFW_OBSERVE_OFF=1, alternating over
+#      ROUNDS rounds, median overhead.
 # Sections 1-9 run afw with rate limits off (AFW_RATE_LIMIT_OFF=1): one load generator is
 # one client, and its 70 000 req/s are far past the per-client defaults.
 # The load generator (oha, installed from crates.io when missing) shares the machine's
@@ -32,7 +35,7 @@ cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-64}"
-SECTIONS="${SECTIONS:-1 2 3 4 5 6 7 8 9 10}"
+SECTIONS="${SECTIONS:-1 2 3 4 5 6 7 8 9 10 11}"
 REDIS_PORT=6399
 AFW_B_PORT=3102
 ROUNDS="${ROUNDS:-3}"
@@ -317,4 +320,41 @@ if command -v valgrind >/dev/null 2>&1; then
   on=$(per_request AFW_API_KEY=bench-key-0123456789 AFW_RATE_LIMIT_EVENTS=100000000)
   python3 -c "print(f'instructions per request (callgrind): off $off, on $on, +{$on - $off} (+{($on - $off) / $off * 100:.1f}%)')"
 fi
+fi
+
+if want 11; then
+echo
+echo "==> 11. POST /api/events with request logs and metrics on vs AFW_OBSERVE_OFF=1, $CONNS connections, $ROUNDS alternating rounds"
+# Same build, two instances, both logging at info to a file: the observed one writes one
+# line per request (and draws a request id, opens a span, counts the request by route and
+# status with its latency); the other has none of that.
+RUST_LOG=info PORT=$AFW_PORT AFW_RATE_LIMIT_OFF=1 target/release/afw >"$OUT/afw-observed.log" 2>&1 &
+OBS_PID=$!; PIDS+=("$OBS_PID")
+RUST_LOG=info PORT=$AFW_B_PORT AFW_RATE_LIMIT_OFF=1 AFW_OBSERVE_OFF=1 target/release/afw >"$OUT/afw-quiet.log" 2>&1 &
+QUIET_PID=$!; PIDS+=("$QUIET_PID")
+wait_port $AFW_PORT; wait_port $AFW_B_PORT
+for r in $(seq 1 "$ROUNDS"); do
+  post_load "round $r observe off" $AFW_B_PORT
+  cp "$OUT/round $r observe off.json" "$OUT/quiet-$r.json"
+  post_load "round $r observe on" $AFW_PORT
+  cp "$OUT/round $r observe on.json" "$OUT/observed-$r.json"
+done
+lines=$(grep -c 'afw::request' "$OUT/afw-observed.log" || true)
+scraped=$(curl -s "127.0.0.1:$AFW_PORT/metrics" | grep -E '^afw_http_requests_total.*route="/api/events",status="201"' | awk '{s+=$2} END {print s+0}')
+kill "$OBS_PID" "$QUIET_PID" 2>/dev/null || true
+echo "request log lines written: $lines; /metrics counted $scraped POST /api/events 201s"
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import sys, json, os, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+def load(name): return json.load(open(os.path.join(out, name)))
+ratios, on, off = [], [], []
+for r in range(1, rounds + 1):
+    a, b = load(f"quiet-{r}.json"), load(f"observed-{r}.json")
+    off.append(a["summary"]["requestsPerSec"]); on.append(b["summary"]["requestsPerSec"])
+    ratios.append(on[-1] / off[-1])
+med = statistics.median(ratios)
+print(f"median: on {statistics.median(on):.0f} req/s, off {statistics.median(off):.0f} req/s")
+print(f"overhead of request logs + metrics, median of {rounds}: {(1 - med) * 100:.1f}% "
+      f"(rounds: {', '.join(f'{(1 - x) * 100:.1f}%' for x in ratios)})")
+PY
 fi

@@ -265,6 +265,12 @@ pub struct Config {
     #[arg(long, env = "AFW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
+    /// Turns off request ids, the per-request log line and the HTTP request metrics (the
+    /// other counters stay): for benchmarks, and for deployments that want none of them.
+    #[arg(long, env = "AFW_OBSERVE_OFF", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub observe_off: bool,
+
     /// Key required to read `/metrics` (as `Authorization: Bearer <key>`). Unset, `/metrics`
     /// is open like `/health`.
     #[arg(long, env = "AFW_METRICS_KEY", hide_env_values = true)]
@@ -329,6 +335,7 @@ impl Default for Config {
             log: "info".to_owned(),
             log_format: LogFormat::Pretty,
             metrics_key: None,
+            observe_off: false,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
         }
     }

@@ -11,20 +11,37 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber; an invalid `RUST_LOG` is refused, not replaced by `info`.
-fn init_logging(config: &Config) -> Result<(), String> {
+///
+/// Lines go to stdout through tracing-appender's writer thread (production only: the
+/// simulation never runs `main`), so a request never waits for a `write(2)`: one line per
+/// request costs a syscall each when written in place. Its buffer holds 128 000 lines; past
+/// that, lines are dropped rather than stalling requests (the count is logged at exit).
+/// The returned guard flushes what is buffered when dropped.
+fn init_logging(config: &Config) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
     let filter = EnvFilter::try_new(&config.log).map_err(|e| {
         format!(
             "RUST_LOG/--log '{}' is not a valid log filter: {e}",
             config.log
         )
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("afw-log")
+        .finish(std::io::stdout());
+    DROPPED_LINES.get_or_init(|| writer.error_counter());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
     }
-    Ok(())
+    Ok(guard)
 }
+
+/// Lines the log writer dropped because its buffer was full.
+static DROPPED_LINES: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
+    std::sync::OnceLock::new();
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -112,11 +129,30 @@ fn warn_about_exposure(config: &Config, auth: bool) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut config = Config::parse();
-    if let Err(e) = init_logging(&config) {
-        eprintln!("afw: {e}");
-        return ExitCode::from(2);
+    let config = Config::parse();
+    let log_guard = match init_logging(&config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("afw: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run(config).await;
+    if let Some(dropped) = DROPPED_LINES
+        .get()
+        .map(|c| c.dropped_lines())
+        .filter(|n| *n > 0)
+    {
+        tracing::warn!(
+            dropped,
+            "log lines dropped: the log writer could not keep up"
+        );
     }
+    drop(log_guard);
+    code
+}
+
+async fn run(mut config: Config) -> ExitCode {
     fit_open_files(&mut config);
     let addr = SocketAddr::new(config.host, config.port);
     let ports = Ports::production();

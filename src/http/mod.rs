@@ -137,10 +137,19 @@ pub(crate) fn router(state: &AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
         .with_state(state.clone());
-    // The edge wraps the whole router once (screen: host, origin → CORS → admit: key,
-    // rate, size), not each route: every request passes it, and a per-route layer would
-    // be cloned with every route on every request.
     let shared = state.shared();
+    // The edge (screen: host, origin → CORS → admit: key, rate, size) wraps the whole
+    // router once, not each route: every request passes it, and a per-route layer would be
+    // cloned with every route on every request.
+    let edge = tower::ServiceBuilder::new()
+        .layer(GateLayer(state.clone(), Step::Screen))
+        .layer(BrowserCorsLayer::allowed_origins())
+        .layer(GateLayer(state.clone(), Step::Admit))
+        .service(api);
+    if state.config().observe_off {
+        return Router::new().fallback_service(edge);
+    }
+    // Outside the edge, so refusals are logged, counted and carry a request id too.
     let trace = tower_http::trace::TraceLayer::new_for_http()
         .make_span_with(observe::RequestSpan)
         .on_request(())
@@ -148,7 +157,7 @@ pub(crate) fn router(state: &AppState) -> Router {
         .on_body_chunk(())
         .on_eos(())
         .on_failure(());
-    let edge = tower::ServiceBuilder::new()
+    let observed = tower::ServiceBuilder::new()
         .map_request(observe::request_ids)
         .layer(tower_http::request_id::SetRequestIdLayer::new(
             observe::REQUEST_ID,
@@ -159,11 +168,8 @@ pub(crate) fn router(state: &AppState) -> Router {
             observe::REQUEST_ID,
         ))
         .layer(observe::ObserveLayer(Arc::clone(&shared.metrics)))
-        .layer(GateLayer(state.clone(), Step::Screen))
-        .layer(BrowserCorsLayer::allowed_origins())
-        .layer(GateLayer(state.clone(), Step::Admit))
-        .service(api);
-    Router::new().fallback_service(edge)
+        .service(edge);
+    Router::new().fallback_service(observed)
 }
 
 fn routes() -> Router<AppState> {
