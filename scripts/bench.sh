@@ -26,6 +26,8 @@
 #   11. POST /api/events with request logs (RUST_LOG=info, one line per request to a log
 #      file) and HTTP metrics on vs the same build with AFW_OBSERVE_OFF=1, alternating over
 #      ROUNDS rounds, median overhead.
+#   12. SIGTERM under a 64-connection write load: how long the drain takes, the exit code,
+#      and what the load generator saw (answers by status, errors by kind).
 # Sections 1-9 run afw with rate limits off (AFW_RATE_LIMIT_OFF=1): one load generator is
 # one client, and its 70 000 req/s are far past the per-client defaults.
 # The load generator (oha, installed from crates.io when missing) shares the machine's
@@ -35,7 +37,7 @@ cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-64}"
-SECTIONS="${SECTIONS:-1 2 3 4 5 6 7 8 9 10 11}"
+SECTIONS="${SECTIONS:-1 2 3 4 5 6 7 8 9 10 11 12}"
 REDIS_PORT=6399
 AFW_B_PORT=3102
 ROUNDS="${ROUNDS:-3}"
@@ -356,5 +358,30 @@ med = statistics.median(ratios)
 print(f"median: on {statistics.median(on):.0f} req/s, off {statistics.median(off):.0f} req/s")
 print(f"overhead of request logs + metrics, median of {rounds}: {(1 - med) * 100:.1f}% "
       f"(rounds: {', '.join(f'{(1 - x) * 100:.1f}%' for x in ratios)})")
+PY
+fi
+
+if want 12; then
+echo
+echo "==> 12. SIGTERM under a $CONNS-connection write load"
+RUST_LOG=info PORT=$AFW_PORT AFW_RATE_LIMIT_OFF=1 target/release/afw >"$OUT/afw-drain.log" 2>&1 &
+DRAIN_PID=$!; PIDS+=("$DRAIN_PID")
+wait_port $AFW_PORT
+oha --no-tui --output-format json -z 6s -c "$CONNS" -m POST -H 'content-type: application/json' \
+  -D "$EVENT" "http://127.0.0.1:$AFW_PORT/api/events" >"$OUT/drain.json" &
+OHA_PID=$!
+sleep 3
+t0=$(date +%s%N)
+kill -TERM "$DRAIN_PID"
+code=0; wait "$DRAIN_PID" || code=$?
+t1=$(date +%s%N)
+wait "$OHA_PID" || true
+answered=$(grep 'afw::request' "$OUT/afw-drain.log" | grep -c 'route="/api/events"\|/api/events 201' || true)
+echo "drain took $(( (t1 - t0) / 1000000 )) ms, exit code $code, request log lines $answered"
+python3 - "$OUT/drain.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("answers by status:", r.get("statusCodeDistribution"))
+print("client-side errors:", r.get("errorDistribution"))
 PY
 fi
