@@ -293,7 +293,7 @@ fn compile_chain(id: &str, ev: &NewEvent) -> Chain {
                     let s = s.as_object()?;
                     let n = s
                         .get("stepNumber")
-                        .and_then(Value::as_u64)
+                        .and_then(crate::domain::model::whole_number)
                         .and_then(|n| u32::try_from(n).ok())
                         .filter(|n| *n >= 1)
                         .unwrap_or(i as u32 + 1);

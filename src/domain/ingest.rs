@@ -8,11 +8,12 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::domain::model::{
-    EventType, NewEvent, STEP_NUMBER_RULE, SessionId, Timestamp, is_step_number,
+    EventType, MAX_EPOCH_MS, NewEvent, STEP_NUMBER_RULE, SessionId, Timestamp, is_step_number,
+    whole_number,
 };
 
 /// One field that failed validation: where (`events[3].type`) and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub path: String,
     pub message: String,
@@ -199,9 +200,11 @@ fn timestamp_of(v: &Value) -> Result<Timestamp, String> {
             Some(ts) => return Ok(ts),
             None => "must be an RFC 3339 date-time such as 2026-02-21T03:20:37.123Z",
         },
-        Value::Number(n) => match n.as_u64() {
+        Value::Number(_) => match whole_number(v).filter(|ms| *ms <= MAX_EPOCH_MS) {
             Some(ms) => return Ok(Timestamp(ms)),
-            None => "must be milliseconds since the epoch when numeric",
+            None => {
+                "must be whole milliseconds since the epoch, up to the end of year 9999, when numeric"
+            }
         },
         _ => "must be an RFC 3339 string or epoch milliseconds",
     };

@@ -1,7 +1,9 @@
 //! The data model: the wire types of contract §1 and the few newtypes the core passes around.
 //!
 //! Field names here are wire names (camelCase through serde). This module only describes and
-//! validates data; it does not store, derive or broadcast anything.
+//! validates data; it does not store, derive or broadcast anything. The wire types also
+//! describe themselves for the OpenAPI document (`utoipa::ToSchema`), so the document
+//! cannot drift from the types; nothing here serves or assembles that document.
 
 use std::fmt;
 use std::sync::Arc;
@@ -141,6 +143,45 @@ impl<'de> Deserialize<'de> for SessionId {
     }
 }
 
+/// A date-time from 1970 on, as a JSON Schema pattern on its year.
+pub const YEAR_1970_ON: &str = "^(19[7-9][0-9]|[2-9][0-9]{3})-";
+
+/// The latest instant afw accepts as epoch milliseconds: the end of year 9999.
+pub const MAX_EPOCH_MS: u64 = 253_402_300_799_999;
+
+/// The id rule as a JSON Schema pattern (the same as [`is_valid_id`]).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,200}$";
+
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            // Instants before 1970 are refused: nothing this service records happened then.
+            .pattern(Some(YEAR_1970_ON))
+            .description(Some(
+                "RFC 3339 UTC with milliseconds, e.g. 2026-02-21T03:20:37.123Z",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
+impl utoipa::PartialSchema for SessionId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(ID_PATTERN))
+            .description(Some("1 to 200 characters of A-Z, a-z, 0-9, _ . : -"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SessionId {}
+
 /// The id rule shared by sessions, chains, commands and users.
 pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty()
@@ -149,7 +190,7 @@ pub fn is_valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Pending,
@@ -188,7 +229,7 @@ impl SessionStatus {
 /// Also used for chains and steps, which share the session's status vocabulary.
 pub type Status = SessionStatus;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationState {
     Idle,
@@ -197,7 +238,7 @@ pub enum ConversationState {
     Active,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastPrompt {
     pub text: String,
@@ -209,7 +250,7 @@ pub struct LastPrompt {
 }
 
 /// A session as stored and as listed (`GET /api/sessions/:id` adds its chains).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub id: SessionId,
@@ -297,7 +338,7 @@ impl Session {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainStep {
     pub step_number: u32,
@@ -323,7 +364,7 @@ pub struct ChainStep {
     pub learning: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Chain {
     pub id: String,
@@ -447,8 +488,18 @@ pub const STEP_NUMBER_RULE: &str = "must be a whole number from 1 to 10000";
 
 /// Whether `v` is a valid `stepNumber` (1..=10 000).
 pub fn is_step_number(v: &serde_json::Value) -> bool {
-    v.as_u64()
-        .is_some_and(|n| (1..=MAX_STEP_NUMBER).contains(&n))
+    whole_number(v).is_some_and(|n| (1..=MAX_STEP_NUMBER).contains(&n))
+}
+
+/// `v` as a non-negative whole number: `7` and also `7.0`, which is the same number in JSON
+/// (and what JSON Schema's `integer` admits); `None` for fractions, negatives and the rest.
+pub fn whole_number(v: &serde_json::Value) -> Option<u64> {
+    let n = v.as_number()?;
+    n.as_u64().or_else(|| {
+        let f = n.as_f64()?;
+        // Below 2^53 every whole f64 is exact.
+        (f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f)).then_some(f as u64)
+    })
 }
 
 impl EventType {
@@ -509,7 +560,7 @@ impl NewEvent {
     }
 
     pub fn u64_field(&self, key: &str) -> Option<u64> {
-        self.fields.get(key).and_then(Value::as_u64)
+        self.fields.get(key).and_then(whole_number)
     }
 }
 
@@ -538,7 +589,7 @@ pub struct StoredEvent {
     pub json: Bytes,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CommandType {
     Pause,
@@ -549,7 +600,7 @@ pub enum CommandType {
     Skip,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CommandStatus {
     Pending,
@@ -608,14 +659,16 @@ pub struct Command {
 
 /// The wire form of a command. The duplicated fields exist because the three real readers
 /// each read a different subset (contract §1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Command)]
 pub struct CommandWire<'a> {
     pub id: &'a str,
     pub command_id: &'a str,
     pub session_id: &'a SessionId,
     #[serde(rename = "type")]
     pub kind: CommandType,
+    #[schema(value_type = Object)]
     pub payload: &'a Map<String, Value>,
     pub status: CommandStatus,
     pub issued_at: Timestamp,
@@ -624,16 +677,19 @@ pub struct CommandWire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     pub error: Option<&'a Value>,
     pub command: CommandBody<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CommandBody<'a> {
     #[serde(rename = "type")]
     pub kind: CommandType,
+    #[schema(value_type = Object)]
     pub payload: &'a Map<String, Value>,
 }
 
@@ -666,7 +722,7 @@ impl Serialize for Command {
 }
 
 /// One queued piece of input for a waiting agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InputItem {
     pub id: String,
     pub input: Value,

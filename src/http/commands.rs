@@ -4,32 +4,36 @@
 //! uses) and `/api/commands/:id/commands`.
 
 use super::Path;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::actions::client_key;
 use super::{ApiJson, ApiQuery, OptionalJson, json, session_id};
+use crate::domain::model::SessionId;
 use crate::domain::model::{Command, CommandStatus, CommandType};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::answers::{self, ErrorBody};
 use axum::http::HeaderMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Longest lease a poller may ask for (it is also bounded by the queue TTL).
 pub(super) const MAX_LEASE_MS: u64 = 10 * 60 * 1000;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/sessions/{id}/commands", post(queue).get(claim))
-        .route("/api/commands/{id}/commands", post(queue).get(claim))
-        .route("/api/commands/{id}/ack", post(ack))
-        .route("/api/commands/{id}", get(get_one))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(queue, claim))
+        .routes(routes!(queue_legacy, claim_legacy))
+        .routes(routes!(ack))
+        .routes(routes!(get_one))
 }
 
+/// A command for the agent: `retry` and `skip` need `payload.stepNumber` (1..=10000),
+/// `abort` needs `payload.reason`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueueCommand {
@@ -40,6 +44,14 @@ struct QueueCommand {
     /// The client's idempotency key (or the `Idempotency-Key` header): the command's id.
     id: Option<String>,
 }
+
+impl utoipa::PartialSchema for QueueCommand {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::http::openapi::command_schema(crate::domain::model::ID_PATTERN)
+    }
+}
+
+impl utoipa::ToSchema for QueueCommand {}
 
 fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResult<()> {
     match kind {
@@ -72,7 +84,20 @@ fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResul
 }
 
 /// 201 when queued; 200 with `duplicate: true` and the stored command (as it is now) when
-/// the session already holds its id (a retry: nothing is queued again).
+/// the session already holds its id (a retry: nothing is queued again). The id is the body's
+/// `id` or the `Idempotency-Key` header (the same if both are sent).
+#[utoipa::path(
+    post, path = "/api/sessions/{id}/commands", tag = "commands",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    request_body = QueueCommand,
+    responses(
+        (status = 201, description = "Queued (and broadcast as `command:queued`)", body = answers::CommandQueued),
+        (status = 200, description = "Already queued under this id: nothing queued again", body = answers::CommandQueued),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+        (status = 409, description = "The command id is taken by another session", body = ErrorBody),
+        (status = 429, description = "The session's command queue is full", body = ErrorBody),
+    ),
+)]
 async fn queue(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -116,12 +141,57 @@ async fn queue(
     Ok(json(StatusCode::CREATED, &answer))
 }
 
-#[derive(Debug, Deserialize)]
+/// The same as `POST /api/sessions/{id}/commands` (the older path family).
+#[utoipa::path(
+    post, path = "/api/commands/{id}/commands", tag = "commands",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    request_body = QueueCommand,
+    responses(
+        (status = 201, description = "Queued (and broadcast as `command:queued`)", body = answers::CommandQueued),
+        (status = 200, description = "Already queued under this id: nothing queued again", body = answers::CommandQueued),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+        (status = 409, description = "The command id is taken by another session", body = ErrorBody),
+        (status = 429, description = "The session's command queue is full", body = ErrorBody),
+    ),
+)]
+async fn queue_legacy(
+    state: State<AppState>,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: ApiJson<QueueCommand>,
+) -> ApiResult<Response> {
+    queue(state, id, headers, body).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ClaimQuery {
+    /// At-least-once mode: a claimed command not acknowledged within this many
+    /// milliseconds becomes pending again.
+    #[param(minimum = 1, maximum = 600000)]
     lease: Option<u64>,
 }
 
+/// The same as `GET /api/sessions/{id}/commands` (the older path family).
+#[utoipa::path(
+    get, path = "/api/commands/{id}/commands", tag = "commands",
+    params(("id" = SessionId, Path, description = "The session's id"), ClaimQuery),
+    responses((status = 200, description = "The commands this poll claimed (each goes to exactly one poll)", body = answers::CommandsClaimed)),
+)]
+async fn claim_legacy(
+    state: State<AppState>,
+    id: Path<String>,
+    q: ApiQuery<ClaimQuery>,
+) -> ApiResult<Response> {
+    claim(state, id, q).await
+}
+
+#[utoipa::path(
+    get, path = "/api/sessions/{id}/commands", tag = "commands",
+    params(("id" = SessionId, Path, description = "The session's id"), ClaimQuery),
+    responses((status = 200, description = "The commands this poll claimed (each goes to exactly one poll)", body = answers::CommandsClaimed)),
+)]
 async fn claim(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -144,10 +214,12 @@ async fn claim(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The outcome of a command (the body may be absent).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Ack {
     result: Option<Value>,
+    /// Present when the command failed.
     error: Option<Value>,
 }
 
@@ -160,6 +232,15 @@ fn command_not_found(id: &str) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/commands/{id}/ack", tag = "commands",
+    params(("id" = String, Path, description = "The command's id")),
+    request_body(content = Option<Ack>, description = "Optional"),
+    responses(
+        (status = 200, description = "Recorded", body = answers::CommandAcked),
+        (status = 404, description = "No such command (`commandId`)", body = ErrorBody),
+    ),
+)]
 async fn ack(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -181,6 +262,14 @@ async fn ack(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/commands/{id}", tag = "commands",
+    params(("id" = String, Path, description = "The command's id")),
+    responses(
+        (status = 200, description = "The command and its status", body = crate::domain::model::CommandWire),
+        (status = 404, description = "No such command (`commandId`)", body = ErrorBody),
+    ),
+)]
 async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let command = state
         .store()

@@ -7,11 +7,9 @@
 use std::collections::BTreeMap;
 
 use super::Path;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -21,17 +19,23 @@ use crate::domain::ingest::{MAX_BATCH, parse_event};
 use crate::domain::model::{NewEvent, SessionId, StoredEvent, Timestamp};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::{Event, EventBatch, answers};
 use crate::storage::{Appended, EventQuery, StoreError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub(super) const DEFAULT_EVENTS_LIMIT: usize = 1000;
 pub(super) const MAX_EVENTS_LIMIT: usize = 10_000;
+/// The largest `after` a client may send: 2^53 - 1, the largest whole number a JavaScript
+/// client holds exactly (no session gets near it).
+const MAX_SEQ: u64 = 9_007_199_254_740_991;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/events", post(post_one))
-        .route("/api/events/batch", post(post_batch))
-        .route("/api/events/{session_id}", get(list))
-        .route("/api/events/{session_id}/recent", get(recent))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_one))
+        .routes(routes!(post_batch))
+        .routes(routes!(list))
+        .routes(routes!(recent))
 }
 
 /// The client's `eventId`, else `<sessionId>-<seq>` (unique, and derivable from the event),
@@ -92,6 +96,14 @@ fn check_size(state: &AppState, raw: &[u8], path: &str) -> ApiResult<()> {
 
 /// 201 for a stored event; 200 for a retry of one already stored (`duplicate: true`, its
 /// original `seq`): nothing new was created.
+#[utoipa::path(
+    post, path = "/api/events", tag = "events",
+    request_body = Event,
+    responses(
+        (status = 201, description = "Stored (and broadcast)", body = answers::EventStored),
+        (status = 200, description = "Already stored under this `eventId`: nothing stored, the original `seq`", body = answers::EventStored),
+    ),
+)]
 async fn post_one(State(state): State<AppState>, JsonText(body): JsonText) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::field("body", "is required (an event object)"))?;
     check_size(&state, &body, "body")?;
@@ -161,6 +173,14 @@ enum ItemResult<'a> {
 /// undo another's success. The answer says, per event, what happened: 201 when every event
 /// is stored (or was already), 207 with `results[i].error` for the events that were not
 /// when only some sessions failed, and the plain error (503 ...) when none was stored.
+#[utoipa::path(
+    post, path = "/api/events/batch", tag = "events",
+    request_body = EventBatch,
+    responses(
+        (status = 201, description = "Every event stored (or already stored)", body = answers::BatchStored),
+        (status = 207, description = "Some sessions' events were not stored (`results[i].error`); re-sending the batch is safe", body = answers::BatchStored),
+    ),
+)]
 async fn post_batch(
     State(state): State<AppState>,
     JsonText(body): JsonText,
@@ -331,16 +351,28 @@ fn events_body(
     out
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only events at or after this instant (RFC 3339).
+    #[param(value_type = Option<Timestamp>)]
     since: Option<String>,
+    /// Only events with a larger `seq`: the exact resume cursor.
+    #[param(maximum = 9007199254740991_u64)]
     after: Option<u64>,
     /// The epoch `after` counts in (from an earlier answer or confirmation).
     epoch: Option<String>,
+    /// Events per page (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get, path = "/api/events/{session_id}", tag = "events",
+    params(("session_id" = SessionId, Path, description = "The session's id"), ListQuery),
+    responses((status = 200, description = "The session's events in `seq` order (empty for an unknown session)", body = answers::EventList)),
+)]
 async fn list(
     State(state): State<AppState>,
     Path(sid): Path<String>,
@@ -352,6 +384,12 @@ async fn list(
         return Err(ApiError::field(
             "query.limit",
             format!("must be between 1 and {MAX_EVENTS_LIMIT}"),
+        ));
+    }
+    if q.after.is_some_and(|a| a > MAX_SEQ) {
+        return Err(ApiError::field(
+            "query.after",
+            format!("must be at most {MAX_SEQ}"),
         ));
     }
     let since = q
@@ -397,13 +435,23 @@ async fn list(
     Ok(raw_json(StatusCode::OK, body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RecentQuery {
+    /// At most this many, the newest (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// How far back, in seconds (default 60).
+    #[param(maximum = 604800)]
     seconds: Option<u64>,
 }
 
+#[utoipa::path(
+    get, path = "/api/events/{session_id}/recent", tag = "events",
+    params(("session_id" = SessionId, Path, description = "The session's id"), RecentQuery),
+    responses((status = 200, description = "The newest events of the last `seconds`, oldest first", body = answers::RecentEvents)),
+)]
 async fn recent(
     State(state): State<AppState>,
     Path(sid): Path<String>,

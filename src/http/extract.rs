@@ -59,7 +59,8 @@ impl FromRequest<AppState> for JsonText {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|r| body_error(r, state))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // A JSON `null` says "nothing", like no body at all.
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(Self(None));
         }
         if !has_json_type {

@@ -1,21 +1,26 @@
 //! `GET /health` and `GET /ready`: liveness and readiness, never behind auth.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
 use serde_json::json;
 
 use super::json;
 use crate::http::AppState;
+use crate::http::openapi::answers;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
 }
 
+#[utoipa::path(
+    get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive (also when degraded)", body = answers::Health)),
+)]
 async fn health(State(state): State<AppState>) -> Response {
     let store = state.store();
     let health = store.health().await.unwrap_or_default();
@@ -43,6 +48,14 @@ async fn health(State(state): State<AppState>) -> Response {
     json(StatusCode::OK, &body)
 }
 
+#[utoipa::path(
+    get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Storage answers", body = answers::Ready),
+        (status = 503, description = "Storage is unreachable, or the instance is shutting down (`error`)", body = answers::Ready,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> Response {
     let backend = state.store().backend();
     if *state.shared().shutdown.borrow() {

@@ -10,37 +10,55 @@
 use std::time::Duration;
 
 use super::Path;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::actions::{client_key, queue_input};
 use super::{ApiJson, ApiQuery, json, session_id};
+use crate::domain::model::SessionId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::answers::{self, ErrorBody};
 use axum::http::HeaderMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub(super) const MAX_TIMEOUT_MS: u64 = 60_000;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/api/sessions/{id}/input", post(queue).get(pop))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(queue, pop))
 }
 
-#[derive(Debug, Deserialize)]
+/// Input for the waiting agent (at most 64 KiB with `prompt`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QueueInput {
+    /// Any JSON but `null` (usually the text to type).
+    #[schema(value_type = crate::http::openapi::AnyButNull, required = true)]
     input: Option<Value>,
     prompt: Option<Value>,
     /// The client's idempotency key (or the `Idempotency-Key` header).
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     id: Option<String>,
 }
 
 /// 201 when queued; 200 with `duplicate: true` when its key was queued before (a retry:
 /// nothing is queued again).
+#[utoipa::path(
+    post, path = "/api/sessions/{id}/input", tag = "input",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    request_body = QueueInput,
+    responses(
+        (status = 201, description = "Queued (and broadcast as `input:queued`)", body = answers::InputQueued),
+        (status = 200, description = "Already queued under this id: nothing queued again", body = answers::InputQueued),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+        (status = 429, description = "100 items are queued for the session", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+)]
 async fn queue(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -68,12 +86,21 @@ async fn queue(
     Ok(json(StatusCode::CREATED, &answer))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PopQuery {
+    /// Wait up to this many milliseconds for an item (a long poll); without it, answer at
+    /// once.
+    #[param(maximum = 60000)]
     timeout: Option<u64>,
 }
 
+#[utoipa::path(
+    get, path = "/api/sessions/{id}/input", tag = "input",
+    params(("id" = SessionId, Path, description = "The session's id"), PopQuery),
+    responses((status = 200, description = "Exactly one item, first in first out, or none", body = answers::InputPolled)),
+)]
 async fn pop(
     State(state): State<AppState>,
     Path(id): Path<String>,

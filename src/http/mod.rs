@@ -16,6 +16,7 @@ pub(crate) mod guard;
 mod health;
 mod input;
 pub(crate) mod observe;
+pub(crate) mod openapi;
 mod respond;
 mod scrape;
 mod sessions;
@@ -129,9 +130,9 @@ impl AppState {
 
 /// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
 pub(crate) fn router(state: &AppState) -> Router {
-    let api = Router::new()
-        .merge(routes())
-        .merge(ws::router())
+    let (routes, doc) = routes();
+    let api = routes
+        .layer(axum::Extension(openapi::Document::new(&doc)))
         .route_layer(axum::middleware::from_fn(observe::tag))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -172,16 +173,25 @@ pub(crate) fn router(state: &AppState) -> Router {
     Router::new().fallback_service(observed)
 }
 
-fn routes() -> Router<AppState> {
-    Router::new()
-        .merge(health::router())
-        .merge(scrape::router())
-        .merge(sessions::router())
-        .merge(events::router())
-        .merge(commands::router())
-        .merge(input::router())
-        .merge(users::router())
-        .merge(terminal::router())
+/// Every route with its description: the router and the OpenAPI document come from the
+/// same list, so neither can have a route the other lacks.
+pub(crate) fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    let (router, mut doc) =
+        utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+            .merge(health::router())
+            .merge(scrape::router())
+            .merge(sessions::router())
+            .merge(events::router())
+            .merge(commands::router())
+            .merge(input::router())
+            .merge(users::router())
+            .merge(terminal::router())
+            .merge(ws::router())
+            .routes(utoipa_axum::routes!(openapi::openapi_json))
+            .split_for_parts();
+    openapi::complete(&mut doc);
+    (router, doc)
 }
 
 /// Fallback for unknown routes: JSON, never HTML.

@@ -4,18 +4,25 @@
 //! (WebSocket clients, subscriptions) are read from their owners here; nothing here may
 //! call storage or Redis (Redis's figures come from their own timer).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 use crate::http::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "This instance's counters, Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "AFW_METRICS_KEY is set and was not sent", body = crate::http::openapi::answers::ErrorBody),
+    ),
+)]
 async fn scrape(State(state): State<AppState>) -> Response {
     let shared = state.shared();
     let metrics = &shared.metrics;

@@ -1,11 +1,9 @@
 //! Sessions: create, list, get (with chains), update, delete; chains; awaiting.
 
 use super::Path;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -15,30 +13,38 @@ use super::{
 use crate::domain::model::{Chain, LastPrompt, Session, SessionId, SessionStatus, Timestamp};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::answers::{self, ErrorBody};
 use crate::storage::{Cursor, SessionFilter, SessionPage, SessionUpdate};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub(super) const DEFAULT_LIST_LIMIT: usize = 200;
 pub(super) const MAX_LIST_LIMIT: usize = 1000;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/sessions", post(create).get(list))
-        .route(
-            "/api/sessions/{id}",
-            get(get_one).put(update).delete(delete),
-        )
-        .route("/api/sessions/{id}/chains", get(chains))
-        .route("/api/sessions/{id}/awaiting", post(awaiting))
-        .route("/api/chains/{chain_id}", get(chain))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get_one, update, delete))
+        .routes(routes!(chains))
+        .routes(routes!(awaiting))
+        .routes(routes!(chain))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new session (the hooks create theirs with their first event instead).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateSession {
+    /// An absolute path (POSIX or Windows) outside the system directories.
+    #[schema(min_length = 1, max_length = 500, pattern = "^(/|[A-Za-z]:[/\\\\])")]
     cwd: String,
+    #[schema(max_length = 255)]
     hostname: Option<String>,
+    #[schema(max_length = 64)]
     platform: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     user_id: Option<String>,
+    /// The session's id; drawn by the server when absent.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     id: Option<String>,
 }
 
@@ -126,6 +132,15 @@ fn optional_text(field: &str, value: Option<String>, max: usize) -> ApiResult<Op
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/sessions", tag = "sessions",
+    request_body = CreateSession,
+    responses(
+        (status = 201, description = "Created (`status: pending`)", body = Session),
+        (status = 403, description = "`cwd` is a system directory, or the Host or Origin is not allowed", body = ErrorBody),
+        (status = 409, description = "The id is taken", body = ErrorBody),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateSession>,
@@ -158,12 +173,20 @@ async fn create(
 /// Largest `metadata` a session may carry (as JSON).
 pub(super) const MAX_METADATA_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only sessions with this status.
+    #[param(value_type = Option<SessionStatus>)]
     status: Option<String>,
+    /// Only this user's sessions.
     user: Option<String>,
+    /// Sessions per page (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}:[A-Za-z0-9_.:-]{1,200}$")]
     cursor: Option<String>,
 }
 
@@ -176,6 +199,11 @@ pub(super) fn parse_status(field: &str, s: &str) -> ApiResult<SessionStatus> {
     })
 }
 
+#[utoipa::path(
+    get, path = "/api/sessions", tag = "sessions",
+    params(ListQuery),
+    responses((status = 200, description = "A page of sessions, newest activity first", body = answers::SessionPage)),
+)]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -248,6 +276,14 @@ struct SessionWithChains<'a> {
     chains: &'a [Chain],
 }
 
+#[utoipa::path(
+    get, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session with its chains", body = answers::SessionWithChains),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+    ),
+)]
 async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
     let (session, chains) = state
@@ -264,15 +300,30 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A change to a session: `completed` or `failed` also sets `endedAt` and `duration`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateSession {
+    #[schema(value_type = Option<SessionStatus>)]
     status: Option<String>,
+    #[schema(max_length = 10000)]
     summary: Option<String>,
+    #[schema(max_length = 1000)]
     end_reason: Option<String>,
+    /// A JSON object of at most 64 KiB.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
+#[utoipa::path(
+    put, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    request_body = UpdateSession,
+    responses(
+        (status = 200, description = "The session as updated", body = Session),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -312,6 +363,14 @@ async fn update(
     Ok(json(StatusCode::OK, &session))
 }
 
+#[utoipa::path(
+    delete, path = "/api/sessions/{id}", tag = "sessions",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Deleted, with its events, chains and queues"),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+    ),
+)]
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
     // `session:deleted` goes out inside the delete itself: subscribers' cursors start over
@@ -323,6 +382,14 @@ async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/sessions/{id}/chains", tag = "sessions",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session's chains", body = answers::ChainList),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+    ),
+)]
 async fn chains(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
     let (_, chains) = state
@@ -336,6 +403,14 @@ async fn chains(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/chains/{chain_id}", tag = "sessions",
+    params(("chain_id" = String, Path, description = "The chain's id")),
+    responses(
+        (status = 200, description = "The chain", body = Chain),
+        (status = 404, description = "No such chain (`chainId`)", body = ErrorBody),
+    ),
+)]
 async fn chain(State(state): State<AppState>, Path(chain_id): Path<String>) -> ApiResult<Response> {
     match state.store().chain(&chain_id).await? {
         Some(chain) => Ok(json(StatusCode::OK, &chain)),
@@ -350,7 +425,8 @@ async fn chain(State(state): State<AppState>, Path(chain_id): Path<String>) -> A
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What the agent is waiting for (all optional; the body may be absent).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Awaiting {
     prompt_type: Option<String>,
@@ -358,6 +434,15 @@ struct Awaiting {
     quick_responses: Option<Vec<Value>>,
 }
 
+#[utoipa::path(
+    post, path = "/api/sessions/{id}/awaiting", tag = "sessions",
+    params(("id" = SessionId, Path, description = "The session's id")),
+    request_body(content = Option<Awaiting>, description = "Optional"),
+    responses(
+        (status = 200, description = "Set and broadcast", body = answers::AwaitingSet),
+        (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
+    ),
+)]
 async fn awaiting(
     State(state): State<AppState>,
     Path(id): Path<String>,

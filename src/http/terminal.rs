@@ -1,36 +1,44 @@
 //! Terminal output captured by the output-capture hook, stored as `terminal:output` events.
 
 use super::Path;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiJson, ApiQuery, json, session_id};
 use crate::domain::ingest::event_from_map;
 use crate::domain::model::EventType;
+use crate::domain::model::SessionId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::answers;
 use crate::storage::EventQuery;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub(super) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/terminal/{session_id}/output", post(output))
-        .route("/api/terminal/{session_id}/buffer", get(buffer))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(output))
+        .routes(routes!(buffer))
 }
 
-#[derive(Debug, Deserialize)]
+/// Captured output, stored as a `terminal:output` event and broadcast.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Output {
+    /// At most 1 MiB.
     output: String,
+    /// `stdout` (the default) or `stderr`.
     #[serde(default = "stdout")]
+    #[schema(pattern = "^(stdout|stderr)$")]
     stream: String,
-    step_number: Option<u64>,
+    /// 1 to 10000.
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 10000)]
+    step_number: Option<Value>,
     action: Option<String>,
 }
 
@@ -38,6 +46,12 @@ fn stdout() -> String {
     "stdout".to_owned()
 }
 
+#[utoipa::path(
+    post, path = "/api/terminal/{session_id}/output", tag = "terminal",
+    params(("session_id" = SessionId, Path, description = "The session's id")),
+    request_body = Output,
+    responses((status = 200, description = "Stored and broadcast", body = answers::OutputBuffered)),
+)]
 async fn output(
     State(state): State<AppState>,
     Path(sid): Path<String>,
@@ -62,8 +76,9 @@ async fn output(
     fields.insert("timestamp".into(), json!(state.now()));
     fields.insert("output".into(), Value::from(body.output));
     fields.insert("stream".into(), Value::from(body.stream));
+    // Checked with the event (1..=10 000, as for any event's stepNumber).
     if let Some(n) = body.step_number {
-        fields.insert("stepNumber".into(), Value::from(n));
+        fields.insert("stepNumber".into(), n);
     }
     if let Some(a) = body.action {
         fields.insert("action".into(), Value::from(a));
@@ -81,12 +96,20 @@ async fn output(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct BufferQuery {
+    /// At most this many outputs, the newest (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get, path = "/api/terminal/{session_id}/buffer", tag = "terminal",
+    params(("session_id" = SessionId, Path, description = "The session's id"), BufferQuery),
+    responses((status = 200, description = "The newest output, oldest first", body = answers::TerminalBuffer)),
+)]
 async fn buffer(
     State(state): State<AppState>,
     Path(sid): Path<String>,
@@ -112,6 +135,9 @@ async fn buffer(
         .iter()
         .filter(|e| e.kind == EventType::TerminalOutput)
         .filter_map(|e| serde_json::from_slice::<Value>(&e.json).ok())
+        // A `terminal:output` event posted to /api/events may lack its output: it is kept
+        // in the history, but the buffer holds output only.
+        .filter(|v| v["output"].is_string())
         .collect();
     let total_size: usize = outputs
         .iter()
@@ -134,7 +160,7 @@ async fn buffer(
         .map(|v| {
             json!({
                 "output": v["output"],
-                "stream": v["stream"],
+                "stream": v["stream"].as_str().unwrap_or("stdout"),
                 "stepNumber": v["stepNumber"],
                 "action": v["action"],
                 "timestamp": v["timestamp"],

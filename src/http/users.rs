@@ -1,11 +1,9 @@
 //! Users: who has sessions, derived from the sessions' `user` field.
 
 use super::Path;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -13,15 +11,18 @@ use super::{ApiQuery, json_array, raw_json, serialize_within};
 use crate::domain::model::{Session, SessionStatus};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::openapi::answers;
 use crate::storage::{SessionFilter, UserCursor};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// A user is online when one of their sessions is running and was active this recently.
 pub(super) const ONLINE_WINDOW_MS: u64 = 5 * 60 * 1000;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/users", get(list))
-        .route("/api/users/{user_id}/sessions", get(sessions_of))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(sessions_of))
 }
 
 /// A user entry lists at most this many of their sessions (newest activity first);
@@ -30,11 +31,15 @@ pub(super) const MAX_SESSIONS_PER_USER: usize = 100;
 const DEFAULT_USERS_LIMIT: usize = 100;
 const MAX_USERS_LIMIT: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Users per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `nextCursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}:.+$")]
     cursor: Option<String>,
 }
 
@@ -51,6 +56,11 @@ fn checked_limit(limit: Option<usize>, default: usize, max: usize) -> ApiResult<
 
 /// One page of users read from the users index (newest activity first), each with their
 /// newest sessions: the cost follows the page, not the number of sessions.
+#[utoipa::path(
+    get, path = "/api/users", tag = "users",
+    params(ListQuery),
+    responses((status = 200, description = "A page of users, newest activity first", body = answers::UserPage)),
+)]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -116,13 +126,23 @@ fn user_entry(user: &str, count: usize, sessions: &[Session], now: u64) -> Value
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SessionsQuery {
+    /// Sessions per page (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,19}:[A-Za-z0-9_.:-]{1,200}$")]
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/api/users/{user_id}/sessions", tag = "users",
+    params(("user_id" = String, Path, description = "The user"), SessionsQuery),
+    responses((status = 200, description = "A page of the user's sessions, newest activity first", body = answers::UserSessions)),
+)]
 async fn sessions_of(
     State(state): State<AppState>,
     Path(user): Path<String>,

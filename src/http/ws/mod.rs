@@ -17,15 +17,16 @@ mod protocol;
 
 pub(crate) use conn::run;
 
-use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::response::Response;
-use axum::routing::get;
 use serde_json::json;
 
 use crate::http::AppState;
+use crate::http::openapi::answers::ErrorBody;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Close codes used by the server.
 pub(crate) mod close {
@@ -37,10 +38,19 @@ pub(crate) mod close {
     pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/ws", get(upgrade))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
+#[utoipa::path(
+    get, path = "/ws", tag = "websocket",
+    params(("apiKey" = Option<String>, Query, description = "An API key, for browsers that cannot set headers on the upgrade")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (messages and close codes: docs/websocket.md)"),
+        (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody),
+        (status = 426, description = "Upgrade required: a WebSocket handshake is expected", body = ErrorBody),
+    ),
+)]
 async fn upgrade(
     State(state): State<AppState>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
