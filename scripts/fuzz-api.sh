@@ -87,7 +87,7 @@ for mode in $MODES; do
     --exclude-path /ws \
     --max-examples "$CASES" \
     --seed "$SEED" \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --suppress-health-check all \
     --no-color \

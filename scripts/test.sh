@@ -53,6 +53,11 @@ cargo test --workspace --locked "$@"
 # The deployment files (docs/deploy/), with promtool, nginx and systemd-analyze.
 scripts/check-deploy.sh
 
+# The API fuzzed from its own OpenAPI document with schemathesis, memory and Redis mode
+# (release build, own venv; a fresh seed each run, printed for replay). Bounded here; the
+# script's default (100 examples per operation) is the full run.
+FUZZ_CASES="${FUZZ_CASES:-20}" scripts/fuzz-api.sh
+
 # The deterministic simulation: a fixed seed set (regressions) plus a fresh random batch
 # (exploration), built with --cfg tokio_unstable in its own target dir. A failing seed is
 # printed with its violations and the command that replays it.

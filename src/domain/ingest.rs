@@ -194,7 +194,9 @@ fn session_id_of(v: &Value) -> Result<SessionId, String> {
     }
 }
 
-fn timestamp_of(v: &Value) -> Result<Timestamp, String> {
+/// An event's `timestamp`: RFC 3339 text, or whole epoch milliseconds up to the end of year
+/// 9999. The one rule for events coming in and events read back from storage.
+pub(crate) fn timestamp_of(v: &Value) -> Result<Timestamp, String> {
     let why = match v {
         Value::String(s) => match Timestamp::parse_rfc3339(s) {
             Some(ts) => return Ok(ts),
@@ -363,5 +365,137 @@ mod tests {
             )
             .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Property tests of event ingestion: any input is answered (an event or the fields at
+    //! fault, never a panic); a valid event keeps every field verbatim and gets only the
+    //! server's `seq`; a missing required field is named.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const REQUIRED: [&str; 3] = ["type", "sessionId", "timestamp"];
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,16}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Extra fields: any names but the ones the server reads, any values.
+    fn extras() -> impl Strategy<Value = Map<String, Value>> {
+        prop::collection::btree_map(".{0,8}", json_value(), 0..6).prop_map(|m| {
+            m.into_iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "type" | "sessionId" | "timestamp" | "user" | "eventId" | "stepNumber"
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// A valid event: its fields, its type, its session and its instant.
+    fn event() -> impl Strategy<Value = (Map<String, Value>, EventType, String, u64)> {
+        (
+            prop::sample::select(EventType::ALL),
+            "[A-Za-z0-9_.:-]{1,60}",
+            0..=MAX_EPOCH_MS,
+            any::<bool>(),
+            extras(),
+            proptest::option::of(any::<u64>()),
+        )
+            .prop_map(|(kind, sid, ms, as_text, mut fields, client_seq)| {
+                let ts = if as_text {
+                    Value::from(Timestamp(ms).to_rfc3339())
+                } else {
+                    Value::from(ms)
+                };
+                fields.insert("type".into(), Value::from(kind.as_str()));
+                fields.insert("sessionId".into(), Value::from(sid.as_str()));
+                fields.insert("timestamp".into(), ts);
+                if let Some(seq) = client_seq {
+                    fields.insert("seq".into(), Value::from(seq));
+                }
+                (fields, kind, sid, ms)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_an_event_or_named_faults(raw in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = parse_event(Bytes::from(raw), "events[0]") {
+                let details = e.into_details();
+                prop_assert!(!details.is_empty());
+                prop_assert!(details.iter().all(|d| d.path.starts_with("events[0]")), "{details:?}");
+            }
+        }
+
+        #[test]
+        fn any_json_object_is_an_event_or_named_faults(fields in prop::collection::btree_map(
+            prop_oneof![Just("type".to_owned()), Just("sessionId".to_owned()), Just("timestamp".to_owned()), ".{0,6}"],
+            json_value(),
+            0..6,
+        )) {
+            let raw = serde_json::to_vec(&fields).unwrap();
+            if let Err(e) = parse_event(Bytes::from(raw), "") {
+                prop_assert!(!e.into_details().is_empty());
+            }
+        }
+
+        #[test]
+        fn a_valid_event_keeps_every_field_and_gets_only_the_servers_seq(
+            (fields, kind, sid, ms) in event(),
+            seq in 1u64..1_000_000_000,
+        ) {
+            let raw = serde_json::to_vec(&fields).unwrap();
+            let ev = parse_event(Bytes::from(raw), "").unwrap();
+            prop_assert_eq!(ev.kind, kind);
+            prop_assert_eq!(ev.session_id.as_str(), sid.as_str());
+            // Text instants keep milliseconds only.
+            prop_assert_eq!(ev.timestamp, Timestamp(ms));
+            let stored: Map<String, Value> = serde_json::from_slice(&ev.json_with_seq(seq)).unwrap();
+            let mut expected = fields.clone();
+            expected.insert("seq".into(), Value::from(seq));
+            prop_assert_eq!(stored, expected);
+        }
+
+        #[test]
+        fn a_whole_number_as_a_float_is_the_same_instant((fields, _, _, ms) in event()) {
+            let mut fields = fields;
+            fields.insert("timestamp".into(), Value::from(ms as f64));
+            let ev = parse_event(Bytes::from(serde_json::to_vec(&fields).unwrap()), "").unwrap();
+            prop_assert_eq!(ev.timestamp, Timestamp(ms));
+        }
+
+        #[test]
+        fn a_missing_required_field_is_named(
+            (fields, _, _, _) in event(),
+            which in prop::sample::select(&REQUIRED[..]),
+        ) {
+            let mut fields = fields;
+            fields.remove(which);
+            let err = parse_event(Bytes::from(serde_json::to_vec(&fields).unwrap()), "events[3]")
+                .unwrap_err();
+            let paths: Vec<String> = err.into_details().into_iter().map(|d| d.path).collect();
+            prop_assert_eq!(paths, vec![format!("events[3].{which}")]);
+        }
     }
 }

@@ -87,7 +87,7 @@ fn validate_payload(kind: CommandType, payload: &Map<String, Value>) -> ApiResul
 /// the session already holds its id (a retry: nothing is queued again). The id is the body's
 /// `id` or the `Idempotency-Key` header (the same if both are sent).
 #[utoipa::path(
-    post, path = "/api/sessions/{id}/commands", tag = "commands",
+    post, path = "/api/sessions/{id}/commands", operation_id = "queueCommand", tag = "commands",
     params(("id" = SessionId, Path, description = "The session's id")),
     request_body = QueueCommand,
     responses(
@@ -143,7 +143,7 @@ async fn queue(
 
 /// The same as `POST /api/sessions/{id}/commands` (the older path family).
 #[utoipa::path(
-    post, path = "/api/commands/{id}/commands", tag = "commands",
+    post, path = "/api/commands/{id}/commands", operation_id = "queueCommandLegacy", tag = "commands",
     params(("id" = SessionId, Path, description = "The session's id")),
     request_body = QueueCommand,
     responses(
@@ -175,7 +175,7 @@ struct ClaimQuery {
 
 /// The same as `GET /api/sessions/{id}/commands` (the older path family).
 #[utoipa::path(
-    get, path = "/api/commands/{id}/commands", tag = "commands",
+    get, path = "/api/commands/{id}/commands", operation_id = "claimCommandsLegacy", tag = "commands",
     params(("id" = SessionId, Path, description = "The session's id"), ClaimQuery),
     responses((status = 200, description = "The commands this poll claimed (each goes to exactly one poll)", body = answers::CommandsClaimed)),
 )]
@@ -188,7 +188,7 @@ async fn claim_legacy(
 }
 
 #[utoipa::path(
-    get, path = "/api/sessions/{id}/commands", tag = "commands",
+    get, path = "/api/sessions/{id}/commands", operation_id = "claimCommands", tag = "commands",
     params(("id" = SessionId, Path, description = "The session's id"), ClaimQuery),
     responses((status = 200, description = "The commands this poll claimed (each goes to exactly one poll)", body = answers::CommandsClaimed)),
 )]
@@ -233,7 +233,7 @@ fn command_not_found(id: &str) -> ApiError {
 }
 
 #[utoipa::path(
-    post, path = "/api/commands/{id}/ack", tag = "commands",
+    post, path = "/api/commands/{id}/ack", operation_id = "ackCommand", tag = "commands",
     params(("id" = String, Path, description = "The command's id")),
     request_body(content = Option<Ack>, description = "Optional"),
     responses(
@@ -263,7 +263,7 @@ async fn ack(
 }
 
 #[utoipa::path(
-    get, path = "/api/commands/{id}", tag = "commands",
+    get, path = "/api/commands/{id}", operation_id = "getCommand", tag = "commands",
     params(("id" = String, Path, description = "The command's id")),
     responses(
         (status = 200, description = "The command and its status", body = crate::domain::model::CommandWire),

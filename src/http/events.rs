@@ -97,7 +97,7 @@ fn check_size(state: &AppState, raw: &[u8], path: &str) -> ApiResult<()> {
 /// 201 for a stored event; 200 for a retry of one already stored (`duplicate: true`, its
 /// original `seq`): nothing new was created.
 #[utoipa::path(
-    post, path = "/api/events", tag = "events",
+    post, path = "/api/events", operation_id = "postEvent", tag = "events",
     request_body = Event,
     responses(
         (status = 201, description = "Stored (and broadcast)", body = answers::EventStored),
@@ -174,7 +174,7 @@ enum ItemResult<'a> {
 /// is stored (or was already), 207 with `results[i].error` for the events that were not
 /// when only some sessions failed, and the plain error (503 ...) when none was stored.
 #[utoipa::path(
-    post, path = "/api/events/batch", tag = "events",
+    post, path = "/api/events/batch", operation_id = "postEventBatch", tag = "events",
     request_body = EventBatch,
     responses(
         (status = 201, description = "Every event stored (or already stored)", body = answers::BatchStored),
@@ -369,7 +369,7 @@ struct ListQuery {
 }
 
 #[utoipa::path(
-    get, path = "/api/events/{session_id}", tag = "events",
+    get, path = "/api/events/{session_id}", operation_id = "listEvents", tag = "events",
     params(("session_id" = SessionId, Path, description = "The session's id"), ListQuery),
     responses((status = 200, description = "The session's events in `seq` order (empty for an unknown session)", body = answers::EventList)),
 )]
@@ -448,7 +448,7 @@ struct RecentQuery {
 }
 
 #[utoipa::path(
-    get, path = "/api/events/{session_id}/recent", tag = "events",
+    get, path = "/api/events/{session_id}/recent", operation_id = "recentEvents", tag = "events",
     params(("session_id" = SessionId, Path, description = "The session's id"), RecentQuery),
     responses((status = 200, description = "The newest events of the last `seconds`, oldest first", body = answers::RecentEvents)),
 )]

@@ -18,7 +18,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 #[utoipa::path(
-    get, path = "/health", tag = "operations",
+    get, path = "/health", operation_id = "health", tag = "operations",
     responses((status = 200, description = "Alive (also when degraded)", body = answers::Health)),
 )]
 async fn health(State(state): State<AppState>) -> Response {
@@ -49,7 +49,7 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 #[utoipa::path(
-    get, path = "/ready", tag = "operations",
+    get, path = "/ready", operation_id = "ready", tag = "operations",
     responses(
         (status = 200, description = "Storage answers", body = answers::Ready),
         (status = 503, description = "Storage is unreachable, or the instance is shutting down (`error`)", body = answers::Ready,

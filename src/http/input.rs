@@ -48,7 +48,7 @@ struct QueueInput {
 /// 201 when queued; 200 with `duplicate: true` when its key was queued before (a retry:
 /// nothing is queued again).
 #[utoipa::path(
-    post, path = "/api/sessions/{id}/input", tag = "input",
+    post, path = "/api/sessions/{id}/input", operation_id = "queueInput", tag = "input",
     params(("id" = SessionId, Path, description = "The session's id")),
     request_body = QueueInput,
     responses(
@@ -97,7 +97,7 @@ struct PopQuery {
 }
 
 #[utoipa::path(
-    get, path = "/api/sessions/{id}/input", tag = "input",
+    get, path = "/api/sessions/{id}/input", operation_id = "pollInput", tag = "input",
     params(("id" = SessionId, Path, description = "The session's id"), PopQuery),
     responses((status = 200, description = "Exactly one item, first in first out, or none", body = answers::InputPolled)),
 )]

@@ -17,7 +17,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 #[utoipa::path(
-    get, path = "/metrics", tag = "operations",
+    get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses(
         (status = 200, description = "This instance's counters, Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "AFW_METRICS_KEY is set and was not sent", body = crate::http::openapi::answers::ErrorBody),

@@ -133,7 +133,7 @@ fn optional_text(field: &str, value: Option<String>, max: usize) -> ApiResult<Op
 }
 
 #[utoipa::path(
-    post, path = "/api/sessions", tag = "sessions",
+    post, path = "/api/sessions", operation_id = "createSession", tag = "sessions",
     request_body = CreateSession,
     responses(
         (status = 201, description = "Created (`status: pending`)", body = Session),
@@ -200,7 +200,7 @@ pub(super) fn parse_status(field: &str, s: &str) -> ApiResult<SessionStatus> {
 }
 
 #[utoipa::path(
-    get, path = "/api/sessions", tag = "sessions",
+    get, path = "/api/sessions", operation_id = "listSessions", tag = "sessions",
     params(ListQuery),
     responses((status = 200, description = "A page of sessions, newest activity first", body = answers::SessionPage)),
 )]
@@ -277,7 +277,7 @@ struct SessionWithChains<'a> {
 }
 
 #[utoipa::path(
-    get, path = "/api/sessions/{id}", tag = "sessions",
+    get, path = "/api/sessions/{id}", operation_id = "getSession", tag = "sessions",
     params(("id" = SessionId, Path, description = "The session's id")),
     responses(
         (status = 200, description = "The session with its chains", body = answers::SessionWithChains),
@@ -316,7 +316,7 @@ struct UpdateSession {
 }
 
 #[utoipa::path(
-    put, path = "/api/sessions/{id}", tag = "sessions",
+    put, path = "/api/sessions/{id}", operation_id = "updateSession", tag = "sessions",
     params(("id" = SessionId, Path, description = "The session's id")),
     request_body = UpdateSession,
     responses(
@@ -364,7 +364,7 @@ async fn update(
 }
 
 #[utoipa::path(
-    delete, path = "/api/sessions/{id}", tag = "sessions",
+    delete, path = "/api/sessions/{id}", operation_id = "deleteSession", tag = "sessions",
     params(("id" = SessionId, Path, description = "The session's id")),
     responses(
         (status = 204, description = "Deleted, with its events, chains and queues"),
@@ -383,7 +383,7 @@ async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
 }
 
 #[utoipa::path(
-    get, path = "/api/sessions/{id}/chains", tag = "sessions",
+    get, path = "/api/sessions/{id}/chains", operation_id = "listChains", tag = "sessions",
     params(("id" = SessionId, Path, description = "The session's id")),
     responses(
         (status = 200, description = "The session's chains", body = answers::ChainList),
@@ -404,7 +404,7 @@ async fn chains(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
 }
 
 #[utoipa::path(
-    get, path = "/api/chains/{chain_id}", tag = "sessions",
+    get, path = "/api/chains/{chain_id}", operation_id = "getChain", tag = "sessions",
     params(("chain_id" = String, Path, description = "The chain's id")),
     responses(
         (status = 200, description = "The chain", body = Chain),
@@ -435,7 +435,7 @@ struct Awaiting {
 }
 
 #[utoipa::path(
-    post, path = "/api/sessions/{id}/awaiting", tag = "sessions",
+    post, path = "/api/sessions/{id}/awaiting", operation_id = "setAwaiting", tag = "sessions",
     params(("id" = SessionId, Path, description = "The session's id")),
     request_body(content = Option<Awaiting>, description = "Optional"),
     responses(

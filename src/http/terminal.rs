@@ -47,7 +47,7 @@ fn stdout() -> String {
 }
 
 #[utoipa::path(
-    post, path = "/api/terminal/{session_id}/output", tag = "terminal",
+    post, path = "/api/terminal/{session_id}/output", operation_id = "postTerminalOutput", tag = "terminal",
     params(("session_id" = SessionId, Path, description = "The session's id")),
     request_body = Output,
     responses((status = 200, description = "Stored and broadcast", body = answers::OutputBuffered)),
@@ -106,7 +106,7 @@ struct BufferQuery {
 }
 
 #[utoipa::path(
-    get, path = "/api/terminal/{session_id}/buffer", tag = "terminal",
+    get, path = "/api/terminal/{session_id}/buffer", operation_id = "terminalBuffer", tag = "terminal",
     params(("session_id" = SessionId, Path, description = "The session's id"), BufferQuery),
     responses((status = 200, description = "The newest output, oldest first", body = answers::TerminalBuffer)),
 )]

@@ -57,7 +57,7 @@ fn checked_limit(limit: Option<usize>, default: usize, max: usize) -> ApiResult<
 /// One page of users read from the users index (newest activity first), each with their
 /// newest sessions: the cost follows the page, not the number of sessions.
 #[utoipa::path(
-    get, path = "/api/users", tag = "users",
+    get, path = "/api/users", operation_id = "listUsers", tag = "users",
     params(ListQuery),
     responses((status = 200, description = "A page of users, newest activity first", body = answers::UserPage)),
 )]
@@ -139,7 +139,7 @@ struct SessionsQuery {
 }
 
 #[utoipa::path(
-    get, path = "/api/users/{user_id}/sessions", tag = "users",
+    get, path = "/api/users/{user_id}/sessions", operation_id = "userSessions", tag = "users",
     params(("user_id" = String, Path, description = "The user"), SessionsQuery),
     responses((status = 200, description = "A page of the user's sessions, newest activity first", body = answers::UserSessions)),
 )]

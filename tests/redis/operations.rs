@@ -78,3 +78,10 @@ async fn redis_mode_metrics_cover_the_link_the_bridge_and_redis_itself() {
     assert!(sample(&down, "afw_http_refused_total", r#"reason="unavailable""#) >= 1.0);
     assert!(down.contains("afw_redis_used_memory_bytes"));
 }
+
+#[tokio::test]
+async fn what_the_fuzzer_found_stays_fixed_in_redis_mode() {
+    let redis = RedisServer::start();
+    let app = redis_instance(&redis).await;
+    crate::fuzz_findings::fuzz_findings_hold(&app).await;
+}

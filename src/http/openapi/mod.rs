@@ -389,7 +389,7 @@ impl Document {
 
 #[utoipa::path(
     get,
-    path = "/api/openapi.json",
+    path = "/api/openapi.json", operation_id = "openapi",
     tag = "operations",
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object)),
 )]

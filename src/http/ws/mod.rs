@@ -43,7 +43,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 #[utoipa::path(
-    get, path = "/ws", tag = "websocket",
+    get, path = "/ws", operation_id = "websocket", tag = "websocket",
     params(("apiKey" = Option<String>, Query, description = "An API key, for browsers that cannot set headers on the upgrade")),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol (messages and close codes: docs/websocket.md)"),

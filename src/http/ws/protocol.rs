@@ -15,7 +15,7 @@ use crate::storage::{EventPage, EventQuery};
 use super::close;
 use super::conn::{Conn, Cursor, End};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub(super) enum ClientMessage {
     Subscribe {
@@ -35,6 +35,11 @@ pub(super) enum ClientMessage {
         payload: Value,
     },
     Ping,
+}
+
+/// Reads one client text frame; the error is the sentence of the error frame.
+pub(super) fn parse(text: &str) -> Result<ClientMessage, String> {
+    serde_json::from_str(text).map_err(|e| format!("Invalid message: {e}"))
 }
 
 impl Conn<'_> {
@@ -93,13 +98,9 @@ impl Conn<'_> {
                 )
                 .await;
         }
-        let msg: ClientMessage = match serde_json::from_str(text.as_str()) {
+        let msg = match parse(text.as_str()) {
             Ok(m) => m,
-            Err(e) => {
-                return self
-                    .send_error(&format!("Invalid message: {e}"), None, None)
-                    .await;
-            }
+            Err(why) => return self.send_error(&why, None, None).await,
         };
         match msg {
             ClientMessage::Ping => self.send_json(&json!({ "type": "pong" })).await,
@@ -250,6 +251,122 @@ impl Conn<'_> {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Property tests of frame parsing: any text is answered (a message or the sentence of
+    //! an error frame, never a panic), and every well-formed message reads back as sent,
+    //! whatever the order of its fields and whatever extra fields it carries.
+
+    use super::{ClientMessage, parse};
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A well-formed message and the value it must read as.
+    fn message() -> impl Strategy<Value = (Map<String, Value>, ClientMessage)> {
+        let sid = "[A-Za-z0-9_.:-]{1,40}";
+        prop_oneof![
+            Just((json!({"type": "ping"}), ClientMessage::Ping)),
+            (
+                sid,
+                proptest::option::of(any::<u64>()),
+                proptest::option::of("[a-z0-9]{1,12}")
+            )
+                .prop_map(|(sid, after, epoch)| {
+                    let mut v = json!({"type": "subscribe", "sessionId": sid});
+                    if let Some(a) = after {
+                        v["after"] = json!(a);
+                    }
+                    if let Some(e) = &epoch {
+                        v["epoch"] = json!(e);
+                    }
+                    let m = ClientMessage::Subscribe {
+                        session_id: sid,
+                        after,
+                        epoch,
+                    };
+                    (v, m)
+                }),
+            sid.prop_map(|sid| (
+                json!({"type": "unsubscribe", "sessionId": sid}),
+                ClientMessage::Unsubscribe { session_id: sid }
+            )),
+            (sid, json_value()).prop_map(|(sid, payload)| (
+                json!({"type": "input", "sessionId": sid, "payload": payload}),
+                ClientMessage::Input {
+                    session_id: sid,
+                    payload
+                }
+            )),
+        ]
+        .prop_map(|(v, m)| match v {
+            Value::Object(map) => (map, m),
+            _ => unreachable!("every message is an object"),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_message_or_an_error_sentence(text in ".{0,200}") {
+            if let Err(why) = parse(&text) {
+                prop_assert!(why.starts_with("Invalid message: "), "{why}");
+            }
+        }
+
+        #[test]
+        fn any_json_is_a_message_or_an_error_sentence(value in json_value()) {
+            if let Err(why) = parse(&value.to_string()) {
+                prop_assert!(why.starts_with("Invalid message: "), "{why}");
+            }
+        }
+
+        #[test]
+        fn well_formed_messages_read_as_sent_in_any_field_order_with_extra_fields(
+            (fields, expected) in message(),
+            extra in prop::collection::btree_map("x[a-z]{1,6}", json_value(), 0..3),
+            rotate in 0usize..5,
+        ) {
+            let mut entries: Vec<(String, Value)> = fields.into_iter().chain(extra).collect();
+            let n = entries.len();
+            entries.rotate_left(rotate % n);
+            let text = format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            prop_assert_eq!(parse(&text), Ok(expected));
+        }
+
+        #[test]
+        fn an_unknown_type_is_refused(kind in "[a-z]{1,10}", sid in "[a-z]{1,8}") {
+            prop_assume!(!matches!(kind.as_str(), "ping" | "subscribe" | "unsubscribe" | "input"));
+            let text = json!({"type": kind, "sessionId": sid}).to_string();
+            prop_assert!(parse(&text).is_err());
         }
     }
 }

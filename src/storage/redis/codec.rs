@@ -29,12 +29,9 @@ pub(super) fn stored_event(json: Vec<u8>) -> Result<StoredEvent, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("stored event: {e}")))?;
     let kind = EventType::parse(&head.kind)
         .ok_or_else(|| StoreError::Corrupt(format!("stored event type {}", head.kind)))?;
-    let timestamp = match &head.timestamp {
-        Value::String(s) => Timestamp::parse_rfc3339(s),
-        Value::Number(n) => n.as_u64().map(Timestamp),
-        _ => None,
-    }
-    .ok_or_else(|| StoreError::Corrupt("stored event timestamp".into()))?;
+    // Stored events passed ingestion, so their timestamps read by the same rule.
+    let timestamp = crate::domain::ingest::timestamp_of(&head.timestamp)
+        .map_err(|why| StoreError::Corrupt(format!("stored event timestamp {why}")))?;
     Ok(StoredEvent {
         seq: head.seq,
         kind,
