@@ -130,9 +130,8 @@ impl AppState {
 
 /// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
 pub(crate) fn router(state: &AppState) -> Router {
-    let (routes, doc) = routes();
+    let (routes, _) = routes();
     let api = routes
-        .layer(axum::Extension(openapi::Document::new(&doc)))
         .route_layer(axum::middleware::from_fn(observe::tag))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

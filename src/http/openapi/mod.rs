@@ -9,7 +9,6 @@
 
 pub(crate) mod answers;
 
-use axum::Extension;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -374,17 +373,17 @@ pub(crate) fn command_schema(id_pattern: &str) -> RefOr<Schema> {
         .into()
 }
 
-/// The document as served, serialised once per instance.
-#[derive(Clone)]
-pub(crate) struct Document(pub(crate) Bytes);
-
-impl Document {
-    pub(crate) fn new(doc: &utoipa::openapi::OpenApi) -> Self {
-        // Serialising a tree of strings and maps cannot fail; an empty object if it did.
-        Self(Bytes::from(
-            doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
-        ))
-    }
+/// The document as served: assembled and serialised once per process (it depends on the
+/// code alone, not on an instance's configuration).
+fn document() -> Bytes {
+    static DOCUMENT: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let (_, doc) = crate::http::routes();
+            // Serialising a tree of strings and maps cannot fail; an empty object if it did.
+            Bytes::from(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()))
+        })
+        .clone()
 }
 
 #[utoipa::path(
@@ -393,8 +392,8 @@ impl Document {
     tag = "operations",
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object)),
 )]
-pub(crate) async fn openapi_json(Extension(doc): Extension<Document>) -> Response {
-    let mut res = (StatusCode::OK, doc.0).into_response();
+pub(crate) async fn openapi_json() -> Response {
+    let mut res = (StatusCode::OK, document()).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
