@@ -375,28 +375,10 @@ mod properties {
     //! server's `seq`; a missing required field is named.
 
     use super::*;
+    use crate::domain::arbitrary::json_value;
     use proptest::prelude::*;
 
     const REQUIRED: [&str; 3] = ["type", "sessionId", "timestamp"];
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(Value::from),
-            ".{0,16}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map(".{0,6}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
 
     /// Extra fields: any names but the ones the server reads, any values.
     fn extras() -> impl Strategy<Value = Map<String, Value>> {

@@ -5,6 +5,8 @@
 //! know HTTP, Redis or the bus; the adapters around it ([`crate::storage`], [`crate::http`])
 //! call in, never the other way round.
 
+#[cfg(test)]
+pub(crate) mod arbitrary;
 pub(crate) mod derive;
 pub mod ingest;
 pub mod model;

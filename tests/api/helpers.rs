@@ -360,3 +360,15 @@ pub fn has_families(text: &str, families: &[&str]) {
         );
     }
 }
+
+/// Every `.rs` file under `dir`, recursively (the tests that read `src/` as text).
+pub fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}

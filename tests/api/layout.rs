@@ -7,18 +7,9 @@
 //! cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use crate::helpers::rust_files;
+use std::path::{Path, PathBuf};
 
 /// `src/http/ws/conn.rs` → `["http", "ws", "conn"]`; `mod.rs` and `lib.rs` name their dir.
 fn module_of(src: &Path, file: &Path) -> Vec<String> {

@@ -4,12 +4,12 @@
 //! document is pinned by a snapshot (`snapshots/openapi.snap`).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, scrape};
+use crate::helpers::{TestApp, rust_files, scrape};
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
@@ -75,17 +75,6 @@ async fn every_documented_operation_is_routed_and_every_other_method_is_405() {
         }
     }
     assert!(operations >= 28, "{operations} operations");
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// Routes reach the router only through `utoipa_axum::routes!`, which takes each path and

@@ -262,27 +262,9 @@ mod properties {
     //! whatever the order of its fields and whatever extra fields it carries.
 
     use super::{ClientMessage, parse};
+    use crate::domain::arbitrary::json_value;
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(Value::from),
-            ".{0,20}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
 
     /// A well-formed message and the value it must read as.
     fn message() -> impl Strategy<Value = (Map<String, Value>, ClientMessage)> {
