@@ -149,6 +149,9 @@ pub const YEAR_1970_ON: &str = "^(19[7-9][0-9]|[2-9][0-9]{3})-";
 /// The latest instant afw accepts as epoch milliseconds: the end of year 9999.
 pub const MAX_EPOCH_MS: u64 = 253_402_300_799_999;
 
+/// 2^53 - 1: the largest whole number a float (and so a JavaScript client) holds exactly.
+pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
+
 /// The id rule as a JSON Schema pattern (the same as [`is_valid_id`]).
 pub const ID_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,200}$";
 
@@ -497,8 +500,8 @@ pub fn whole_number(v: &serde_json::Value) -> Option<u64> {
     let n = v.as_number()?;
     n.as_u64().or_else(|| {
         let f = n.as_f64()?;
-        // Below 2^53 every whole f64 is exact.
-        (f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f)).then_some(f as u64)
+        // Up to 2^53 - 1 every whole f64 is exact.
+        (f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER as f64).contains(&f)).then_some(f as u64)
     })
 }
 

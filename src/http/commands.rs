@@ -47,7 +47,7 @@ struct QueueCommand {
 
 impl utoipa::PartialSchema for QueueCommand {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::http::openapi::command_schema(crate::domain::model::ID_PATTERN)
+        crate::http::openapi::command_schema()
     }
 }
 

@@ -26,9 +26,9 @@ use utoipa_axum::routes;
 
 pub(super) const DEFAULT_EVENTS_LIMIT: usize = 1000;
 pub(super) const MAX_EVENTS_LIMIT: usize = 10_000;
-/// The largest `after` a client may send: 2^53 - 1, the largest whole number a JavaScript
-/// client holds exactly (no session gets near it).
-const MAX_SEQ: u64 = 9_007_199_254_740_991;
+/// The largest `after` a client may send: the largest whole number a JavaScript client holds
+/// exactly (no session gets near it).
+const MAX_SEQ: u64 = crate::domain::model::MAX_SAFE_INTEGER;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

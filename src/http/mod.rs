@@ -130,8 +130,7 @@ impl AppState {
 
 /// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
 pub(crate) fn router(state: &AppState) -> Router {
-    let (routes, _) = routes();
-    let api = routes
+    let api = Router::from(routes())
         .route_layer(axum::middleware::from_fn(observe::tag))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -172,25 +171,22 @@ pub(crate) fn router(state: &AppState) -> Router {
     Router::new().fallback_service(observed)
 }
 
-/// Every route with its description: the router and the OpenAPI document come from the
-/// same list, so neither can have a route the other lacks.
-pub(crate) fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// Every route with its description: the router and the OpenAPI document
+/// ([`openapi::document`]) come from this one list, so neither can have a route the other
+/// lacks.
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa::OpenApi as _;
-    let (router, mut doc) =
-        utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-            .merge(health::router())
-            .merge(scrape::router())
-            .merge(sessions::router())
-            .merge(events::router())
-            .merge(commands::router())
-            .merge(input::router())
-            .merge(users::router())
-            .merge(terminal::router())
-            .merge(ws::router())
-            .routes(utoipa_axum::routes!(openapi::openapi_json))
-            .split_for_parts();
-    openapi::complete(&mut doc);
-    (router, doc)
+    utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(health::router())
+        .merge(scrape::router())
+        .merge(sessions::router())
+        .merge(events::router())
+        .merge(commands::router())
+        .merge(input::router())
+        .merge(users::router())
+        .merge(terminal::router())
+        .merge(ws::router())
+        .routes(utoipa_axum::routes!(openapi::openapi_json))
 }
 
 /// Fallback for unknown routes: JSON, never HTML.

@@ -47,9 +47,9 @@ use crate::domain::model::{EventType, ID_PATTERN, MAX_EPOCH_MS, MAX_STEP_NUMBER,
 )]
 pub(crate) struct ApiDoc;
 
-/// Completes the document assembled from the routes: the version, the event schemas, the
+/// Completes the document assembled from the routes: the version, the error schema, the
 /// edge's answers and the API-key schemes.
-pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
+fn complete(doc: &mut utoipa::openapi::OpenApi) {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let components = doc.components.get_or_insert_with(Default::default);
     let mut errors = Vec::new();
@@ -312,14 +312,14 @@ impl utoipa::ToSchema for AnyButNull {}
 
 /// A queued command, one shape per kind: `retry` and `skip` need `payload.stepNumber`,
 /// `abort` needs `payload.reason` (the checks of `validate_payload` in `http::commands`).
-pub(crate) fn command_schema(id_pattern: &str) -> RefOr<Schema> {
+pub(crate) fn command_schema() -> RefOr<Schema> {
     let id = || {
         ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
                 Type::String,
                 Type::Null,
             ]))
-            .pattern(Some(id_pattern))
+            .pattern(Some(ID_PATTERN))
     };
     let shape = |kinds: &[&str], payload: ObjectBuilder, required: bool| {
         let mut o = ObjectBuilder::new()
@@ -379,7 +379,8 @@ fn document() -> Bytes {
     static DOCUMENT: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
     DOCUMENT
         .get_or_init(|| {
-            let (_, doc) = crate::http::routes();
+            let mut doc = crate::http::routes().into_openapi();
+            complete(&mut doc);
             // Serialising a tree of strings and maps cannot fail; an empty object if it did.
             Bytes::from(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()))
         })
