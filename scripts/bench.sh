@@ -25,7 +25,8 @@
 #      alternating over ROUNDS rounds, median overhead.
 #   11. POST /api/events with request logs (RUST_LOG=info, one line per request to a log
 #      file) and HTTP metrics on vs the same build with AFW_OBSERVE_OFF=1, alternating over
-#      ROUNDS rounds, median overhead.
+#      ROUNDS rounds, median overhead; then instructions per request under callgrind (the
+#      repeatable figure), with and without the log line.
 #   12. SIGTERM under a 64-connection write load: how long the drain takes, the exit code,
 #      and what the load generator saw (answers by status, errors by kind).
 # Sections 1-9 run afw with rate limits off (AFW_RATE_LIMIT_OFF=1): one load generator is
@@ -90,6 +91,50 @@ start_redis() {
   wait_port $REDIS_PORT
 }
 stop_redis() { redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; }
+
+# overhead WHAT OFF_PREFIX ON_PREFIX: the median over $ROUNDS rounds of on/off throughput,
+# from oha's JSON in $OUT/<prefix>-<round>.json; a non-2xx answer in the "on" runs fails.
+overhead() {
+  python3 - "$OUT" "$ROUNDS" "$1" "$2" "$3" <<'PY'
+import sys, json, os, statistics
+out, rounds, what, off_name, on_name = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+def load(name): return json.load(open(os.path.join(out, name)))
+ratios, on, off = [], [], []
+for r in range(1, rounds + 1):
+    a, b = load(f"{off_name}-{r}.json"), load(f"{on_name}-{r}.json")
+    bad = sum(v for k, v in b.get("statusCodeDistribution", {}).items() if not k.startswith("2"))
+    assert bad == 0, f"round {r}: {bad} non-2xx answers with {what} on"
+    off.append(a["summary"]["requestsPerSec"]); on.append(b["summary"]["requestsPerSec"])
+    ratios.append(on[-1] / off[-1])
+med = statistics.median(ratios)
+print(f"median: on {statistics.median(on):.0f} req/s, off {statistics.median(off):.0f} req/s")
+print(f"overhead of {what}, median of {rounds}: {(1 - med) * 100:.1f}% "
+      f"(rounds: {', '.join(f'{(1 - x) * 100:.1f}%' for x in ratios)})")
+PY
+}
+
+# per_request ENV...: instructions per POST in afw's own process (callgrind counts,
+# repeatable whatever else the machine does), from the difference of a 1 000- and a
+# 4 000-request run (start-up cancels out). User space only, every thread of afw's.
+per_request() {
+  local counts=()
+  for n in 1000 4000; do
+    rm -f "$OUT"/cg.*
+    env RUST_LOG=warn PORT=$AFW_PORT "$@" valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" \
+      target/release/afw >"$OUT/callgrind-afw.log" 2>"$OUT/valgrind.log" & local pid=$!
+    for _ in $(seq 1 100); do curl -s "127.0.0.1:$AFW_PORT/health" >/dev/null && break; sleep 0.2; done
+    oha --no-tui -n $n -c 4 -m POST -H 'content-type: application/json' \
+      -H 'authorization: Bearer bench-key-0123456789' -D "$EVENT" \
+      "http://127.0.0.1:$AFW_PORT/api/events" >/dev/null 2>&1
+    kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+    counts+=("$(grep -h '^summary' "$OUT"/cg.* | awk '{print $2}')")
+  done
+  echo $(( (counts[1] - counts[0]) / 3000 ))
+}
+# instructions WHAT OFF ON: the two counts and the difference.
+instructions() {
+  python3 -c "print(f'instructions per request (callgrind), $1: off $2, on $3, +{$3 - $2} (+{($3 - $2) / $2 * 100:.1f}%)')"
+}
 
 # oha JSON -> "req/s p50 p99" (latencies in ms), and the count of non-2xx answers.
 summarize() {
@@ -283,44 +328,12 @@ for r in $(seq 1 "$ROUNDS"); do
   cp "$OUT/round $r on (key + limits).json" "$OUT/guarded-$r.json"
 done
 kill "$OPEN_PID" "$GUARD_PID" 2>/dev/null || true
-python3 - "$OUT" "$ROUNDS" <<'PY'
-import sys, json, os, statistics
-out, rounds = sys.argv[1], int(sys.argv[2])
-def load(name): return json.load(open(os.path.join(out, name)))
-ratios, on, off = [], [], []
-for r in range(1, rounds + 1):
-    a, b = load(f"open-{r}.json"), load(f"guarded-{r}.json")
-    bad = sum(v for k, v in b.get("statusCodeDistribution", {}).items() if not k.startswith("2"))
-    assert bad == 0, f"round {r}: {bad} non-2xx answers with the key: the check refused requests"
-    off.append(a["summary"]["requestsPerSec"]); on.append(b["summary"]["requestsPerSec"])
-    ratios.append(on[-1] / off[-1])
-med = statistics.median(ratios)
-print(f"median: on {statistics.median(on):.0f} req/s, off {statistics.median(off):.0f} req/s")
-print(f"overhead of key + rate limits, median of {rounds}: {(1 - med) * 100:.1f}% "
-      f"(rounds: {', '.join(f'{(1 - x) * 100:.1f}%' for x in ratios)})")
-PY
-# The same comparison without the noise of shared cores: instructions per request in afw's
-# own process (callgrind counts, repeatable), from the difference of a 1 000- and a
-# 4 000-request run (start-up cancels out). User space only; the kernel's share is the same.
+overhead "key + rate limits" open guarded
+# The same comparison without the noise of shared cores.
 if command -v valgrind >/dev/null 2>&1; then
-  per_request() { # env...
-    local counts=()
-    for n in 1000 4000; do
-      rm -f "$OUT"/cg.*
-      env RUST_LOG=warn PORT=$AFW_PORT "$@" valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" \
-        target/release/afw >/dev/null 2>"$OUT/valgrind.log" & local pid=$!
-      for _ in $(seq 1 100); do curl -s "127.0.0.1:$AFW_PORT/health" >/dev/null && break; sleep 0.2; done
-      oha --no-tui -n $n -c 4 -m POST -H 'content-type: application/json' \
-        -H 'authorization: Bearer bench-key-0123456789' -D "$EVENT" \
-        "http://127.0.0.1:$AFW_PORT/api/events" >/dev/null 2>&1
-      kill -INT "$pid"; wait "$pid" 2>/dev/null || true
-      counts+=("$(grep -h '^summary' "$OUT"/cg.* | awk '{print $2}')")
-    done
-    echo $(( (counts[1] - counts[0]) / 3000 ))
-  }
   off=$(per_request AFW_RATE_LIMIT_OFF=1)
   on=$(per_request AFW_API_KEY=bench-key-0123456789 AFW_RATE_LIMIT_EVENTS=100000000)
-  python3 -c "print(f'instructions per request (callgrind): off $off, on $on, +{$on - $off} (+{($on - $off) / $off * 100:.1f}%)')"
+  instructions "key + rate limits" "$off" "$on"
 fi
 fi
 
@@ -345,20 +358,15 @@ lines=$(grep -c 'afw::request' "$OUT/afw-observed.log" || true)
 scraped=$(curl -s "127.0.0.1:$AFW_PORT/metrics" | grep -E '^afw_http_requests_total.*route="/api/events",status="201"' | awk '{s+=$2} END {print s+0}')
 kill "$OBS_PID" "$QUIET_PID" 2>/dev/null || true
 echo "request log lines written: $lines; /metrics counted $scraped POST /api/events 201s"
-python3 - "$OUT" "$ROUNDS" <<'PY'
-import sys, json, os, statistics
-out, rounds = sys.argv[1], int(sys.argv[2])
-def load(name): return json.load(open(os.path.join(out, name)))
-ratios, on, off = [], [], []
-for r in range(1, rounds + 1):
-    a, b = load(f"quiet-{r}.json"), load(f"observed-{r}.json")
-    off.append(a["summary"]["requestsPerSec"]); on.append(b["summary"]["requestsPerSec"])
-    ratios.append(on[-1] / off[-1])
-med = statistics.median(ratios)
-print(f"median: on {statistics.median(on):.0f} req/s, off {statistics.median(off):.0f} req/s")
-print(f"overhead of request logs + metrics, median of {rounds}: {(1 - med) * 100:.1f}% "
-      f"(rounds: {', '.join(f'{(1 - x) * 100:.1f}%' for x in ratios)})")
-PY
+overhead "request logs + metrics" quiet observed
+if command -v valgrind >/dev/null 2>&1; then
+  # Both log at info (the observed one a line per request, to a file).
+  off=$(per_request RUST_LOG=info AFW_RATE_LIMIT_OFF=1 AFW_OBSERVE_OFF=1)
+  on=$(per_request RUST_LOG=info AFW_RATE_LIMIT_OFF=1)
+  instructions "request logs + metrics" "$off" "$on"
+  nolog=$(per_request RUST_LOG=warn AFW_RATE_LIMIT_OFF=1)
+  instructions "request ids + HTTP metrics, no log line or span (RUST_LOG=warn)" "$off" "$nolog"
+fi
 fi
 
 if want 12; then

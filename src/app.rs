@@ -12,8 +12,12 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::watch;
 
+use crate::archive::Archive;
+use crate::archive::archiver::Archiver;
+use crate::archive::dir::DirArchive;
+use crate::archive::postgres::PgArchive;
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{ArchiveSetting, Config};
 use crate::http::guard::Guard;
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
@@ -52,6 +56,8 @@ pub enum BuildError {
     Tls(#[from] crate::ports::tls::TlsError),
     #[error(transparent)]
     Guard(#[from] crate::http::guard::BadSetting),
+    #[error(transparent)]
+    ArchiveUrl(#[from] crate::archive::postgres::PgUrlError),
 }
 
 /// One assembled instance: its router and its shared state.
@@ -127,7 +133,17 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
             (Arc::new(store), Some(status))
         }
     };
+    let archiver = archive(&config, &ports)?.map(|archive| {
+        let archiver = Archiver::new(archive, Arc::clone(&metrics));
+        tokio::spawn(Arc::clone(&archiver).run(
+            Arc::clone(&store),
+            Arc::clone(&ports.clock),
+            shutdown.subscribe(),
+        ));
+        archiver
+    });
     let shared = Shared {
+        archiver,
         store,
         bus,
         clock: ports.clock,
@@ -145,6 +161,18 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
     let state = AppState::new(shared);
     let router = crate::http::router(&state);
     Ok(App { state, router })
+}
+
+/// The archive `AFW_ARCHIVE` names, if any.
+fn archive(config: &Config, ports: &Ports) -> Result<Option<Arc<dyn Archive>>, BuildError> {
+    Ok(match &config.archive {
+        ArchiveSetting::Off => None,
+        ArchiveSetting::Dir(path) => Some(Arc::new(Arc::new(DirArchive::new(
+            path.clone(),
+            Arc::clone(&ports.ids),
+        )))),
+        ArchiveSetting::Postgres(url) => Some(Arc::new(Arc::new(PgArchive::new(&url.0)?))),
+    })
 }
 
 impl App {

@@ -62,6 +62,48 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Where session snapshots are archived (`AFW_ARCHIVE`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ArchiveSetting {
+    Off,
+    /// `dir:<path>`: one JSON file per snapshot under `<path>/<UTC date>/`.
+    Dir(std::path::PathBuf),
+    /// `postgres://...` or `postgresql://...` (may hold a password: never shown).
+    Postgres(Secret),
+}
+
+pub const DEFAULT_ARCHIVE: &str = "dir:./data/history";
+pub const DEFAULT_ARCHIVE_RETENTION_DAYS: u32 = 7;
+
+impl std::fmt::Debug for ArchiveSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Dir(path) => write!(f, "dir:{}", path.display()),
+            Self::Postgres(_) => f.write_str("postgres://<redacted>"),
+        }
+    }
+}
+
+impl std::str::FromStr for ArchiveSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "off" {
+            Ok(Self::Off)
+        } else if let Some(path) = s.strip_prefix("dir:") {
+            if path.is_empty() {
+                return Err("dir: needs a path, e.g. dir:./data/history".into());
+            }
+            Ok(Self::Dir(path.into()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(Secret(s.to_owned())))
+        } else {
+            Err("expected off, dir:<path> or postgres://user:password@host:port/db".into())
+        }
+    }
+}
+
 /// afw — the ActionFlows backend.
 ///
 /// Keeps sessions, events, chains and the command and input queues of AI coding agents, and
@@ -281,6 +323,17 @@ pub struct Config {
     #[arg(long, env = "AFW_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_grace_secs: u64,
+
+    /// Where snapshots of ended and expiring sessions go, for the history routes:
+    /// `dir:<path>` (one JSON file per session under `<path>/<UTC date>/`), a PostgreSQL URL
+    /// `postgres://user:password@host:port/db` (shared by every instance), or `off`.
+    #[arg(long, env = "AFW_ARCHIVE", default_value = DEFAULT_ARCHIVE, hide_env_values = true)]
+    pub archive: ArchiveSetting,
+
+    /// Days of history kept; older dates are removed (0 keeps everything).
+    #[arg(long, env = "AFW_ARCHIVE_RETENTION_DAYS", default_value_t = DEFAULT_ARCHIVE_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub archive_retention_days: u32,
 }
 
 /// How log lines are written.
@@ -337,6 +390,10 @@ impl Default for Config {
             metrics_key: None,
             observe_off: false,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            // The command line's default is `dir:./data/history`; a configuration built in
+            // code (tests, the simulation, embedding) archives nothing unless it says so.
+            archive: ArchiveSetting::Off,
+            archive_retention_days: DEFAULT_ARCHIVE_RETENTION_DAYS,
         }
     }
 }
@@ -387,8 +444,12 @@ mod tests {
             api_keys: parsed.api_keys.clone(),
             log_format: parsed.log_format,
             metrics_key: parsed.metrics_key.clone(),
+            archive: ArchiveSetting::Dir("./data/history".into()),
             ..Config::default()
         };
+        if std::env::var_os("AFW_ARCHIVE").is_none() {
+            assert_eq!(parsed.archive, expected.archive);
+        }
         if std::env::vars().all(|(k, _)| !k.starts_with("AFW_") && k != "REDIS_PREFIX") {
             assert_eq!(parsed, expected);
         }

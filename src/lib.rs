@@ -16,11 +16,14 @@
 //! * [`storage`]: the `Store` port (one atomic operation per method) and its adapters,
 //!   `memory` and `redis` (connection link, keys, codecs, the Pub/Sub channel and bridge,
 //!   Lua scripts).
+//! * [`archive`]: the archive port (snapshots of ended and expiring sessions, read by the
+//!   history routes), its `dir` and `postgres` adapters, and the archiver task.
 //! * [`bus`]: local fan-out of stored events and notices to this instance's WebSocket
 //!   clients.
 //! * [`http`]: the driving adapter: the edge (host, origin, CORS, keys, rate limits), one
 //!   module per resource, the WebSocket, and the one error mapping.
 //! * `server`: the connection loop under the router (caps, timeouts).
+//! * [`logs`]: the production log subscriber (filter, line format, writer thread).
 //! * [`ports`] and [`config`]: what differs between production, tests and simulation, and
 //!   the settings.
 //! * [`app`]: the composition root, the only module that knows every other.
@@ -34,11 +37,13 @@
 #![warn(unreachable_pub)]
 
 pub mod app;
+pub mod archive;
 pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod hash;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 pub mod ports;
 pub(crate) mod server;

@@ -5,43 +5,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use afw::app::{self, Ports};
-use afw::config::{Config, LogFormat};
+use afw::config::Config;
 use axum::serve::{Listener, ListenerExt};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
-
-/// Installs the log subscriber; an invalid `RUST_LOG` is refused, not replaced by `info`.
-///
-/// Lines go to stdout through tracing-appender's writer thread (production only: the
-/// simulation never runs `main`), so a request never waits for a `write(2)`: one line per
-/// request costs a syscall each when written in place. Its buffer holds 128 000 lines; past
-/// that, lines are dropped rather than stalling requests (the count is logged at exit).
-/// The returned guard flushes what is buffered when dropped.
-fn init_logging(config: &Config) -> Result<tracing_appender::non_blocking::WorkerGuard, String> {
-    let filter = EnvFilter::try_new(&config.log).map_err(|e| {
-        format!(
-            "RUST_LOG/--log '{}' is not a valid log filter: {e}",
-            config.log
-        )
-    })?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("afw-log")
-        .finish(std::io::stdout());
-    DROPPED_LINES.get_or_init(|| writer.error_counter());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
-    Ok(guard)
-}
-
-/// Lines the log writer dropped because its buffer was full.
-static DROPPED_LINES: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
-    std::sync::OnceLock::new();
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -130,7 +96,7 @@ fn warn_about_exposure(config: &Config, auth: bool) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    let log_guard = match init_logging(&config) {
+    let log_guard = match afw::logs::init(&config) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("afw: {e}");
@@ -138,11 +104,8 @@ async fn main() -> ExitCode {
         }
     };
     let code = run(config).await;
-    if let Some(dropped) = DROPPED_LINES
-        .get()
-        .map(|c| c.dropped_lines())
-        .filter(|n| *n > 0)
-    {
+    let dropped = afw::logs::dropped_lines();
+    if dropped > 0 {
         tracing::warn!(
             dropped,
             "log lines dropped: the log writer could not keep up"
@@ -186,6 +149,7 @@ async fn run(mut config: Config) -> ExitCode {
         storage = app.backend(),
         instance = %app.state.instance_id(),
         auth = if auth { "on" } else { "off" },
+        archive = app.state.archiver().map_or("off", |a| a.archive().kind()),
         "afw listening on {addr} with {} storage, API keys {}",
         app.backend(),
         if auth { "required" } else { "not required" }

@@ -26,14 +26,14 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 pub struct RequestLabels {
     pub method: &'static str,
     /// The route template (`/api/sessions/{id}`), or `unmatched`.
-    pub route: String,
+    pub route: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub method: &'static str,
-    pub route: String,
+    pub route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,6 +139,35 @@ pub struct RedisMetrics {
     pub figures: Arc<RedisFigures>,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// Archival: snapshots written, failures and requests dropped.
+#[derive(Clone, Debug)]
+pub struct ArchiveMetrics {
+    /// Snapshots put, by outcome (`created`, `updated`, `stale`).
+    pub snapshots: Counters<OutcomeLabels>,
+    /// Bytes of the snapshots put.
+    pub bytes: Counter,
+    /// Attempts that failed (store or archive down): retried with backoff.
+    pub failures: Counter,
+    /// Archive requests dropped because the pending set was full.
+    pub dropped: Counter,
+    /// Sessions waiting to be archived.
+    pub pending: Gauge,
+}
+
+impl ArchiveMetrics {
+    pub fn count(&self, outcome: &'static str, bytes: usize) {
+        self.snapshots
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.bytes.inc_by(bytes as u64);
+    }
+}
+
 /// Every family of one instance, and the registry they are registered in.
 #[derive(Debug)]
 pub struct Metrics {
@@ -147,6 +176,7 @@ pub struct Metrics {
     pub ws: WsMetrics,
     pub data: DataMetrics,
     pub redis: RedisMetrics,
+    pub archive: ArchiveMetrics,
 }
 
 impl Default for Metrics {
@@ -186,12 +216,21 @@ impl Metrics {
             figures: Arc::new(RedisFigures::default()),
         };
         register(&mut registry, &http, &ws, &data, &redis);
+        let archive = ArchiveMetrics {
+            snapshots: Family::default(),
+            bytes: Counter::default(),
+            failures: Counter::default(),
+            dropped: Counter::default(),
+            pending: Gauge::default(),
+        };
+        register_archive(&mut registry, &archive);
         Self {
             registry,
             http,
             ws,
             data,
             redis,
+            archive,
         }
     }
 
@@ -258,6 +297,19 @@ fn register(
     let help = "Pub/Sub subscriptions made again after the link was lost";
     r.register("pubsub_resubscribes", help, redis.resubscribes.clone());
     r.register_collector(Box::new(Arc::clone(&redis.figures)));
+}
+
+fn register_archive(r: &mut Registry, a: &ArchiveMetrics) {
+    let help = "Session snapshots put in the archive, by outcome (created, updated, stale)";
+    r.register("archive_snapshots", help, a.snapshots.clone());
+    let help = "Bytes of the session snapshots put in the archive";
+    r.register("archive_snapshot_bytes", help, a.bytes.clone());
+    let help = "Archiving attempts that failed (store or archive down), retried";
+    r.register("archive_failures", help, a.failures.clone());
+    let help = "Archive requests dropped because the pending set was full";
+    r.register("archive_dropped", help, a.dropped.clone());
+    let help = "Sessions waiting to be archived";
+    r.register("archive_pending", help, a.pending.clone());
 }
 
 /// Redis's own figures from `INFO`, the fields afw reports.

@@ -26,8 +26,13 @@ async fn health(State(state): State<AppState>) -> Response {
     let health = store.health().await.unwrap_or_default();
     let shared = state.shared();
     let subscribed = shared.bridge.as_ref().is_none_or(|b| b.is_subscribed());
+    let archiving = shared
+        .archiver
+        .as_ref()
+        .map(|a| (a.archive().kind(), a.status()));
+    let archive_ok = archiving.is_none_or(|(_, s)| !s.failing());
     let mut body = json!({
-        "status": if health.is_ok() && subscribed { "ok" } else { "degraded" },
+        "status": if health.is_ok() && subscribed && archive_ok { "ok" } else { "degraded" },
         "storage": store.backend(),
         "instanceId": shared.instance_id,
         "uptime": shared.started.elapsed().as_secs_f64(),
@@ -43,6 +48,14 @@ async fn health(State(state): State<AppState>) -> Response {
             "writable": health.writable,
             "latencyMs": health.latency_ms,
             "pubsub": if bridge.is_subscribed() { "subscribed" } else { "reconnecting" },
+        });
+    }
+    if let Some((kind, status)) = archiving {
+        body["archive"] = json!({
+            "kind": kind,
+            "state": if status.failing() { "retrying" } else { "ok" },
+            "pending": status.pending(),
+            "lastError": status.last_error(),
         });
     }
     json(StatusCode::OK, &body)

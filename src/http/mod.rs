@@ -14,6 +14,7 @@ mod events;
 mod extract;
 pub(crate) mod guard;
 mod health;
+mod history;
 mod input;
 pub(crate) mod observe;
 pub(crate) mod openapi;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) guard: Guard,
     /// This instance's counters.
     pub(crate) metrics: Arc<Metrics>,
+    /// Files ended sessions in the archive (`AFW_ARCHIVE`), unless it is off.
+    pub(crate) archiver: Option<Arc<crate::archive::archiver::Archiver>>,
 }
 
 #[derive(Clone)]
@@ -95,13 +98,19 @@ impl AppState {
     }
 
     /// Appends events through the store, counting what was stored and what was a
-    /// duplicate.
+    /// duplicate; a `session:ended` among them has the session archived.
     pub(crate) async fn append_events(
         &self,
         sid: &crate::domain::model::SessionId,
         events: Vec<crate::domain::model::NewEvent>,
     ) -> Result<Vec<crate::storage::Appended>, crate::storage::StoreError> {
+        let ends = events
+            .iter()
+            .any(|e| e.kind == crate::domain::model::EventType::SessionEnded);
         let outcomes = self.store().append_events(sid, events).await?;
+        if ends {
+            self.request_archive(sid);
+        }
         let duplicates = outcomes.iter().filter(|o| o.duplicate).count() as u64;
         let data = &self.0.metrics.data;
         data.events_duplicate.inc_by(duplicates);
@@ -122,6 +131,18 @@ impl AppState {
         &self.0.metrics
     }
 
+    /// Asks for a session to be archived (it ended, or changed after ending).
+    pub(crate) fn request_archive(&self, session: &crate::domain::model::SessionId) {
+        if let Some(archiver) = &self.0.archiver {
+            archiver.request(session);
+        }
+    }
+
+    /// The archiver, unless `AFW_ARCHIVE=off`.
+    pub fn archiver(&self) -> Option<&Arc<crate::archive::archiver::Archiver>> {
+        self.0.archiver.as_ref()
+    }
+
     /// This instance's id (`AFW_INSTANCE_ID`, else drawn at start).
     pub fn instance_id(&self) -> &str {
         &self.0.instance_id
@@ -131,7 +152,7 @@ impl AppState {
 /// The whole HTTP side of one instance: the routes and the WebSocket, wrapped by the edge.
 pub(crate) fn router(state: &AppState) -> Router {
     let api = Router::from(routes())
-        .route_layer(axum::middleware::from_fn(observe::tag))
+        .route_layer(observe::TagLayer)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
@@ -184,6 +205,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(commands::router())
         .merge(input::router())
         .merge(users::router())
+        .merge(history::router())
         .merge(terminal::router())
         .merge(ws::router())
         .routes(utoipa_axum::routes!(openapi::openapi_json))

@@ -5,20 +5,19 @@
 //! logs one line per request from [`LogLine`]; the id is copied to the response; [`Observe`]
 //! times the request on `tokio::time` (so the simulation's logs stay deterministic) and
 //! counts it by route template and status. The route template and the session come up from
-//! inside the router on the response ([`tag`]); a refusal comes up from the one error
+//! inside the router on the response ([`TagLayer`]); a refusal comes up from the one error
 //! mapping ([`Refused`]). Nothing here may read a body, a query string or a header other
 //! than `x-request-id`: no key, password or payload reaches a log line.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use tower::{Layer, Service};
 use tower_http::request_id::{MakeRequestId, RequestId};
@@ -37,7 +36,7 @@ const MAX_REQUEST_ID: usize = 128;
 /// Found by the router: which route answered, and for which session.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteTag {
-    pub route: String,
+    pub route: &'static str,
     pub session: Option<String>,
 }
 
@@ -61,21 +60,91 @@ struct Observed {
 }
 
 /// Inside the router (a route layer): tags the response with the route template and the
-/// session named by the path, if any.
-pub(crate) async fn tag(req: Request, next: Next) -> Response {
-    let tag = req.extensions().get::<MatchedPath>().map(|m| RouteTag {
-        route: m.as_str().to_owned(),
-        session: session_in_path(m.as_str(), req.uri().path()),
-    });
-    let mut res = next.run(req).await;
-    if let Some(mut tag) = tag {
-        if tag.session.is_none() {
-            tag.session = res.extensions().get::<SessionOf>().map(|s| s.0.clone());
-        }
-        res.extensions_mut().insert(tag);
+/// session named by the path, or else by the handler ([`SessionOf`]).
+#[derive(Clone, Copy)]
+pub(crate) struct TagLayer;
+
+impl<S> Layer<S> for TagLayer {
+    type Service = Tag<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Tag(inner)
     }
-    res
 }
+
+#[derive(Clone)]
+pub(crate) struct Tag<S>(S);
+
+impl<S> Service<Request> for Tag<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tagged<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let tag = req.extensions().get::<MatchedPath>().map(|m| RouteTag {
+            route: template(m.as_str()),
+            session: session_in_path(m.as_str(), req.uri().path()),
+        });
+        Tagged {
+            inner: self.0.call(req),
+            tag,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A route's answer, tagged when it is ready (a future of its own rather than a boxed
+    /// `async` block: this runs on every request).
+    pub(crate) struct Tagged<F> {
+        #[pin]
+        inner: F,
+        tag: Option<RouteTag>,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Tagged<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        if let Some(mut tag) = this.tag.take() {
+            if tag.session.is_none() {
+                tag.session = res.extensions_mut().remove::<SessionOf>().map(|s| s.0);
+            }
+            res.extensions_mut().insert(tag);
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
+/// A matched route's template, borrowed from the one list of routes rather than copied:
+/// every request's labels and log line hold it, so it costs no allocation. The list is
+/// the routes' own (their OpenAPI paths are the router's templates), built once per process.
+fn template(matched: &str) -> &'static str {
+    static TEMPLATES: OnceLock<Vec<String>> = OnceLock::new();
+    let all = TEMPLATES.get_or_init(|| {
+        let mut all: Vec<String> = crate::http::routes()
+            .into_openapi()
+            .paths
+            .paths
+            .into_keys()
+            .collect();
+        all.sort();
+        all
+    });
+    all.binary_search_by(|t| t.as_str().cmp(matched))
+        .map_or(UNMATCHED, |at| all[at].as_str())
+}
+
+/// The route label of a request no route matched.
+const UNMATCHED: &str = "unmatched";
 
 /// The session a path names: the segment under `{session_id}`, or under `{id}` in the
 /// routes whose `{id}` is a session (`/api/sessions/{id}...`, `/api/commands/{id}/commands`).
@@ -104,8 +173,13 @@ pub(crate) struct DrawIds(pub Arc<IdGen>);
 
 impl MakeRequestId for DrawIds {
     fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = format!("{:016x}", self.0.next_u64());
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.0.next_u64();
+        let mut id = [0u8; 16];
+        for (at, digit) in id.iter_mut().enumerate() {
+            *digit = HEX[(n >> (60 - 4 * at)) as usize & 0xf];
+        }
+        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
     }
 }
 
@@ -149,7 +223,7 @@ impl<B> OnResponse<B> for LogLine {
             return;
         };
         let tag = res.extensions().get::<RouteTag>();
-        let route = tag.map_or("unmatched", |t| t.route.as_str());
+        let route = tag.map_or(UNMATCHED, |t| t.route);
         let session = tag.and_then(|t| t.session.as_deref()).unwrap_or("");
         let request_id = res
             .headers()
@@ -157,7 +231,9 @@ impl<B> OnResponse<B> for LogLine {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let status = res.status().as_u16();
-        let latency_ms = seen.elapsed.as_secs_f64() * 1000.0;
+        let latency_us = u64::try_from(seen.elapsed.as_micros()).unwrap_or(u64::MAX);
+        // Fields only, no message repeating them (the pretty format writes plain values
+        // unquoted: `crate::logs::PlainFields`).
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
@@ -165,11 +241,9 @@ impl<B> OnResponse<B> for LogLine {
                     method = seen.method,
                     route,
                     status,
-                    latency_ms,
+                    latency_us,
                     request_id,
                     session,
-                    "{} {route} {status}",
-                    seen.method
                 )
             };
         }
@@ -203,29 +277,51 @@ pub(crate) struct Observe<S> {
 
 impl<S> Service<Request> for Observe<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Request, Response = Response, Error = Infallible>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Timed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let started = tokio::time::Instant::now();
-        let method = method_label(req.method().as_str());
-        let metrics = Arc::clone(&self.metrics);
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let mut res = fut.await?;
-            let elapsed = started.elapsed();
-            count(&metrics, method, &res, elapsed);
-            res.extensions_mut().insert(Observed { method, elapsed });
-            Ok(res)
-        })
+        Timed {
+            started: tokio::time::Instant::now(),
+            method: method_label(req.method().as_str()),
+            metrics: Arc::clone(&self.metrics),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request being answered: counted and stamped with its latency when the answer is
+    /// ready.
+    pub(crate) struct Timed<F> {
+        #[pin]
+        inner: F,
+        started: tokio::time::Instant,
+        method: &'static str,
+        metrics: Arc<Metrics>,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Timed<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut res) = std::task::ready!(this.inner.poll(cx));
+        let elapsed = this.started.elapsed();
+        count(this.metrics, this.method, &res, elapsed);
+        res.extensions_mut().insert(Observed {
+            method: this.method,
+            elapsed,
+        });
+        Poll::Ready(Ok(res))
     }
 }
 
@@ -233,13 +329,10 @@ fn count(metrics: &Metrics, method: &'static str, res: &Response, elapsed: Durat
     let route = res
         .extensions()
         .get::<RouteTag>()
-        .map_or_else(|| "unmatched".to_owned(), |t| t.route.clone());
+        .map_or(UNMATCHED, |t| t.route);
     let http = &metrics.http;
     http.latency
-        .get_or_create(&RouteLabels {
-            method,
-            route: route.clone(),
-        })
+        .get_or_create(&RouteLabels { method, route })
         .observe(elapsed.as_secs_f64());
     http.requests
         .get_or_create(&RequestLabels {

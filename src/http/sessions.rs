@@ -360,6 +360,9 @@ async fn update(
         .update_session(&id, update)
         .await?
         .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
+    if session.is_finished() {
+        state.request_archive(&id);
+    }
     Ok(json(StatusCode::OK, &session))
 }
 

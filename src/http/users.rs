@@ -43,7 +43,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-fn checked_limit(limit: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
+pub(super) fn checked_limit(limit: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
     let limit = limit.unwrap_or(default);
     if !(1..=max).contains(&limit) {
         return Err(ApiError::field(

@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod fuzz_findings;
 mod helpers;
+mod history;
 mod input;
 mod layout;
 mod limits;

@@ -366,3 +366,89 @@ fn an_invalid_log_filter_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a valid log filter"), "{stderr}");
 }
+
+/// Runs the binary in one log format, sends one request with a request id and returns the
+/// lines it logged about that id.
+fn request_log_lines(format: &str) -> Vec<String> {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_afw"))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "info")
+        .env("AFW_LOG_FORMAT", format)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while blocking_get(port, "/health").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(std::time::Instant::now() < deadline, "afw did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(
+        b"GET /api/sessions/s-log-1 HTTP/1.1\r\nhost: 127.0.0.1\r\nx-request-id: log-req-1\r\n\
+          connection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("/health"),
+        "probes log at debug, not info: {text}"
+    );
+    text.lines()
+        .filter(|l| l.contains("log-req-1"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_binary_logs_one_plain_line_per_request() {
+    let lines = request_log_lines("pretty");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = &lines[0];
+    let (stamp, rest) = line.split_at(27);
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{line}"
+    );
+    let rest = rest
+        .strip_prefix("  INFO request{id=log-req-1}: afw::request: ")
+        .unwrap_or_else(|| panic!("{line}"));
+    let fields: Vec<&str> = rest.split(' ').collect();
+    assert_eq!(fields.len(), 6, "{line}");
+    assert_eq!(
+        fields[..3],
+        ["method=GET", "route=/api/sessions/{id}", "status=404"]
+    );
+    let latency = fields[3].strip_prefix("latency_us=").unwrap();
+    assert!(latency.parse::<u64>().is_ok(), "{line}");
+    assert_eq!(fields[4..], ["request_id=log-req-1", "session=s-log-1"]);
+}
+
+#[test]
+fn the_binary_logs_one_json_object_per_request() {
+    let lines = request_log_lines("json");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["target"], "afw::request");
+    assert_eq!(line["span"]["id"], "log-req-1");
+    let fields = &line["fields"];
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["route"], "/api/sessions/{id}");
+    assert_eq!(fields["status"], 404);
+    assert!(fields["latency_us"].is_u64(), "{line}");
+    assert_eq!(fields["request_id"], "log-req-1");
+    assert_eq!(fields["session"], "s-log-1");
+    assert!(fields.get("message").is_none(), "{line}");
+}

@@ -44,6 +44,23 @@ pub(crate) struct Health {
     /// Redis mode only.
     #[serde(skip_serializing_if = "Option::is_none")]
     redis: Option<RedisHealth>,
+    /// Unless `AFW_ARCHIVE=off`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive: Option<ArchiveHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ArchiveHealth {
+    /// `dir` or `postgres`.
+    kind: String,
+    /// `retrying` while archiving fails (the store or the archive is down).
+    #[schema(pattern = "^(ok|retrying)$")]
+    state: String,
+    /// Sessions waiting to be archived.
+    pending: u64,
+    /// The last failure, while retrying.
+    last_error: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -329,4 +346,61 @@ pub(crate) struct TerminalBuffer {
     returned: u64,
     /// Older output was left out.
     truncated: bool,
+}
+
+/// `GET /api/history/dates`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HistoryDates {
+    /// UTC dates (`YYYY-MM-DD`), newest first.
+    dates: Vec<String>,
+    /// Dates in all.
+    total: u64,
+}
+
+/// `GET /api/history/sessions/{date}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HistorySessions {
+    date: String,
+    session_ids: Vec<SessionId>,
+    /// Sessions of the date in all.
+    total: u64,
+}
+
+/// `GET /api/history/session/{id}`: one incarnation of a session as archived.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HistorySnapshot {
+    session: Session,
+    /// Every stored event, in `seq` order, as served live.
+    events: Vec<Value>,
+    chains: Vec<Chain>,
+    /// The incarnation.
+    epoch: String,
+    saved_at: Timestamp,
+}
+
+/// `GET /api/history/stats`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HistoryStats {
+    total_dates: u64,
+    total_sessions: u64,
+    oldest_date: Option<String>,
+    newest_date: Option<String>,
+    /// `dir` or `postgres`.
+    archive: String,
+    retention_days: u32,
+    /// Sessions waiting to be archived by this instance.
+    pending: u64,
+}
+
+/// `POST /api/history/cleanup`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HistoryCleanup {
+    /// Dates removed.
+    deleted_count: u64,
+    deleted_sessions: u64,
+    message: String,
 }

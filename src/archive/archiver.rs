@@ -1,0 +1,257 @@
+//! Archiving sessions: building a snapshot from the live store and filing it, off the
+//! request path.
+//!
+//! Handlers [`Archiver::request`] a session (it ended, or changed after ending); one task
+//! per instance takes the requests, reads the session, its chains and every event from
+//! the store, and puts the snapshot. A store or archive that is down keeps the session
+//! pending and retried with backoff (counted, and reported in `/health`); requests never
+//! wait for it and an event write never fails because of it. The pending set is bounded:
+//! past it, a request is dropped and counted. This module must not serve HTTP.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, watch};
+
+use super::{Archive, ArchiveError, Date, Put, Snapshot};
+use crate::domain::model::{Chain, Session, SessionId, Timestamp};
+use crate::metrics::Metrics;
+use crate::ports::Clock;
+use crate::storage::{EventQuery, Store, StoreError};
+use crate::sync::lock;
+
+/// Sessions waiting to be archived, at most.
+pub(crate) const MAX_PENDING: usize = 10_000;
+/// Events read from the store per call while building a snapshot.
+const EVENT_PAGE: usize = 1_000;
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// What `/health` reports about archival.
+#[derive(Debug, Default)]
+pub struct ArchiveStatus {
+    pending: AtomicUsize,
+    failures_in_a_row: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ArchiveStatus {
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The last failure, while archival is failing.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+
+    pub fn failing(&self) -> bool {
+        self.failures_in_a_row.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// The handle handlers hold.
+pub struct Archiver {
+    archive: Arc<dyn Archive>,
+    queue: std::sync::Mutex<BTreeSet<SessionId>>,
+    wake: Notify,
+    status: Arc<ArchiveStatus>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    session: &'a Session,
+    events: &'a [Box<RawValue>],
+    chains: &'a [Chain],
+    epoch: &'a str,
+    saved_at: Timestamp,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("cannot encode the snapshot: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl Archiver {
+    pub(crate) fn new(archive: Arc<dyn Archive>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            archive,
+            queue: std::sync::Mutex::new(BTreeSet::new()),
+            wake: Notify::new(),
+            status: Arc::new(ArchiveStatus::default()),
+            metrics,
+        })
+    }
+
+    pub fn archive(&self) -> &Arc<dyn Archive> {
+        &self.archive
+    }
+
+    pub fn status(&self) -> &ArchiveStatus {
+        &self.status
+    }
+
+    /// Asks for `session` to be archived (again); returns at once.
+    pub(crate) fn request(&self, session: &SessionId) {
+        let mut queue = lock(&self.queue);
+        if queue.len() >= MAX_PENDING && !queue.contains(session) {
+            self.metrics.archive.dropped.inc();
+            return;
+        }
+        queue.insert(session.clone());
+        self.set_pending(queue.len());
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// The archiving task: runs until `shutdown` turns true.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut backoff = FIRST_RETRY;
+        loop {
+            let next = lock(&self.queue).first().cloned();
+            let Some(session) = next else {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return,
+                    () = self.wake.notified() => continue,
+                }
+            };
+            match self
+                .archive_one(store.as_ref(), clock.as_ref(), &session)
+                .await
+            {
+                Ok(()) => {
+                    self.done(&session);
+                    backoff = FIRST_RETRY;
+                }
+                Err(why) => {
+                    self.failed(&why);
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.changed() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+
+    fn set_pending(&self, n: usize) {
+        self.status.pending.store(n, Ordering::Relaxed);
+        self.metrics
+            .archive
+            .pending
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    fn done(&self, session: &SessionId) {
+        let mut queue = lock(&self.queue);
+        queue.remove(session);
+        self.set_pending(queue.len());
+        drop(queue);
+        self.status.failures_in_a_row.store(0, Ordering::Relaxed);
+        *lock(&self.status.last_error) = None;
+    }
+
+    fn failed(&self, why: &Failure) {
+        self.metrics.archive.failures.inc();
+        let n = self
+            .status
+            .failures_in_a_row
+            .fetch_add(1, Ordering::Relaxed);
+        let text = why.to_string();
+        if n == 0 {
+            tracing::warn!(error = %text, "archiving failed; retrying with backoff");
+        }
+        *lock(&self.status.last_error) = Some(text);
+    }
+
+    async fn archive_one(
+        &self,
+        store: &dyn Store,
+        clock: &dyn Clock,
+        id: &SessionId,
+    ) -> Result<(), Failure> {
+        let Some(snapshot) = snapshot(store, id, Timestamp(clock.now_ms())).await? else {
+            // Deleted or expired before its turn: nothing left to file.
+            return Ok(());
+        };
+        let put = self.archive.put(&snapshot).await?;
+        let outcome = match put {
+            Put::Created => "created",
+            Put::Updated => "updated",
+            Put::Stale => "stale",
+        };
+        self.metrics.archive.count(outcome, snapshot.body.len());
+        Ok(())
+    }
+}
+
+/// The session's snapshot as of now, `None` when it is gone.
+async fn snapshot(
+    store: &dyn Store,
+    id: &SessionId,
+    now: Timestamp,
+) -> Result<Option<Snapshot>, Failure> {
+    let Some(session) = store.get_session(id).await? else {
+        return Ok(None);
+    };
+    let chains = store.chains(id).await?;
+    let mut events = Vec::new();
+    let mut after = None;
+    let epoch = loop {
+        let page = store
+            .read_events(
+                id,
+                EventQuery {
+                    after,
+                    limit: EVENT_PAGE,
+                    ..EventQuery::default()
+                },
+            )
+            .await?;
+        let last = page.events.last().map(|e| e.seq);
+        let full = page.events.len() == EVENT_PAGE;
+        for event in &page.events {
+            let text = std::str::from_utf8(&event.json).map_err(|e| {
+                StoreError::Corrupt(format!("event {} of {id} is not UTF-8: {e}", event.seq))
+            })?;
+            events.push(RawValue::from_string(text.to_owned())?);
+        }
+        match (full, last) {
+            (true, Some(seq)) => after = Some(seq),
+            _ => break page.epoch.unwrap_or_else(|| session.epoch.clone()),
+        }
+    };
+    let body = serde_json::to_vec(&Document {
+        session: &session,
+        events: &events,
+        chains: &chains,
+        epoch: &epoch,
+        saved_at: now,
+    })?;
+    Ok(Some(Snapshot {
+        session_id: id.clone(),
+        epoch,
+        date: Date::of(session.started_at),
+        saved_at: now,
+        body: body.into(),
+    }))
+}

@@ -1,0 +1,215 @@
+//! The archive port: where a session's snapshot goes so that nothing a user cares about is
+//! lost to the TTL, and where the history routes read it back (contract §5).
+//!
+//! A snapshot is one incarnation of a session (`session id` + `epoch`) as one JSON document
+//! `{session, events, chains, epoch, savedAt}`, filed under the UTC date the incarnation
+//! started. Writing it again replaces it only with a newer `savedAt`, so retries and
+//! several writers converge on one snapshot per incarnation. Adapters: [`dir`] (files, the
+//! default) and [`postgres`]. This module must not know HTTP, Redis or the live store:
+//! [`archiver`] builds snapshots from the store and [`crate::http`] serves them.
+
+pub(crate) mod archiver;
+pub(crate) mod dir;
+pub(crate) mod postgres;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+use crate::domain::model::{SessionId, Timestamp};
+
+pub(crate) type ArchiveFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ArchiveError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The archive cannot be reached or answered too late: retry later (HTTP 503).
+    #[error("archive unavailable: {0}")]
+    Unavailable(String),
+    /// What the archive holds cannot be read back (a torn or foreign file): a bug or
+    /// tampering, never a client's fault (HTTP 500).
+    #[error("archive corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A UTC calendar date, `YYYY-MM-DD`, years 1970–9999: the only shape a date takes in a
+/// path, a file name or a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date(time::Date);
+
+impl Date {
+    /// Parses exactly `YYYY-MM-DD` of a real day; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u16> {
+            b[r].iter().try_fold(0u16, |n, c| {
+                c.is_ascii_digit().then(|| n * 10 + u16::from(c - b'0'))
+            })
+        };
+        let year = num(0..4).filter(|y| *y >= 1970)?;
+        let month = time::Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
+        let day = u8::try_from(num(8..10)?).ok()?;
+        time::Date::from_calendar_date(i32::from(year), month, day)
+            .ok()
+            .map(Self)
+    }
+
+    /// The UTC date of an instant.
+    pub fn of(at: Timestamp) -> Self {
+        let nanos = i128::from(at.0) * 1_000_000;
+        Self(
+            time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                .map_or(time::Date::MAX, |t| t.date()),
+        )
+    }
+
+    /// Days since 1970-01-01.
+    pub fn days(self) -> i64 {
+        i64::from(self.0.to_julian_day() - UNIX_JULIAN_DAY)
+    }
+
+    /// The date `days` earlier (1970-01-01 at the earliest).
+    pub fn minus_days(self, days: u32) -> Self {
+        let julian =
+            (self.0.to_julian_day() - i32::try_from(days).unwrap_or(i32::MAX)).max(UNIX_JULIAN_DAY);
+        Self(time::Date::from_julian_day(julian).unwrap_or(self.0))
+    }
+}
+
+/// The Julian day number of 1970-01-01.
+const UNIX_JULIAN_DAY: i32 = 2_440_588;
+
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day()
+        )
+    }
+}
+
+/// One incarnation of a session, ready to file.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub session_id: SessionId,
+    pub epoch: String,
+    /// The UTC date the incarnation started: its place in the history.
+    pub date: Date,
+    pub saved_at: Timestamp,
+    /// The document `{session, events, chains, epoch, savedAt}`.
+    pub body: Bytes,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Created,
+    Updated,
+    /// The archive already held this incarnation saved at the same time or later.
+    Stale,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub dates: usize,
+    pub sessions: usize,
+    pub oldest: Option<Date>,
+    pub newest: Option<Date>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    pub dates: usize,
+    pub sessions: usize,
+}
+
+pub trait Archive: Send + Sync + 'static {
+    /// `dir` or `postgres`.
+    fn kind(&self) -> &'static str;
+    /// Whether the archive answers (a cheap probe for `/health`).
+    fn ping(&self) -> ArchiveFuture<'_, ()>;
+    /// Files the snapshot, replacing the same incarnation's only if this one is newer.
+    fn put<'a>(&'a self, snapshot: &'a Snapshot) -> ArchiveFuture<'a, Put>;
+    /// Dates holding snapshots, newest first.
+    fn dates(&self, page: Page) -> ArchiveFuture<'_, Listing<Date>>;
+    /// Session ids filed under a date, in order, each once.
+    fn sessions(&self, date: Date, page: Page) -> ArchiveFuture<'_, Listing<SessionId>>;
+    /// The newest snapshot of a session (under `date` only, when given).
+    fn get<'a>(&'a self, id: &'a SessionId, date: Option<Date>)
+    -> ArchiveFuture<'a, Option<Bytes>>;
+    fn stats(&self) -> ArchiveFuture<'_, Stats>;
+    /// Removes every date before `before`.
+    fn cleanup(&self, before: Date) -> ArchiveFuture<'_, Cleaned>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_days_parse() {
+        assert_eq!(
+            Date::parse("2026-02-28").map(|d| d.to_string()).as_deref(),
+            Some("2026-02-28")
+        );
+        assert!(Date::parse("2024-02-29").is_some());
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-04-31",
+            "1969-12-31",
+            "2026-1-01",
+            "2026/01/01",
+            "..",
+            "2026-01-01x",
+            "+026-01-01",
+            "",
+            "2026-01-0\0",
+        ] {
+            assert_eq!(Date::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dates_of_instants_and_day_numbers_agree() {
+        assert_eq!(Date::of(Timestamp(0)).to_string(), "1970-01-01");
+        assert_eq!(
+            Date::of(Timestamp(1_796_220_735_000)).to_string(),
+            "2026-12-02"
+        );
+        assert_eq!(
+            Date::of(Timestamp(253_402_300_799_999)).to_string(),
+            "9999-12-31"
+        );
+        for ms in [0, 951_782_400_000, 1_796_220_735_000, 253_402_300_799_999] {
+            let d = Date::of(Timestamp(ms));
+            assert_eq!(d.days(), (ms / 86_400_000) as i64, "{d}");
+        }
+        let d = Date::parse("2026-03-01").unwrap();
+        assert_eq!(d.minus_days(1).to_string(), "2026-02-28");
+        assert_eq!(d.minus_days(0), d);
+        assert_eq!(d.minus_days(u32::MAX).to_string(), "1970-01-01");
+    }
+}
