@@ -19,6 +19,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
 fi
 redis-server --version
 
+# The archive tests (tests/archive) start their own PostgreSQL servers on free ports, from
+# Debian's binaries (/usr/lib/postgresql/<version>/bin; run as the postgres user when root).
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  echo "==> installing postgresql (Debian package) for the archive tests"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+ls -d /usr/lib/postgresql/*/bin/postgres
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

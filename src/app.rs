@@ -12,12 +12,9 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::archive::Archive;
 use crate::archive::archiver::Archiver;
-use crate::archive::dir::DirArchive;
-use crate::archive::postgres::PgArchive;
 use crate::bus::Bus;
-use crate::config::{ArchiveSetting, Config};
+use crate::config::Config;
 use crate::http::guard::Guard;
 use crate::http::{AppState, Shared};
 use crate::metrics::Metrics;
@@ -133,7 +130,7 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
             (Arc::new(store), Some(status))
         }
     };
-    let archiver = archive(&config, &ports)?.map(|archive| {
+    let archiver = crate::archive::open(&config.archive, &ports.ids)?.map(|archive| {
         let archiver = Archiver::new(archive, Arc::clone(&metrics));
         tokio::spawn(Arc::clone(&archiver).run(
             Arc::clone(&store),
@@ -161,18 +158,6 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
     let state = AppState::new(shared);
     let router = crate::http::router(&state);
     Ok(App { state, router })
-}
-
-/// The archive `AFW_ARCHIVE` names, if any.
-fn archive(config: &Config, ports: &Ports) -> Result<Option<Arc<dyn Archive>>, BuildError> {
-    Ok(match &config.archive {
-        ArchiveSetting::Off => None,
-        ArchiveSetting::Dir(path) => Some(Arc::new(Arc::new(DirArchive::new(
-            path.clone(),
-            Arc::clone(&ports.ids),
-        )))),
-        ArchiveSetting::Postgres(url) => Some(Arc::new(Arc::new(PgArchive::new(&url.0)?))),
-    })
 }
 
 impl App {

@@ -10,17 +10,20 @@
 
 pub(crate) mod archiver;
 pub(crate) mod dir;
-pub(crate) mod postgres;
+pub mod postgres;
 
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::config::ArchiveSetting;
 use crate::domain::model::{SessionId, Timestamp};
+use crate::ports::IdGen;
 
-pub(crate) type ArchiveFuture<'a, T> =
-    Pin<Box<dyn Future<Output = Result<T, ArchiveError>> + Send + 'a>>;
+pub type ArchiveFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ArchiveError>> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -161,6 +164,23 @@ pub trait Archive: Send + Sync + 'static {
     fn stats(&self) -> ArchiveFuture<'_, Stats>;
     /// Removes every date before `before`.
     fn cleanup(&self, before: Date) -> ArchiveFuture<'_, Cleaned>;
+}
+
+/// The archive `AFW_ARCHIVE` names, if any (nothing is dialled or written yet).
+pub fn open(
+    setting: &ArchiveSetting,
+    ids: &Arc<IdGen>,
+) -> Result<Option<Arc<dyn Archive>>, postgres::PgUrlError> {
+    Ok(match setting {
+        ArchiveSetting::Off => None,
+        ArchiveSetting::Dir(path) => Some(Arc::new(Arc::new(dir::DirArchive::new(
+            path.clone(),
+            Arc::clone(ids),
+        )))),
+        ArchiveSetting::Postgres(url) => {
+            Some(Arc::new(Arc::new(postgres::PgArchive::new(&url.0)?)))
+        }
+    })
 }
 
 #[cfg(test)]
