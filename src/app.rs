@@ -137,6 +137,13 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
             Arc::clone(&ports.clock),
             shutdown.subscribe(),
         ));
+        tokio::spawn(Arc::clone(&archiver).sweep(
+            Arc::clone(&store),
+            Arc::clone(&ports.clock),
+            config.store_limits().session_ttl_ms,
+            config.archive_retention_days,
+            shutdown.subscribe(),
+        ));
         archiver
     });
     let shared = Shared {

@@ -8,7 +8,7 @@
 //! wait for it and an event write never fails because of it. The pending set is bounded:
 //! past it, a request is dropped and counted. This module must not serve HTTP.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,6 +28,12 @@ use crate::sync::lock;
 pub(crate) const MAX_PENDING: usize = 10_000;
 /// Events read from the store per call while building a snapshot.
 const EVENT_PAGE: usize = 1_000;
+/// How often the sweeper looks for sessions near their TTL (and applies retention).
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Sessions remembered as archived at their last activity, at most.
+const MAX_REMEMBERED: usize = 100_000;
+/// Sessions listed per store call while sweeping.
+const SWEEP_PAGE: usize = 200;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -61,6 +67,9 @@ pub struct Archiver {
     wake: Notify,
     status: Arc<ArchiveStatus>,
     metrics: Arc<Metrics>,
+    /// The last activity each recently archived session was archived at: the sweeper
+    /// skips a session whose snapshot is current.
+    archived: std::sync::Mutex<BTreeMap<SessionId, Timestamp>>,
 }
 
 #[derive(Serialize)]
@@ -91,6 +100,7 @@ impl Archiver {
             wake: Notify::new(),
             status: Arc::new(ArchiveStatus::default()),
             metrics,
+            archived: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -153,6 +163,91 @@ impl Archiver {
         }
     }
 
+    fn remember(&self, id: &SessionId, last_activity: Timestamp) {
+        let mut archived = lock(&self.archived);
+        if archived.len() >= MAX_REMEMBERED && !archived.contains_key(id) {
+            // Forget the session archived longest ago (at the oldest activity).
+            let oldest = archived
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                archived.remove(&oldest);
+            }
+        }
+        archived.insert(id.clone(), last_activity);
+    }
+
+    /// The sweeper: every [`SWEEP_EVERY`], requests the archival of every session idle for
+    /// longer than `ttl - lead` whose current state is not archived yet (so a session is
+    /// filed before it expires, and filed again if it changed since), and removes the
+    /// dates past `retention_days` (0: none).
+    pub(crate) async fn sweep(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ttl_ms: u64,
+        retention_days: u32,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // A quarter of the TTL, at most 15 minutes: four sweeps a minute apart at least.
+        let lead = (ttl_ms / 4).min(15 * 60 * 1000);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
+            let now = clock.now_ms();
+            let cutoff = Timestamp(now.saturating_sub(ttl_ms.saturating_sub(lead)));
+            if let Err(e) = self.sweep_once(store.as_ref(), cutoff).await {
+                tracing::debug!(error = %e, "archive sweep: store unavailable");
+            }
+            if retention_days > 0 {
+                let keep_from = Date::of(Timestamp(now)).minus_days(retention_days - 1);
+                match self.archive.cleanup(keep_from).await {
+                    Ok(c) if c.dates > 0 => {
+                        tracing::info!(
+                            dates = c.dates,
+                            sessions = c.sessions,
+                            "archive retention applied"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "archive retention: archive unavailable"),
+                }
+            }
+        }
+    }
+
+    /// Requests every session idle since before `cutoff` whose state is not archived.
+    async fn sweep_once(&self, store: &dyn Store, cutoff: Timestamp) -> Result<(), StoreError> {
+        let mut cursor = Some(crate::domain::session::Cursor {
+            last_activity: Timestamp(cutoff.0.saturating_add(1)),
+            id: SessionId::parse("0").map_err(|_| StoreError::Corrupt("cursor id".into()))?,
+        });
+        loop {
+            let page = store
+                .list_sessions(crate::domain::session::SessionFilter {
+                    limit: SWEEP_PAGE,
+                    cursor,
+                    ..Default::default()
+                })
+                .await?;
+            for session in &page.sessions {
+                let current =
+                    lock(&self.archived).get(&session.id) == Some(&session.last_activity_at);
+                if !current && session.last_activity_at <= cutoff {
+                    self.request(&session.id);
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
     fn set_pending(&self, n: usize) {
         self.status.pending.store(n, Ordering::Relaxed);
         self.metrics
@@ -189,11 +284,13 @@ impl Archiver {
         clock: &dyn Clock,
         id: &SessionId,
     ) -> Result<(), Failure> {
-        let Some(snapshot) = snapshot(store, id, Timestamp(clock.now_ms())).await? else {
+        let Some(built) = snapshot(store, id, Timestamp(clock.now_ms())).await? else {
             // Deleted or expired before its turn: nothing left to file.
             return Ok(());
         };
+        let snapshot = built.snapshot;
         let put = self.archive.put(&snapshot).await?;
+        self.remember(id, built.last_activity);
         let outcome = match put {
             Put::Created => "created",
             Put::Updated => "updated",
@@ -209,7 +306,7 @@ async fn snapshot(
     store: &dyn Store,
     id: &SessionId,
     now: Timestamp,
-) -> Result<Option<Snapshot>, Failure> {
+) -> Result<Option<Built>, Failure> {
     let Some(session) = store.get_session(id).await? else {
         return Ok(None);
     };
@@ -247,11 +344,20 @@ async fn snapshot(
         epoch: &epoch,
         saved_at: now,
     })?;
-    Ok(Some(Snapshot {
-        session_id: id.clone(),
-        epoch,
-        date: Date::of(session.started_at),
-        saved_at: now,
-        body: body.into(),
+    Ok(Some(Built {
+        last_activity: session.last_activity_at,
+        snapshot: Snapshot {
+            session_id: id.clone(),
+            epoch,
+            date: Date::of(session.started_at),
+            saved_at: now,
+            body: body.into(),
+        },
     }))
+}
+
+/// A snapshot, and the session's last activity it holds.
+struct Built {
+    snapshot: Snapshot,
+    last_activity: Timestamp,
 }

@@ -280,17 +280,15 @@ struct SessionWithChains<'a> {
     get, path = "/api/sessions/{id}", operation_id = "getSession", tag = "sessions",
     params(("id" = SessionId, Path, description = "The session's id")),
     responses(
-        (status = 200, description = "The session with its chains", body = answers::SessionWithChains),
+        (status = 200, description = "The session with its chains; from the archive (`archived: true`) once it has left live storage", body = answers::SessionWithChains),
         (status = 404, description = "No such session (`sessionId`)", body = ErrorBody),
     ),
 )]
 async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = session_id(&id)?;
-    let (session, chains) = state
-        .store()
-        .session_with_chains(&id)
-        .await?
-        .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
+    let Some((session, chains)) = state.store().session_with_chains(&id).await? else {
+        return archived(&state, &id).await;
+    };
     Ok(json(
         StatusCode::OK,
         &SessionWithChains {
@@ -298,6 +296,26 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
             chains: &chains,
         },
     ))
+}
+
+/// A session gone from live storage (expired, or deleted after it was archived), as the
+/// archive holds it, marked `archived: true`; 404 when the archive has none either.
+async fn archived(state: &AppState, id: &SessionId) -> ApiResult<Response> {
+    #[derive(Deserialize)]
+    struct Snapshot {
+        session: serde_json::Map<String, Value>,
+        #[serde(default)]
+        chains: Vec<Value>,
+    }
+    let not_found = || ApiError::session_not_found(id.as_str());
+    let archive = state.archiver().ok_or_else(not_found)?.archive();
+    let body = archive.get(id, None).await?.ok_or_else(not_found)?;
+    let snapshot: Snapshot = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Internal(format!("archived snapshot of {id}: {e}")))?;
+    let mut out = snapshot.session;
+    out.insert("chains".into(), Value::Array(snapshot.chains));
+    out.insert("archived".into(), Value::Bool(true));
+    Ok(json(StatusCode::OK, &out))
 }
 
 /// A change to a session: `completed` or `failed` also sets `endedAt` and `duration`.

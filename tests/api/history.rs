@@ -251,3 +251,74 @@ async fn an_archive_that_cannot_be_written_is_retried_reported_and_never_blocks_
     let health = eventually(&test, "/health", |b| b["archive"]["state"] == "ok").await;
     assert_eq!(health["archive"]["pending"], 0);
 }
+
+#[tokio::test]
+async fn a_session_gone_from_live_storage_is_served_from_the_archive_marked_archived() {
+    let dir = TempDir::new("history-fallback");
+    let test = TestApp::with_config(archived_to(&dir));
+    run_session(&test, "h-5").await;
+    eventually(&test, "/api/history/session/h-5", |b| {
+        b["session"]["id"] == "h-5"
+    })
+    .await;
+    let live = test.get("/api/sessions/h-5").await;
+    assert_eq!(live.status, 200);
+    assert!(live.body.get("archived").is_none());
+    let res = test
+        .request(axum::http::Method::DELETE, "/api/sessions/h-5", None)
+        .await;
+    assert_eq!(res.status, 204);
+    let gone = test.get("/api/sessions/h-5").await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert_eq!(gone.body["archived"], true);
+    assert_eq!(gone.body["id"], "h-5");
+    assert_eq!(gone.body["status"], "completed");
+    assert_eq!(gone.body["chains"][0]["id"], "h-5-1");
+    // Everything else of the live session is there, as it was.
+    let mut expected = live.body.clone();
+    expected["archived"] = json!(true);
+    assert_eq!(gone.body, expected);
+    assert_eq!(test.get("/api/sessions/never").await.status, 404);
+}
+
+/// Waits in real time (a blocking file write finishing) while the paused clock stands.
+async fn archived_by_now(test: &TestApp, id: &str) -> Value {
+    for _ in 0..500 {
+        let res = test.get(&format!("/api/history/session/{id}")).await;
+        if res.status == 200 {
+            return res.body;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        tokio::task::yield_now().await;
+    }
+    panic!("{id} was not archived");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_never_ends_is_archived_before_its_ttl_and_served_after_it() {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const MINUTE: Duration = Duration::from_secs(60);
+    let dir = TempDir::new("history-ttl");
+    let test = TestApp::with_config(archived_to(&dir));
+    for event in [
+        json!({"type": "session:started", "sessionId": "t-1", "timestamp": "2026-11-20T14:00:00.000Z", "cwd": "/w"}),
+        json!({"type": "chain:compiled", "sessionId": "t-1", "timestamp": "2026-11-20T14:00:01.000Z", "chainId": "t-1-c", "title": "t", "steps": []}),
+    ] {
+        assert_eq!(test.post("/api/events", event).await.status, 201);
+    }
+    // Idle for most of a day: not archived (it is running, and far from its TTL).
+    tokio::time::sleep(DAY - 20 * MINUTE).await;
+    assert_eq!(test.get("/api/history/session/t-1").await.status, 404);
+    // Within the sweeper's lead (15 minutes before the TTL): archived as it stands.
+    tokio::time::sleep(8 * MINUTE).await;
+    let snap = archived_by_now(&test, "t-1").await;
+    assert_eq!(snap["session"]["status"], "in_progress");
+    assert_eq!(snap["events"].as_array().unwrap().len(), 2);
+    // Expired from live storage: served from the archive.
+    tokio::time::sleep(13 * MINUTE).await;
+    let gone = test.get("/api/sessions/t-1").await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert_eq!(gone.body["archived"], true);
+    assert_eq!(gone.body["chains"][0]["id"], "t-1-c");
+    assert_eq!(test.get("/api/events/t-1").await.body["count"], 0);
+}

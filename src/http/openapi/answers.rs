@@ -105,6 +105,9 @@ pub(crate) struct SessionWithChains {
     #[serde(flatten)]
     session: Session,
     chains: Vec<Chain>,
+    /// `true` when served from the archive (the session left live storage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archived: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
