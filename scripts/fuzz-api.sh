@@ -63,7 +63,9 @@ wait_ready() {
 failed=0
 for mode in $MODES; do
   port=$(free_port)
-  env_args=(PORT="$port" AFW_RATE_LIMIT_OFF=1 RUST_LOG=warn)
+  # The history routes are fuzzed over a real directory archive of the run's own.
+  rm -rf "$OUT/history-$mode"
+  env_args=(PORT="$port" AFW_RATE_LIMIT_OFF=1 RUST_LOG=warn AFW_ARCHIVE="dir:$OUT/history-$mode")
   if [ "$mode" = redis ]; then
     command -v redis-server >/dev/null || { echo "redis-server is needed for the redis mode" >&2; exit 1; }
     rport=$(free_port)

@@ -316,6 +316,15 @@ fn blocking_get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// Waits (20 s at most) until a binary started on `port` answers `/health`.
+fn wait_started(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while blocking_get(port, "/health").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(std::time::Instant::now() < deadline, "afw did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn the_binary_drains_on_sigterm_and_exits_0() {
     let port = free_port();
@@ -327,11 +336,7 @@ fn the_binary_drains_on_sigterm_and_exits_0() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while blocking_get(port, "/health").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
-        assert!(std::time::Instant::now() < deadline, "afw did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_started(port);
     let poll = std::thread::spawn(move || {
         blocking_get(port, "/api/sessions/bin-1/input?timeout=60000").unwrap_or_default()
     });
@@ -379,11 +384,7 @@ fn request_log_lines(format: &str) -> Vec<String> {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while blocking_get(port, "/health").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
-        assert!(std::time::Instant::now() < deadline, "afw did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_started(port);
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     tcp.write_all(
