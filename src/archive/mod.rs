@@ -36,8 +36,9 @@ pub enum ArchiveError {
     Corrupt(String),
 }
 
-/// A UTC calendar date, `YYYY-MM-DD`, years 1970–9999: the only shape a date takes in a
-/// path, a file name or a query.
+/// A UTC calendar date, `YYYY-MM-DD` (an RFC 3339 full-date: years 0000–9999, a real day):
+/// the only shape a date takes in a path, a file name or a query. Nothing is archived
+/// before 1970, so earlier dates are valid and simply empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date(time::Date);
 
@@ -53,7 +54,7 @@ impl Date {
                 c.is_ascii_digit().then(|| n * 10 + u16::from(c - b'0'))
             })
         };
-        let year = num(0..4).filter(|y| *y >= 1970)?;
+        let year = num(0..4)?;
         let month = time::Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
         let day = u8::try_from(num(8..10)?).ok()?;
         time::Date::from_calendar_date(i32::from(year), month, day)
@@ -82,6 +83,20 @@ impl Date {
         Self(time::Date::from_julian_day(julian).unwrap_or(self.0))
     }
 }
+
+impl utoipa::PartialSchema for Date {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+            .pattern(Some("^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))
+            .description(Some("A UTC calendar date, YYYY-MM-DD"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Date {}
 
 /// The Julian day number of 1970-01-01.
 const UNIX_JULIAN_DAY: i32 = 2_440_588;
@@ -194,12 +209,14 @@ mod tests {
             Some("2026-02-28")
         );
         assert!(Date::parse("2024-02-29").is_some());
+        assert!(Date::parse("0000-01-01").is_some());
+        assert!(Date::parse("1969-12-31").is_some());
         for bad in [
             "2026-02-29",
             "2026-13-01",
             "2026-00-10",
             "2026-04-31",
-            "1969-12-31",
+            "0000-00-00",
             "2026-1-01",
             "2026/01/01",
             "..",

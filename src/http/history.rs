@@ -50,31 +50,72 @@ fn date(field: &str, text: &str) -> ApiResult<Date> {
     Date::parse(text).ok_or_else(|| ApiError::field(field, "must be a UTC date, YYYY-MM-DD"))
 }
 
+/// A page of dates.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct PageQuery {
-    /// Items per page (dates: default 100, at most 1000; session ids: default 1000, at
-    /// most 10 000).
-    #[param(minimum = 1, maximum = 10000)]
+struct DatesQuery {
+    /// Dates per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// Items to skip.
+    /// Dates to skip.
     #[param(minimum = 0, maximum = 1000000)]
     offset: Option<usize>,
 }
 
-impl PageQuery {
-    fn page(&self, default: usize, max: usize) -> ApiResult<Page> {
-        let offset = self.offset.unwrap_or(0);
-        if offset > 1_000_000 {
-            return Err(ApiError::field("query.offset", "must be at most 1000000"));
-        }
-        Ok(Page {
-            offset,
-            limit: checked_limit(self.limit, default, max)?,
-        })
+/// A page of session ids.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct SessionsQuery {
+    /// Session ids per page (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+    /// Session ids to skip.
+    #[param(minimum = 0, maximum = 1000000)]
+    offset: Option<usize>,
+}
+
+/// Offsets past this are refused (a listing that long is paged by date instead).
+const MAX_OFFSET: usize = 1_000_000;
+
+fn page(
+    limit: Option<usize>,
+    offset: Option<usize>,
+    default: usize,
+    max: usize,
+) -> ApiResult<Page> {
+    let offset = offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::field(
+            "query.offset",
+            format!("must be at most {MAX_OFFSET}"),
+        ));
+    }
+    Ok(Page {
+        offset,
+        limit: checked_limit(limit, default, max)?,
+    })
+}
+
+/// The id of an archived session: a session id that is not only dots (documentation
+/// only; [`session`] checks it).
+struct HistoryId;
+
+impl utoipa::PartialSchema for HistoryId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^(?![.]+$)[A-Za-z0-9_.:-]{1,200}$"))
+            .description(Some(
+                "A session id (1 to 200 of A-Z, a-z, 0-9, _ . : -), not only dots",
+            ))
+            .into()
     }
 }
+
+impl utoipa::ToSchema for HistoryId {}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,14 +127,14 @@ struct Dates {
 /// Dates holding archived sessions, newest first.
 #[utoipa::path(
     get, path = "/api/history/dates", operation_id = "historyDates", tag = "history",
-    params(PageQuery),
+    params(DatesQuery),
     responses((status = 200, description = "UTC dates, newest first", body = answers::HistoryDates)),
 )]
 async fn dates(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<DatesQuery>,
 ) -> ApiResult<Response> {
-    let page = q.page(DEFAULT_DATES_LIMIT, MAX_DATES_LIMIT)?;
+    let page = page(q.limit, q.offset, DEFAULT_DATES_LIMIT, MAX_DATES_LIMIT)?;
     let listing = archive(&state)?.dates(page).await?;
     Ok(json(
         StatusCode::OK,
@@ -115,16 +156,21 @@ struct SessionsOfDate {
 /// Session ids archived under a date.
 #[utoipa::path(
     get, path = "/api/history/sessions/{date}", operation_id = "historySessions", tag = "history",
-    params(("date" = String, Path, description = "A UTC date, YYYY-MM-DD", pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), PageQuery),
+    params(("date" = inline(Date), Path, description = "A UTC date, YYYY-MM-DD"), SessionsQuery),
     responses((status = 200, description = "The date's session ids, in order", body = answers::HistorySessions)),
 )]
 async fn sessions_of(
     State(state): State<AppState>,
     Path(day): Path<String>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<SessionsQuery>,
 ) -> ApiResult<Response> {
     let day = date("date", &day)?;
-    let page = q.page(DEFAULT_SESSIONS_LIMIT, MAX_SESSIONS_LIMIT)?;
+    let page = page(
+        q.limit,
+        q.offset,
+        DEFAULT_SESSIONS_LIMIT,
+        MAX_SESSIONS_LIMIT,
+    )?;
     let listing = archive(&state)?.sessions(day, page).await?;
     Ok(json(
         StatusCode::OK,
@@ -141,14 +187,14 @@ async fn sessions_of(
 #[into_params(parameter_in = Query)]
 struct SessionQuery {
     /// Only the snapshot filed under this UTC date (YYYY-MM-DD); without it, the newest.
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(value_type = Option<Date>, inline)]
     date: Option<String>,
 }
 
 /// One archived session: `{session, events, chains, epoch, savedAt}`.
 #[utoipa::path(
     get, path = "/api/history/session/{id}", operation_id = "historySession", tag = "history",
-    params(("id" = crate::domain::model::SessionId, Path, description = "The session's id"), SessionQuery),
+    params(("id" = inline(HistoryId), Path, description = "The session's id"), SessionQuery),
     responses(
         (status = 200, description = "The newest snapshot", body = answers::HistorySnapshot),
         (status = 404, description = "Not archived (under that date)", body = answers::ErrorBody),

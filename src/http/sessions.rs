@@ -51,7 +51,9 @@ struct CreateSession {
 /// Lexically normalises a path (`.` and `..`, separators, case for Windows paths) so the
 /// denied-path check cannot be walked around with `/home/../etc`.
 fn normalize(path: &str) -> Option<String> {
-    let windows = path.len() >= 2 && path.as_bytes()[1] == b':';
+    let b = path.as_bytes();
+    // `C:\...`: a drive letter, a colon; `/:x` is a POSIX path.
+    let windows = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
     let unified = path.replace('\\', "/");
     let (root, rest) = if windows {
         (unified[..2].to_ascii_lowercase(), &unified[2..])

@@ -90,4 +90,15 @@ pub async fn fuzz_findings_hold(app: &TestApp) {
         res.body["input"]["input"][0].to_string(),
         "1038336.9216034255"
     );
+    // `/:` is a POSIX path (it was read as a Windows drive because of its colon).
+    let res = app
+        .post("/api/sessions", json!({"cwd": "/:", "id": "fz-cwd"}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.body);
+    // History: a date is any real RFC 3339 full-date, earlier than any archive included.
+    if app.state.archiver().is_some() {
+        let res = app.get("/api/history/sessions/0001-01-01").await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+        assert_eq!(res.body["total"], 0);
+    }
 }
