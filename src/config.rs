@@ -447,9 +447,6 @@ mod tests {
             archive: ArchiveSetting::Dir("./data/history".into()),
             ..Config::default()
         };
-        if std::env::var_os("AFW_ARCHIVE").is_none() {
-            assert_eq!(parsed.archive, expected.archive);
-        }
         if std::env::vars().all(|(k, _)| !k.starts_with("AFW_") && k != "REDIS_PREFIX") {
             assert_eq!(parsed, expected);
         }

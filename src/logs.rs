@@ -240,21 +240,11 @@ impl FormatTime for Stamp {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix time.
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (the domain's own RFC 3339 formatting, cut).
 fn civil(secs: u64) -> String {
-    let t = i64::try_from(secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let mut text = crate::domain::model::Timestamp(secs.saturating_mul(1000)).to_rfc3339();
+    text.truncate(19);
+    text
 }
 
 #[cfg(test)]

@@ -10,11 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
 use super::{Archive, ArchiveError, Date, Put, Snapshot};
@@ -40,16 +38,11 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// What `/health` reports about archival.
 #[derive(Debug, Default)]
 pub struct ArchiveStatus {
-    pending: AtomicUsize,
     failures_in_a_row: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl ArchiveStatus {
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
-    }
-
     /// The last failure, while archival is failing.
     pub fn last_error(&self) -> Option<String> {
         lock(&self.last_error).clone()
@@ -65,21 +58,11 @@ pub struct Archiver {
     archive: Arc<dyn Archive>,
     queue: std::sync::Mutex<BTreeSet<SessionId>>,
     wake: Notify,
-    status: Arc<ArchiveStatus>,
+    status: ArchiveStatus,
     metrics: Arc<Metrics>,
     /// The last activity each recently archived session was archived at: the sweeper
     /// skips a session whose snapshot is current.
     archived: std::sync::Mutex<BTreeMap<SessionId, Timestamp>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Document<'a> {
-    session: &'a Session,
-    events: &'a [Box<RawValue>],
-    chains: &'a [Chain],
-    epoch: &'a str,
-    saved_at: Timestamp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +81,7 @@ impl Archiver {
             archive,
             queue: std::sync::Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
-            status: Arc::new(ArchiveStatus::default()),
+            status: ArchiveStatus::default(),
             metrics,
             archived: std::sync::Mutex::new(BTreeMap::new()),
         })
@@ -110,6 +93,11 @@ impl Archiver {
 
     pub fn status(&self) -> &ArchiveStatus {
         &self.status
+    }
+
+    /// Sessions waiting to be archived (the `afw_archive_pending` gauge).
+    pub fn pending(&self) -> usize {
+        usize::try_from(self.metrics.archive.pending.get()).unwrap_or(0)
     }
 
     /// Asks for `session` to be archived (again); returns at once.
@@ -249,7 +237,6 @@ impl Archiver {
     }
 
     fn set_pending(&self, n: usize) {
-        self.status.pending.store(n, Ordering::Relaxed);
         self.metrics
             .archive
             .pending
@@ -326,24 +313,13 @@ async fn snapshot(
             .await?;
         let last = page.events.last().map(|e| e.seq);
         let full = page.events.len() == EVENT_PAGE;
-        for event in &page.events {
-            let text = std::str::from_utf8(&event.json).map_err(|e| {
-                StoreError::Corrupt(format!("event {} of {id} is not UTF-8: {e}", event.seq))
-            })?;
-            events.push(RawValue::from_string(text.to_owned())?);
-        }
+        events.extend(page.events.into_iter().map(|e| e.json));
         match (full, last) {
             (true, Some(seq)) => after = Some(seq),
             _ => break page.epoch.unwrap_or_else(|| session.epoch.clone()),
         }
     };
-    let body = serde_json::to_vec(&Document {
-        session: &session,
-        events: &events,
-        chains: &chains,
-        epoch: &epoch,
-        saved_at: now,
-    })?;
+    let body = document(&session, &events, &chains, &epoch, now)?;
     Ok(Some(Built {
         last_activity: session.last_activity_at,
         snapshot: Snapshot {
@@ -354,6 +330,36 @@ async fn snapshot(
             body: body.into(),
         },
     }))
+}
+
+/// `{session, events, chains, epoch, savedAt}`: the stored events go in as the bytes the
+/// store serves (JSON afw wrote), not parsed and written again.
+fn document(
+    session: &Session,
+    events: &[bytes::Bytes],
+    chains: &[Chain],
+    epoch: &str,
+    saved_at: Timestamp,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let size = events.iter().map(|e| e.len() + 1).sum::<usize>() + 4096;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"{\"session\":");
+    serde_json::to_writer(&mut out, session)?;
+    out.extend_from_slice(b",\"events\":[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(event);
+    }
+    out.extend_from_slice(b"],\"chains\":");
+    serde_json::to_writer(&mut out, chains)?;
+    out.extend_from_slice(b",\"epoch\":");
+    serde_json::to_writer(&mut out, epoch)?;
+    out.extend_from_slice(b",\"savedAt\":");
+    serde_json::to_writer(&mut out, &saved_at)?;
+    out.push(b'}');
+    Ok(out)
 }
 
 /// A snapshot, and the session's last activity it holds.

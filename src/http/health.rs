@@ -29,8 +29,8 @@ async fn health(State(state): State<AppState>) -> Response {
     let archiving = shared
         .archiver
         .as_ref()
-        .map(|a| (a.archive().kind(), a.status()));
-    let archive_ok = archiving.is_none_or(|(_, s)| !s.failing());
+        .map(|a| (a.archive().kind(), a.status(), a.pending()));
+    let archive_ok = archiving.is_none_or(|(_, s, _)| !s.failing());
     let mut body = json!({
         "status": if health.is_ok() && subscribed && archive_ok { "ok" } else { "degraded" },
         "storage": store.backend(),
@@ -50,11 +50,11 @@ async fn health(State(state): State<AppState>) -> Response {
             "pubsub": if bridge.is_subscribed() { "subscribed" } else { "reconnecting" },
         });
     }
-    if let Some((kind, status)) = archiving {
+    if let Some((kind, status, pending)) = archiving {
         body["archive"] = json!({
             "kind": kind,
             "state": if status.failing() { "retrying" } else { "ok" },
-            "pending": status.pending(),
+            "pending": pending,
             "lastError": status.last_error(),
         });
     }

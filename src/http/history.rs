@@ -245,7 +245,7 @@ struct HistoryStats {
 async fn stats(State(state): State<AppState>) -> ApiResult<Response> {
     let archive = archive(&state)?;
     let stats = archive.stats().await?;
-    let pending = state.archiver().map_or(0, |a| a.status().pending());
+    let pending = state.archiver().map_or(0, |a| a.pending());
     Ok(json(
         StatusCode::OK,
         &HistoryStats {
