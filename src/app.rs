@@ -137,11 +137,15 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
             Arc::clone(&ports.clock),
             shutdown.subscribe(),
         ));
+        let plan = crate::archive::archiver::SweepPlan {
+            every: Duration::from_secs(config.archive_sweep_secs.max(1)),
+            ttl_ms: config.store_limits().session_ttl_ms,
+            retention_days: config.archive_retention_days,
+        };
         tokio::spawn(Arc::clone(&archiver).sweep(
             Arc::clone(&store),
             Arc::clone(&ports.clock),
-            config.store_limits().session_ttl_ms,
-            config.archive_retention_days,
+            plan,
             shutdown.subscribe(),
         ));
         archiver

@@ -74,6 +74,7 @@ pub enum ArchiveSetting {
 
 pub const DEFAULT_ARCHIVE: &str = "dir:./data/history";
 pub const DEFAULT_ARCHIVE_RETENTION_DAYS: u32 = 7;
+pub const DEFAULT_ARCHIVE_SWEEP_SECS: u64 = 60;
 
 impl std::fmt::Debug for ArchiveSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -334,6 +335,12 @@ pub struct Config {
     #[arg(long, env = "AFW_ARCHIVE_RETENTION_DAYS", default_value_t = DEFAULT_ARCHIVE_RETENTION_DAYS,
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub archive_retention_days: u32,
+
+    /// Seconds between archive sweeps: sessions near their TTL, sessions a crashed instance
+    /// left unarchived, and retention (one instance sweeps at a time).
+    #[arg(long, env = "AFW_ARCHIVE_SWEEP_SECS", default_value_t = DEFAULT_ARCHIVE_SWEEP_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub archive_sweep_secs: u64,
 }
 
 /// How log lines are written.
@@ -394,6 +401,7 @@ impl Default for Config {
             // code (tests, the simulation, embedding) archives nothing unless it says so.
             archive: ArchiveSetting::Off,
             archive_retention_days: DEFAULT_ARCHIVE_RETENTION_DAYS,
+            archive_sweep_secs: DEFAULT_ARCHIVE_SWEEP_SECS,
         }
     }
 }

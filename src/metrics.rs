@@ -157,6 +157,8 @@ pub struct ArchiveMetrics {
     pub dropped: Counter,
     /// Sessions waiting to be archived.
     pub pending: Gauge,
+    /// Archivals left to the instance holding the session's lease.
+    pub elsewhere: Counter,
 }
 
 impl ArchiveMetrics {
@@ -222,6 +224,7 @@ impl Metrics {
             failures: Counter::default(),
             dropped: Counter::default(),
             pending: Gauge::default(),
+            elsewhere: Counter::default(),
         };
         register_archive(&mut registry, &archive);
         Self {
@@ -310,6 +313,8 @@ fn register_archive(r: &mut Registry, a: &ArchiveMetrics) {
     r.register("archive_dropped", help, a.dropped.clone());
     let help = "Sessions waiting to be archived";
     r.register("archive_pending", help, a.pending.clone());
+    let help = "Archivals left to the instance that holds the session's lease";
+    r.register("archive_leased_elsewhere", help, a.elsewhere.clone());
 }
 
 /// Redis's own figures from `INFO`, the fields afw reports.

@@ -1,12 +1,20 @@
 //! Archiving sessions: building a snapshot from the live store and filing it, off the
 //! request path.
 //!
-//! Handlers [`Archiver::request`] a session (it ended, or changed after ending); one task
-//! per instance takes the requests, reads the session, its chains and every event from
-//! the store, and puts the snapshot. A store or archive that is down keeps the session
-//! pending and retried with backoff (counted, and reported in `/health`); requests never
-//! wait for it and an event write never fails because of it. The pending set is bounded:
-//! past it, a request is dropped and counted. This module must not serve HTTP.
+//! Handlers [`Archiver::request`] a session (it ended, or changed after ending): it is
+//! marked due in the store (shared by every instance in Redis mode) and queued here. One
+//! task per instance takes the queue: it takes the session's lease in the store (so one
+//! instance at a time writes a session's snapshot; a lease another instance holds leaves
+//! the session to it), reads the session, its chains and every event, puts the snapshot,
+//! and clears the mark unless the session was marked again meanwhile. A store or archive
+//! that is down keeps the session queued and retried with backoff (counted, and reported
+//! in `/health`); requests never wait for it and an event write never fails because of it.
+//! The queue is bounded: past it, a request is dropped and counted.
+//!
+//! One sweeper at a time (a lease in the store) requests what no request covers: sessions
+//! near their TTL, and sessions still marked due a lease term after their mark (their
+//! instance crashed or lost the race), and applies retention. This module must not serve
+//! HTTP.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,8 +34,14 @@ use crate::sync::lock;
 pub(crate) const MAX_PENDING: usize = 10_000;
 /// Events read from the store per call while building a snapshot.
 const EVENT_PAGE: usize = 1_000;
-/// How often the sweeper looks for sessions near their TTL (and applies retention).
-pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long a session's lease lets one instance archive it alone: longer than reading a
+/// session (10 000 events) and one put (3 s at most) take.
+pub(crate) const ARCHIVE_LEASE: Duration = Duration::from_secs(30);
+/// The sweeper's lease runs this many sweep intervals: the sweeping instance renews it at
+/// each sweep, and another takes over once it has missed two.
+const SWEEP_LEASE_INTERVALS: u32 = 3;
+/// The name of the sweeper's lease.
+const SWEEP_LEASE: &str = "archive-sweep";
 /// Sessions remembered as archived at their last activity, at most.
 const MAX_REMEMBERED: usize = 100_000;
 /// Sessions listed per store call while sweeping.
@@ -75,6 +89,14 @@ enum Failure {
     Encode(#[from] serde_json::Error),
 }
 
+/// What became of one queued session.
+enum Outcome {
+    /// Put (or gone from the store: nothing left to file).
+    Filed,
+    /// Another instance holds its lease: that one files it.
+    Elsewhere,
+}
+
 impl Archiver {
     pub(crate) fn new(archive: Arc<dyn Archive>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
@@ -100,8 +122,31 @@ impl Archiver {
         usize::try_from(self.metrics.archive.pending.get()).unwrap_or(0)
     }
 
-    /// Asks for `session` to be archived (again); returns at once.
-    pub(crate) fn request(&self, session: &SessionId) {
+    /// Asks for `session` to be archived (again): marks it due in the store, so that
+    /// another instance files it if this one goes down first, and queues it here. A store
+    /// that cannot mark it (down, or the due set full) leaves it queued here only; the
+    /// sweeper files every session before its TTL in any case.
+    pub(crate) async fn request(&self, store: &dyn Store, session: &SessionId) {
+        match store.archive_mark(session).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(session = %session, "archive due set full; archived from this instance only")
+            }
+            Err(e) => {
+                tracing::debug!(session = %session, error = %e, "cannot mark the session due for archival")
+            }
+        }
+        self.queue(session);
+    }
+
+    /// Whether `session` was archived from here at some activity (a later change of it
+    /// is archived again at once).
+    pub(crate) fn was_archived(&self, session: &SessionId) -> bool {
+        lock(&self.archived).contains_key(session)
+    }
+
+    /// Queues `session` here (its due mark is the caller's).
+    fn queue(&self, session: &SessionId) {
         let mut queue = lock(&self.queue);
         if queue.len() >= MAX_PENDING && !queue.contains(session) {
             self.metrics.archive.dropped.inc();
@@ -134,7 +179,10 @@ impl Archiver {
                 .archive_one(store.as_ref(), clock.as_ref(), &session)
                 .await
             {
-                Ok(()) => {
+                Ok(outcome) => {
+                    if let Outcome::Elsewhere = outcome {
+                        self.metrics.archive.elsewhere.inc();
+                    }
                     self.done(&session);
                     backoff = FIRST_RETRY;
                 }
@@ -166,50 +214,79 @@ impl Archiver {
         archived.insert(id.clone(), last_activity);
     }
 
-    /// The sweeper: every [`SWEEP_EVERY`], requests the archival of every session idle for
-    /// longer than `ttl - lead` whose current state is not archived yet (so a session is
-    /// filed before it expires, and filed again if it changed since), and removes the
-    /// dates past `retention_days` (0: none).
+    /// The sweeper: every `plan.every`, unless another instance holds the sweeper's
+    /// lease, requests the archival of every session idle for longer than `ttl - lead`
+    /// whose current state is not archived from here (so a session is filed before it
+    /// expires, and filed again if it changed since) and of every session still due a
+    /// lease term after its mark, and removes the dates past the retention (0: none).
     pub(crate) async fn sweep(
         self: Arc<Self>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        ttl_ms: u64,
-        retention_days: u32,
+        plan: SweepPlan,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        // A quarter of the TTL, at most 15 minutes: four sweeps a minute apart at least.
-        let lead = (ttl_ms / 4).min(15 * 60 * 1000);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = tokio::time::sleep(plan.every) => {}
+            }
+            let term = millis(plan.every * SWEEP_LEASE_INTERVALS);
+            match store.take_lease(SWEEP_LEASE, term).await {
+                Ok(None) => {}
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "archive sweep: store unavailable");
+                    continue;
+                }
             }
             let now = clock.now_ms();
-            let cutoff = Timestamp(now.saturating_sub(ttl_ms.saturating_sub(lead)));
-            if let Err(e) = self.sweep_once(store.as_ref(), cutoff).await {
+            if let Err(e) = self.sweep_once(store.as_ref(), &plan, now).await {
                 tracing::debug!(error = %e, "archive sweep: store unavailable");
             }
-            if retention_days > 0 {
-                let keep_from = Date::of(Timestamp(now)).minus_days(retention_days - 1);
-                match self.archive.cleanup(keep_from).await {
-                    Ok(c) if c.dates > 0 => {
-                        tracing::info!(
-                            dates = c.dates,
-                            sessions = c.sessions,
-                            "archive retention applied"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!(error = %e, "archive retention: archive unavailable"),
-                }
+            if plan.retention_days > 0 {
+                self.apply_retention(Date::of(Timestamp(now)), plan.retention_days)
+                    .await;
             }
         }
     }
 
+    /// Removes the dates before the last `days` (today included).
+    async fn apply_retention(&self, today: Date, days: u32) {
+        match self.archive.cleanup(today.minus_days(days - 1)).await {
+            Ok(c) if c.dates > 0 => {
+                tracing::info!(
+                    dates = c.dates,
+                    sessions = c.sessions,
+                    "archive retention applied"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "archive retention: archive unavailable"),
+        }
+    }
+
+    /// One sweep at `now`: sessions near their TTL, then sessions left due.
+    async fn sweep_once(
+        &self,
+        store: &dyn Store,
+        plan: &SweepPlan,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        // A quarter of the TTL, at most 15 minutes: several sweeps before it expires.
+        let lead = (plan.ttl_ms / 4).min(15 * 60 * 1000);
+        let cutoff = Timestamp(now.saturating_sub(plan.ttl_ms.saturating_sub(lead)));
+        self.near_ttl(store, cutoff).await?;
+        let stale = Timestamp(now.saturating_sub(millis(ARCHIVE_LEASE)));
+        for id in store.archive_due(stale, MAX_PENDING).await? {
+            self.queue(&id);
+        }
+        Ok(())
+    }
+
     /// Requests every session idle since before `cutoff` whose state is not archived.
-    async fn sweep_once(&self, store: &dyn Store, cutoff: Timestamp) -> Result<(), StoreError> {
+    async fn near_ttl(&self, store: &dyn Store, cutoff: Timestamp) -> Result<(), StoreError> {
         let mut cursor = Some(crate::domain::session::Cursor {
             last_activity: Timestamp(cutoff.0.saturating_add(1)),
             id: SessionId::parse("0").map_err(|_| StoreError::Corrupt("cursor id".into()))?,
@@ -226,7 +303,7 @@ impl Archiver {
                 let current =
                     lock(&self.archived).get(&session.id) == Some(&session.last_activity_at);
                 if !current && session.last_activity_at <= cutoff {
-                    self.request(&session.id);
+                    self.request(store, &session.id).await;
                 }
             }
             match page.next_cursor {
@@ -270,13 +347,24 @@ impl Archiver {
         store: &dyn Store,
         clock: &dyn Clock,
         id: &SessionId,
-    ) -> Result<(), Failure> {
-        let Some(built) = snapshot(store, id, Timestamp(clock.now_ms())).await? else {
+    ) -> Result<Outcome, Failure> {
+        let lease = crate::storage::archive_lease(id);
+        if store
+            .take_lease(&lease, millis(ARCHIVE_LEASE))
+            .await?
+            .is_some()
+        {
+            return Ok(Outcome::Elsewhere);
+        }
+        let read_at = Timestamp(clock.now_ms());
+        let Some(built) = snapshot(store, id, read_at).await? else {
             // Deleted or expired before its turn: nothing left to file.
-            return Ok(());
+            store.archive_filed(id, read_at).await?;
+            return Ok(Outcome::Filed);
         };
         let snapshot = built.snapshot;
         let put = self.archive.put(&snapshot).await?;
+        store.archive_filed(id, read_at).await?;
         self.remember(id, built.last_activity);
         let outcome = match put {
             Put::Created => "created",
@@ -284,8 +372,20 @@ impl Archiver {
             Put::Stale => "stale",
         };
         self.metrics.archive.count(outcome, snapshot.body.len());
-        Ok(())
+        Ok(Outcome::Filed)
     }
+}
+
+/// When and what the sweeper sweeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SweepPlan {
+    pub every: Duration,
+    pub ttl_ms: u64,
+    pub retention_days: u32,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The session's snapshot as of now, `None` when it is gone.

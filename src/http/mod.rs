@@ -98,7 +98,8 @@ impl AppState {
     }
 
     /// Appends events through the store, counting what was stored and what was a
-    /// duplicate; a `session:ended` among them has the session archived.
+    /// duplicate; a `session:ended` among them, or any event of a session archived from
+    /// here before, has the session archived.
     pub(crate) async fn append_events(
         &self,
         sid: &crate::domain::model::SessionId,
@@ -108,8 +109,14 @@ impl AppState {
             .iter()
             .any(|e| e.kind == crate::domain::model::EventType::SessionEnded);
         let outcomes = self.store().append_events(sid, events).await?;
-        if ends {
-            self.request_archive(sid);
+        let archived = || {
+            self.0
+                .archiver
+                .as_ref()
+                .is_some_and(|a| a.was_archived(sid))
+        };
+        if ends || archived() {
+            self.request_archive(sid).await;
         }
         let duplicates = outcomes.iter().filter(|o| o.duplicate).count() as u64;
         let data = &self.0.metrics.data;
@@ -131,10 +138,10 @@ impl AppState {
         &self.0.metrics
     }
 
-    /// Asks for a session to be archived (it ended, or changed after ending).
-    pub(crate) fn request_archive(&self, session: &crate::domain::model::SessionId) {
+    /// Asks for a session to be archived (it ended, or changed after it was archived).
+    pub(crate) async fn request_archive(&self, session: &crate::domain::model::SessionId) {
         if let Some(archiver) = &self.0.archiver {
-            archiver.request(session);
+            archiver.request(self.store(), session).await;
         }
     }
 

@@ -381,7 +381,7 @@ async fn update(
         .await?
         .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
     if session.is_finished() {
-        state.request_archive(&id);
+        state.request_archive(&id).await;
     }
     Ok(json(StatusCode::OK, &session))
 }

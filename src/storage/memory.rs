@@ -146,6 +146,8 @@ struct Inner {
     event_bytes: AtomicUsize,
     /// The listing indexes, kept in step with every slot's session.
     listing: Mutex<Listing>,
+    /// Sessions due for archival, with when they were marked.
+    archive_due: Mutex<BTreeMap<SessionId, u64>>,
 }
 
 /// The in-memory backend. Cheap to clone; clones share the data.
@@ -180,6 +182,7 @@ impl MemoryStore {
             expiry_changed: Arc::new(Notify::new()),
             event_bytes: AtomicUsize::new(0),
             listing: Mutex::new(Listing::default()),
+            archive_due: Mutex::new(BTreeMap::new()),
         });
         tokio::spawn(purge_loop(
             Arc::downgrade(&inner),
@@ -1005,5 +1008,43 @@ impl Store for MemoryStore {
             })
             .flatten();
         ready(Ok(cmd))
+    }
+
+    fn archive_mark<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, bool> {
+        let mut due = lock(&self.inner.archive_due);
+        if due.len() >= super::MAX_ARCHIVE_DUE && !due.contains_key(session) {
+            return ready(Ok(false));
+        }
+        due.insert(session.clone(), self.inner.now());
+        ready(Ok(true))
+    }
+
+    fn archive_due(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, Vec<SessionId>> {
+        let due = lock(&self.inner.archive_due);
+        let mut oldest: Vec<(u64, &SessionId)> = due
+            .iter()
+            .filter(|(_, at)| **at <= before.0)
+            .map(|(id, at)| (*at, id))
+            .collect();
+        oldest.sort_unstable();
+        let ids = oldest.into_iter().take(limit).map(|(_, id)| id.clone());
+        ready(Ok(ids.collect()))
+    }
+
+    /// One instance owns a memory store: it holds every lease.
+    fn take_lease<'a>(&'a self, _name: &'a str, _ttl_ms: u64) -> StoreFuture<'a, Option<u64>> {
+        ready(Ok(None))
+    }
+
+    fn archive_filed<'a>(
+        &'a self,
+        session: &'a SessionId,
+        read_at: Timestamp,
+    ) -> StoreFuture<'a, ()> {
+        let mut due = lock(&self.inner.archive_due);
+        if due.get(session).is_some_and(|at| *at <= read_at.0) {
+            due.remove(session);
+        }
+        ready(Ok(()))
     }
 }

@@ -273,4 +273,30 @@ pub trait Store: Send + Sync + 'static {
         error: Option<Value>,
     ) -> StoreFuture<'a, Option<Command>>;
     fn get_command<'a>(&'a self, command_id: &'a str) -> StoreFuture<'a, Option<Command>>;
+
+    /// Archival bookkeeping ([`crate::archive::archiver`]): marks `session` as due for
+    /// archival as of now (a later mark moves it), until [`Store::archive_filed`] clears it,
+    /// so that any instance can finish what one that crashed had started. `false` when
+    /// [`MAX_ARCHIVE_DUE`] sessions are due already (nothing is marked).
+    fn archive_mark<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, bool>;
+    /// Sessions marked due at or before `before`, the longest due first, at most `limit`.
+    fn archive_due(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, Vec<SessionId>>;
+    /// Takes (or renews) the lease `name` for this instance for `ttl_ms`: `None` when this
+    /// instance holds it now, else how many ms the other holder's lease still runs.
+    fn take_lease<'a>(&'a self, name: &'a str, ttl_ms: u64) -> StoreFuture<'a, Option<u64>>;
+    /// `session` was filed as read at `read_at`: clears its mark unless it was marked again
+    /// since, and gives back this instance's lease on it ([`archive_lease`]).
+    fn archive_filed<'a>(
+        &'a self,
+        session: &'a SessionId,
+        read_at: Timestamp,
+    ) -> StoreFuture<'a, ()>;
+}
+
+/// Sessions due for archival, at most, in the store's due set.
+pub const MAX_ARCHIVE_DUE: usize = 100_000;
+
+/// The name of the lease that makes one instance the writer of `session`'s snapshot.
+pub fn archive_lease(session: &SessionId) -> String {
+    format!("archive:{session}")
 }

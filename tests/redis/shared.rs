@@ -102,6 +102,7 @@ on_both_backends!(
     a_retried_event_is_stored_once,
     a_trimmed_event_id_is_forgotten_with_its_event,
     retried_input_and_commands_with_a_key_are_queued_once,
+    archival_marks_and_leases,
 );
 
 async fn sessions_lifecycle(backend: Backend) {
@@ -809,4 +810,82 @@ async fn retried_input_and_commands_with_a_key_are_queued_once(backend: Backend)
     assert_eq!(app.get("/api/sessions/s/commands").await.body["count"], 0);
     let elsewhere = app.post("/api/sessions/t/commands", cmd).await;
     assert_eq!(elsewhere.status, StatusCode::CONFLICT, "{}", elsewhere.body);
+}
+
+/// The archiver's bookkeeping: due marks in mark order, cleared only by a filing that read
+/// after the mark, and leases that one instance holds at a time (renewed by its holder,
+/// released by filing, free again once their term runs out).
+async fn archival_marks_and_leases(backend: Backend) {
+    use afw::domain::model::{SessionId, Timestamp};
+    let app = backend.app(Config::default()).await;
+    let store = app.state.store();
+    let (a, b) = (
+        SessionId::parse("due-a").unwrap(),
+        SessionId::parse("due-b").unwrap(),
+    );
+    let later = Timestamp(u64::from(u32::MAX) * 1000);
+    assert!(store.archive_mark(&a).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(store.archive_mark(&b).await.unwrap());
+    assert_eq!(
+        store.archive_due(later, 10).await.unwrap(),
+        [a.clone(), b.clone()]
+    );
+    assert_eq!(store.archive_due(later, 1).await.unwrap(), vec![a.clone()]);
+    assert!(
+        store
+            .archive_due(Timestamp(0), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A filing that read before the mark leaves it due; one that read after clears it.
+    store.archive_filed(&a, Timestamp(0)).await.unwrap();
+    assert_eq!(store.archive_due(later, 10).await.unwrap().len(), 2);
+    store.archive_filed(&a, later).await.unwrap();
+    assert_eq!(store.archive_due(later, 10).await.unwrap(), vec![b.clone()]);
+    // Marked again: due after b now.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(store.archive_mark(&a).await.unwrap());
+    assert_eq!(
+        store.archive_due(later, 10).await.unwrap(),
+        [b.clone(), a.clone()]
+    );
+
+    assert_eq!(store.take_lease("test", 60_000).await.unwrap(), None);
+    assert_eq!(
+        store.take_lease("test", 60_000).await.unwrap(),
+        None,
+        "renewed"
+    );
+    let lease_a = afw::storage::archive_lease(&a);
+    assert_eq!(store.take_lease(&lease_a, 60_000).await.unwrap(), None);
+    if let Backend::Memory = backend {
+        return; // one instance per memory store: it holds every lease
+    }
+    let other = backend
+        .app(Config {
+            instance_id: Some("afw-other".into()),
+            ..Config::default()
+        })
+        .await;
+    let theirs = other.state.store();
+    let left = theirs.take_lease("test", 60_000).await.unwrap();
+    assert!(left.is_some_and(|ms| ms > 0 && ms <= 60_000), "{left:?}");
+    assert!(theirs.take_lease(&lease_a, 60_000).await.unwrap().is_some());
+    // The other instance's filing clears nothing of ours: the lease stays ours.
+    theirs.archive_filed(&b, Timestamp(0)).await.unwrap();
+    assert!(theirs.take_lease(&lease_a, 60_000).await.unwrap().is_some());
+    // Filing gives the session's lease back; the due set is shared.
+    store.archive_filed(&a, later).await.unwrap();
+    assert_eq!(theirs.take_lease(&lease_a, 60_000).await.unwrap(), None);
+    assert_eq!(
+        theirs.archive_due(later, 10).await.unwrap(),
+        vec![b.clone()]
+    );
+    // A lease whose holder stops renewing it is free once its term runs out.
+    assert_eq!(store.take_lease("short", 100).await.unwrap(), None);
+    assert!(theirs.take_lease("short", 100).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(theirs.take_lease("short", 100).await.unwrap(), None);
 }

@@ -28,6 +28,8 @@ pub(crate) const KINDS: &[(&str, &str)] = &[
     ("users", "index:users"),      // ZSET, users by their last activity, session TTL
     ("meta", "meta:"), // HASH, a session's `status` and `user` (its indexes), session TTL
     ("health", "health:"), // STRING, written by /health, 10 s
+    ("due", "archive:due"), // ZSET, sessions due for archival by when marked, session TTL
+    ("lease", "lease:"), // STRING, a lease's holder (instance id), the lease's term
 ];
 
 fn kind(name: &str) -> &'static str {
@@ -100,6 +102,11 @@ impl Keys {
         self.key("users", "")
     }
 
+    /// Sessions due for archival, by when they were marked.
+    pub(crate) fn archive_due(&self) -> String {
+        self.key("due", "")
+    }
+
     pub(crate) fn health(&self, instance: &str) -> String {
         self.key("health", instance)
     }
@@ -141,6 +148,9 @@ mod tests {
             crate::storage::redis::scripts::ack(),
             crate::storage::redis::scripts::delete(),
             crate::storage::redis::scripts::user_sessions(),
+            crate::storage::redis::scripts::archive_mark(),
+            crate::storage::redis::scripts::take_lease(),
+            crate::storage::redis::scripts::archive_filed(),
         ] {
             let body = &script[preamble.len()..];
             for used in body.split("K.").skip(1) {

@@ -91,6 +91,9 @@ struct Scripts {
     ack: Script,
     delete: Script,
     user_sessions: Script,
+    archive_mark: Script,
+    take_lease: Script,
+    archive_filed: Script,
 }
 
 /// The Redis backend. Cheap to clone; clones share the state.
@@ -215,6 +218,9 @@ impl RedisStore {
                 ack: Script::new(&scripts::ack()),
                 delete: Script::new(&scripts::delete()),
                 user_sessions: Script::new(&scripts::user_sessions()),
+                archive_mark: Script::new(&scripts::archive_mark()),
+                take_lease: Script::new(&scripts::take_lease()),
+                archive_filed: Script::new(&scripts::archive_filed()),
             },
         }))
     }
@@ -1263,6 +1269,71 @@ impl Store for RedisStore {
                 return Ok(None);
             }
             command_from_hash(&fields).map(Some)
+        })
+    }
+    fn archive_mark<'a>(&'a self, session: &'a SessionId) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut inv = self.scripts.archive_mark.prepare_invoke();
+            inv.arg(self.keys.prefix())
+                .arg(session.as_str())
+                .arg(self.now().0)
+                .arg(self.limits.session_ttl_ms)
+                .arg(super::MAX_ARCHIVE_DUE);
+            let marked: i64 = self.link.invoke("archive_mark", &inv).await?;
+            Ok(marked == 1)
+        })
+    }
+
+    fn archive_due(&self, before: Timestamp, limit: usize) -> StoreFuture<'_, Vec<SessionId>> {
+        Box::pin(async move {
+            let ids: Vec<String> = self
+                .link
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.archive_due())
+                        .arg("-inf")
+                        .arg(before.0)
+                        .arg("BYSCORE")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit),
+                )
+                .await?;
+            ids.iter()
+                .map(|id| {
+                    SessionId::parse(id)
+                        .map_err(|_| StoreError::Corrupt(format!("due session id {id:?}")))
+                })
+                .collect()
+        })
+    }
+
+    fn take_lease<'a>(&'a self, name: &'a str, ttl_ms: u64) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let mut inv = self.scripts.take_lease.prepare_invoke();
+            inv.arg(self.keys.prefix())
+                .arg(name)
+                .arg(&self.instance_id)
+                .arg(ttl_ms.max(1));
+            let left: i64 = self.link.invoke("take_lease", &inv).await?;
+            Ok(u64::try_from(left).ok())
+        })
+    }
+
+    fn archive_filed<'a>(
+        &'a self,
+        session: &'a SessionId,
+        read_at: Timestamp,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inv = self.scripts.archive_filed.prepare_invoke();
+            inv.arg(self.keys.prefix())
+                .arg(session.as_str())
+                .arg(read_at.0)
+                .arg(super::archive_lease(session))
+                .arg(&self.instance_id);
+            let _: i64 = self.link.invoke("archive_filed", &inv).await?;
+            Ok(())
         })
     }
 }

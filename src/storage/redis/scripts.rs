@@ -66,6 +66,20 @@ const ACK_BODY: &str = include_str!("scripts/ack.lua");
 /// session and publishes the message if it existed. Returns 1 if it existed.
 const DELETE_BODY: &str = include_str!("scripts/delete.lua");
 
+/// ARGV: prefix, sid, now, session ttl, most due. Marks the session due for archival at
+/// `now` (the due set lives as long as a session). Returns 0 when the set is full (the
+/// session is not in it), else 1.
+const ARCHIVE_MARK_BODY: &str = include_str!("scripts/archive_mark.lua");
+
+/// ARGV: prefix, lease name, holder, ttl ms. Takes the lease when it is free or `holder`'s
+/// (renewing it). Returns -1 when `holder` holds it now, else the ms the other holder's
+/// lease still runs.
+const TAKE_LEASE_BODY: &str = include_str!("scripts/take_lease.lua");
+
+/// ARGV: prefix, sid, read at (ms), lease name, holder. Clears the session's due mark
+/// unless it is newer than `read at`, and deletes the lease if `holder` holds it.
+const ARCHIVE_FILED_BODY: &str = include_str!("scripts/archive_filed.lua");
+
 /// Every script starts with the key table ([`super::keys::lua_preamble`]), so a key is
 /// spelled once in Rust and once, generated from it, in Lua.
 fn script(parts: &[&str]) -> String {
@@ -118,6 +132,18 @@ pub(super) fn delete() -> String {
     script(&[DELETE_BODY])
 }
 
+pub(super) fn archive_mark() -> String {
+    script(&[ARCHIVE_MARK_BODY])
+}
+
+pub(super) fn take_lease() -> String {
+    script(&[TAKE_LEASE_BODY])
+}
+
+pub(super) fn archive_filed() -> String {
+    script(&[ARCHIVE_FILED_BODY])
+}
+
 /// ARGV: prefix, per user, users... For each user, `{session count, {newest session ids, at
 /// most per user}}`: one page of users is one round trip, whatever the page's size.
 const USER_SESSIONS_BODY: &str = include_str!("scripts/user_sessions.lua");
@@ -141,6 +167,9 @@ mod tests {
             claim(),
             ack(),
             delete(),
+            archive_mark(),
+            take_lease(),
+            archive_filed(),
         ];
         for script in &all {
             assert!(script.contains("local S = {pending = 'pending', delivered = 'delivered'"));
