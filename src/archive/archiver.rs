@@ -165,6 +165,10 @@ impl Archiver {
         clock: Arc<dyn Clock>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        // At start: PostgreSQL applies its migrations now, and a bad archive shows at once.
+        if let Err(e) = self.archive.ping().await {
+            tracing::warn!(error = %e, "archive unavailable at start; archival will retry");
+        }
         let mut backoff = FIRST_RETRY;
         loop {
             let next = lock(&self.queue).first().cloned();

@@ -1,11 +1,16 @@
 //! The archive adapters against real storage: the directory adapter and a real PostgreSQL
 //! server (started here, killed and restarted), one suite over both, plus the whole path
-//! from a session's end to the history routes on PostgreSQL.
+//! from a session's end to the history routes on PostgreSQL, and two instances on a real
+//! Redis, one killed while it archives.
 
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod instances;
 mod pg;
+#[allow(dead_code)]
+#[path = "../redis/server.rs"]
+mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
