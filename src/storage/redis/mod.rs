@@ -15,6 +15,8 @@
 //! | `cmdids:{id}` | SET of the session's command ids | queue |
 //! | `command:{cmdId}` | HASH: `json`, `sessionId`, `status`, `deliveredAt`, ... | queue |
 //! | `index:sessions` | ZSET session id → last activity (ms) | session |
+//! | `archive:due` | ZSET session id → when it was marked due for archival (ms) | until filed |
+//! | `lease:{name}` | STRING, the holder's instance id (`archive:{id}`, `archive-sweep`) | lease term |
 //!
 //! Writes are Lua scripts ([`scripts`]), one atomic round trip each. Sessions
 //! and chains are derived in Rust and committed with a compare-and-set on the session; a
