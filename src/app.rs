@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::watch;
 
+use crate::archive::Archive;
 use crate::archive::archiver::Archiver;
 use crate::bus::Bus;
 use crate::config::Config;
@@ -31,6 +32,9 @@ pub struct Ports {
     pub ids: Arc<IdGen>,
     /// Dials Redis (only used with `REDIS_URL`).
     pub connector: Arc<dyn Connector>,
+    /// An archive to file snapshots in instead of the one `AFW_ARCHIVE` names (the
+    /// simulation's in-memory archive host); `None`: as configured.
+    pub archive: Option<Arc<dyn Archive>>,
 }
 
 impl Ports {
@@ -40,6 +44,7 @@ impl Ports {
             clock: Arc::new(crate::ports::SystemClock),
             ids: Arc::new(IdGen::from_os()),
             connector: Arc::new(crate::ports::TcpConnector),
+            archive: None,
         }
     }
 }
@@ -130,7 +135,11 @@ pub fn build(config: Config, ports: Ports) -> Result<App, BuildError> {
             (Arc::new(store), Some(status))
         }
     };
-    let archiver = crate::archive::open(&config.archive, &ports.ids)?.map(|archive| {
+    let archive = match ports.archive {
+        Some(archive) => Some(archive),
+        None => crate::archive::open(&config.archive, &ports.ids)?,
+    };
+    let archiver = archive.map(|archive| {
         let archiver = Archiver::new(archive, Arc::clone(&metrics));
         tokio::spawn(Arc::clone(&archiver).run(
             Arc::clone(&store),

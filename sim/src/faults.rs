@@ -1,7 +1,7 @@
 //! The fault injector: starts and heals each [`FaultKind`] of the plan on the turmoil world
 //! (crashes, bounces, partitions one way and both ways, held links, latency, a stalled
-//! Redis, killed Pub/Sub connections, a full Redis), and keeps the
-//! load balancer's view of which instances are down.
+//! Redis, killed Pub/Sub connections, a full Redis, the archive host down or slow), and
+//! keeps the load balancer's view of which instances are down.
 //!
 //! Nothing here may decide when a fault happens (that is [`crate::plan`]).
 
@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::archive_host::ArchiveHost;
 use crate::plan::{FaultKind, instance_name};
 use crate::redis_host::RedisHost;
 
@@ -19,6 +20,7 @@ pub(crate) type Down = Rc<RefCell<BTreeMap<usize, bool>>>;
 pub(crate) fn apply(
     sim: &mut turmoil::Sim<'_>,
     redis: &RedisHost,
+    archive: &ArchiveHost,
     down: &Down,
     kind: &FaultKind,
     heal_after_ms: u64,
@@ -59,6 +61,10 @@ pub(crate) fn apply(
         (FaultKind::RedisFull, false) => redis.set_maxmemory(0),
         // A stall ends by itself; a kill is over once done.
         (FaultKind::RedisStall | FaultKind::KillPubsub, false) => {}
+        (FaultKind::ArchiveDown, true) => archive.crash(),
+        (FaultKind::ArchiveDown, false) => archive.restart(),
+        (FaultKind::ArchiveSlow(ms), true) => archive.set_delay(Duration::from_millis(*ms)),
+        (FaultKind::ArchiveSlow(_), false) => archive.set_delay(Duration::ZERO),
         (FaultKind::Hold(i), true) => sim.hold(instance_name(*i), redis_name),
         (FaultKind::Hold(i), false) => sim.release(instance_name(*i), redis_name),
         (FaultKind::Latency(i, ms), true) => {

@@ -18,12 +18,15 @@
 //! * [`invariants`]: judges a finished run, one module per invariant group.
 //! * [`redis_host`]: the simulated Redis, one module per data type, plus Lua, Pub/Sub,
 //!   `maxmemory`, stalls and `CLIENT KILL`.
+//! * [`archive_host`]: the simulated archive every instance files into, down or slow by
+//!   plan.
 //! * [`client`], [`ports`], [`trace_digest`]: the sim's HTTP/WebSocket client, its ports,
 //!   and the trace digest that proves a replay identical.
 
 #![warn(unreachable_pub)]
 
 mod actors;
+pub mod archive_host;
 pub mod client;
 mod faults;
 pub mod invariants;

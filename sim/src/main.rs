@@ -108,7 +108,7 @@ fn print_seed(seed: u64, result: &Run, report: &Report) {
         "VIOLATED"
     };
     println!(
-        "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} input in doubt, {} commands in doubt, {} deletes undone in doubt, {} refused but stored, {} unanswered but stored; digest {}",
+        "seed {seed}: {verdict}; {} instances, {} hooks, {} dashboards{}, faults {:?}; {} checks, {} lost by plan, {} lost to the archive by plan, {} input in doubt, {} commands in doubt, {} deletes undone in doubt, {} refused but stored, {} unanswered but stored; digest {}",
         result.plan.instances,
         result.plan.hooks,
         result.plan.dashboards,
@@ -125,6 +125,7 @@ fn print_seed(seed: u64, result: &Run, report: &Report) {
             .collect::<Vec<_>>(),
         report.checks,
         report.lost_by_plan,
+        report.archive_lost_by_plan,
         report.input_in_doubt,
         report.commands_in_doubt,
         report.deletes_undone_in_doubt,

@@ -42,6 +42,12 @@ pub(crate) const SLOW_READ_MS: u64 = 400;
 /// and this is how a client notices.
 pub(crate) const WS_HEARTBEAT_SECS: u64 = 5;
 pub(crate) const DASHBOARD_SILENCE: Duration = Duration::from_millis(WS_HEARTBEAT_SECS * 1_500);
+/// Seconds between the instances' archive sweeps (afw's default is 60): short, so the
+/// checker's waits near the TTL stay short.
+pub(crate) const ARCHIVE_SWEEP_SECS: u64 = 2;
+/// How long the checker lets the sweepers archive what is near its TTL: a few sweeps and
+/// a retry of a failed write (afw backs off from 1 s).
+pub(crate) const ARCHIVE_SETTLE: Duration = Duration::from_secs(8);
 /// Hooks give up retrying a write after this.
 pub(crate) const RETRY_END_MS: u64 = WORKLOAD_END_MS + 5_000;
 pub(crate) fn instance_name(i: usize) -> String {
@@ -76,6 +82,11 @@ pub enum FaultKind {
     /// Redis is full (`maxmemory` under `noeviction`) while the fault lasts: writes answer
     /// `OOM` (afw: 503), reads, pops and claims still run.
     RedisFull,
+    /// The archive host is down (a crash): every archive call fails, and a write whose
+    /// answer was on its way is committed with its answer lost.
+    ArchiveDown,
+    /// Every archive call answers this many milliseconds late.
+    ArchiveSlow(u64),
 }
 
 impl FaultKind {
@@ -88,6 +99,7 @@ impl FaultKind {
             | Self::RedisStall
             | Self::RedisFull => (0, 0),
             Self::KillPubsub => (3, 0),
+            Self::ArchiveDown | Self::ArchiveSlow(_) => (4, 0),
             Self::Partition(i)
             | Self::PartitionToRedis(i)
             | Self::Hold(i)
@@ -107,7 +119,9 @@ impl FaultKind {
             | Self::Latency(..)
             | Self::RedisStall
             | Self::KillPubsub
-            | Self::RedisFull => None,
+            | Self::RedisFull
+            | Self::ArchiveDown
+            | Self::ArchiveSlow(_) => None,
         }
     }
 }
@@ -360,6 +374,26 @@ impl Plan {
         } else {
             0
         };
+        // Drawn last: on half the seeds the archive host goes down for 0.3 to 6 s or turns
+        // slow (each call 0.2 to 2 s late) for 1 to 8 s.
+        let archive = rng.random_bool(0.5).then(|| {
+            let at_ms = rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1);
+            if rng.random_bool(0.5) {
+                Fault {
+                    at_ms,
+                    heal_after_ms: rng.random_range(300..6_000u64),
+                    kind: FaultKind::ArchiveDown,
+                }
+            } else {
+                Fault {
+                    at_ms,
+                    heal_after_ms: rng.random_range(1_000..8_000u64),
+                    kind: FaultKind::ArchiveSlow(rng.random_range(200..2_000u64)),
+                }
+            }
+        });
+        let (faults, quiet_hook, waiter) =
+            with_extra(faults, archive.into_iter().collect(), quiet_hook, waiter);
         Self {
             seed,
             instances,

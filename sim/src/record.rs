@@ -119,6 +119,9 @@ pub enum Record {
         path: String,
         status: u16,
         listed: Option<bool>,
+        /// Answered 200 from the archive (`archived: true`): gone from live storage, its
+        /// history kept.
+        archived: bool,
     },
     /// A dashboard's connection ended (it will reconnect), with the server's close code
     /// if it sent one (1013: the client could not keep up).
@@ -147,11 +150,13 @@ pub enum Record {
         started: u64,
         status: u16,
     },
-    /// The final read of a session's stored events: `(seq, n)`.
+    /// The final read of a session's stored events: `(seq, n)`, and the incarnation they
+    /// count in.
     Final {
         session: String,
         events: Vec<(u64, Option<u64>)>,
         last_seq: u64,
+        epoch: Option<String>,
     },
     /// The final read of a hook session's derived state: its stored events as `GET
     /// /api/events` answered, and the session with its chains as `GET /api/sessions/:id`
@@ -183,6 +188,8 @@ pub enum Record {
         chains_status: u16,
         /// How many chains `GET /api/sessions/:id/chains` listed.
         chains: usize,
+        /// The session read answered 200 from the archive (`archived: true`).
+        archived: bool,
     },
     /// The probe of the queues' TTL: an input item read just before the queue TTL, and the
     /// queues and session just after it.
@@ -202,7 +209,8 @@ pub enum TtlPhase {
     /// Past 24 h after the last activity of a session written to at `BeforeTtl`: whole,
     /// with that one more event (its whole TTL was refreshed, events included).
     Refreshed,
-    /// Past 24 h after the last activity: gone entirely (session, events, chains).
+    /// Past 24 h after the last activity: gone entirely from live storage (session,
+    /// events, chains); the session read answers from the archive.
     AfterTtl,
 }
 

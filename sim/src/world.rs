@@ -1,16 +1,17 @@
 //! One simulated run, decided entirely by its seed.
 //!
 //! The seed draws a plan ("swarm" testing: each seed its own mix): how many afw instances
-//! (2–5, all on one simulated Redis), how many hook clients and dashboards, and a fault plan
-//! (Redis crashes with and without data, instance↔Redis partitions one way and both ways,
-//! instance crashes and restarts, dashboard disconnects with resume). The production
+//! (2–5, all on one simulated Redis and one archive host), how many hook clients and
+//! dashboards, and a fault plan (Redis crashes with and without data, instance↔Redis
+//! partitions one way and both ways, instance crashes and restarts, dashboard disconnects
+//! with resume, the archive down or slow). The production
 //! `app::build` runs each instance on the sim ports. Clients record every request,
 //! response and WebSocket frame they see into a [`History`], which the invariant checker
 //! ([`crate::invariants`]) reads after the run.
 //!
-//! This module builds the turmoil world (the Redis host, the instances, the actors) and
-//! runs the step loop, applying the fault schedule; the plan, the faults, the records and
-//! the actors live in their own modules.
+//! This module builds the turmoil world (the Redis host, the archive host, the instances,
+//! the actors) and runs the step loop, applying the fault schedule; the plan, the faults,
+//! the records and the actors live in their own modules.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -26,9 +27,11 @@ use afw::ports::IdGen;
 use crate::actors::{
     checker, cleaner, commander, dashboard, hook, input_poller, typist, viewer, waiter,
 };
+use crate::archive_host::ArchiveHost;
 use crate::faults::{Down, apply};
 use crate::plan::{
-    EPOCH_MS, Fault, FaultKind, Plan, TICK_MS, WS_HEARTBEAT_SECS, WS_SEND_QUEUE, instance_name,
+    ARCHIVE_SWEEP_SECS, EPOCH_MS, Fault, FaultKind, Plan, TICK_MS, WS_HEARTBEAT_SECS,
+    WS_SEND_QUEUE, instance_name,
 };
 use crate::ports::{SimClock, SimConnector, SimListener};
 use crate::record::{History, Shared};
@@ -53,6 +56,8 @@ pub struct Run {
     /// The metrics of every instance incarnation (a restart starts from zero), in the
     /// order they started.
     pub metrics: Vec<Arc<Metrics>>,
+    /// The archive every instance filed into, as the run left it.
+    pub archive: ArchiveHost,
 }
 
 /// Tokio numbers tasks from one process-wide counter, and a runtime that shuts down (a
@@ -90,8 +95,9 @@ pub fn run(seed: u64) -> Run {
 
     let clock = SimClock::default();
     let redis = redis_host(&mut sim, &clock);
+    let archive = ArchiveHost::default();
     let metrics: Incarnations = Rc::new(RefCell::new(Vec::new()));
-    instances(&mut sim, &plan, seed, &clock, &metrics);
+    instances(&mut sim, &plan, seed, &clock, &archive, &metrics);
     let begin_forever = Rc::new(Cell::new(false));
     actors(
         &mut sim,
@@ -102,7 +108,7 @@ pub fn run(seed: u64) -> Run {
         &clock,
         &begin_forever,
     );
-    let sim_error = step_to_the_end(&mut sim, &plan, &redis, &down, &begin_forever);
+    let sim_error = step_to_the_end(&mut sim, &plan, &redis, &archive, &down, &begin_forever);
     let stepped = sim.elapsed();
     drop(sim);
     let leftover_keys = redis.live_keys();
@@ -119,6 +125,7 @@ pub fn run(seed: u64) -> Run {
         jumped: clock.jumped(),
         leftover_keys,
         metrics: metrics.take(),
+        archive,
     }
 }
 
@@ -151,19 +158,23 @@ fn redis_host(sim: &mut turmoil::Sim<'_>, clock: &SimClock) -> RedisHost {
     redis
 }
 
-/// One afw instance per host, built by the production `app::build` on the sim ports.
+/// One afw instance per host, built by the production `app::build` on the sim ports, all
+/// filing into the one archive host.
 fn instances(
     sim: &mut turmoil::Sim<'_>,
     plan: &Plan,
     seed: u64,
     clock: &SimClock,
+    archive: &ArchiveHost,
     metrics: &Incarnations,
 ) {
     for i in 0..plan.instances {
         let clock = clock.clone();
+        let archive = archive.clone();
         let metrics = Rc::clone(metrics);
         sim.host(instance_name(i), move || {
             let clock = clock.clone();
+            let archive = archive.clone();
             let metrics = Rc::clone(&metrics);
             async move {
                 let ports = Ports {
@@ -172,6 +183,7 @@ fn instances(
                         seed.wrapping_mul(31).wrapping_add(i as u64),
                     )),
                     connector: Arc::new(SimConnector),
+                    archive: Some(Arc::new(archive)),
                 };
                 let config = Config {
                     redis_url: Some("redis://redis:6379".into()),
@@ -179,6 +191,7 @@ fn instances(
                     // Small, so a slow dashboard overflows it and is disconnected (1013).
                     ws_send_queue: WS_SEND_QUEUE,
                     ws_heartbeat_secs: WS_HEARTBEAT_SECS,
+                    archive_sweep_secs: ARCHIVE_SWEEP_SECS,
                     ..Config::default()
                 };
                 let app = app::build(config, ports)?;
@@ -283,6 +296,7 @@ fn step_to_the_end(
     sim: &mut turmoil::Sim<'_>,
     plan: &Plan,
     redis: &RedisHost,
+    archive: &ArchiveHost,
     down: &Down,
     begin_forever: &Cell<bool>,
 ) -> Option<String> {
@@ -299,18 +313,26 @@ fn step_to_the_end(
         if begin_forever.get()
             && let Some(f) = forever.take()
         {
-            apply(sim, redis, down, &f.kind(), 0, true);
+            apply(sim, redis, archive, down, &f.kind(), 0, true);
         }
         let now = sim.elapsed().as_millis() as u64;
         while pending.first().is_some_and(|f| f.at_ms <= now) {
             let fault = pending.remove(0);
-            apply(sim, redis, down, &fault.kind, fault.heal_after_ms, true);
+            apply(
+                sim,
+                redis,
+                archive,
+                down,
+                &fault.kind,
+                fault.heal_after_ms,
+                true,
+            );
             healing.push((now + fault.heal_after_ms, fault.kind));
         }
         healing.sort_by_key(|(at, _)| *at);
         while healing.first().is_some_and(|(at, _)| *at <= now) {
             let (_, kind) = healing.remove(0);
-            apply(sim, redis, down, &kind, 0, false);
+            apply(sim, redis, archive, down, &kind, 0, false);
         }
     }
 }

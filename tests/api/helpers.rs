@@ -59,6 +59,7 @@ impl TestApp {
                 7 + NEXT_SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             )),
             connector: Arc::new(afw::ports::TcpConnector),
+            archive: None,
         };
         let App { state, router } = app::build(config, ports).expect("build app");
         Self {

@@ -43,6 +43,7 @@ fn run(seed: u64) -> Vec<Value> {
             clock: Arc::new(SimClock::default()),
             ids: Arc::new(IdGen::from_seed(seed)),
             connector: Arc::new(afw::ports::TcpConnector),
+            archive: None,
         };
         let app = app::build(Config::default(), ports)?;
         let listener = SimListener(turmoil::net::TcpListener::bind("0.0.0.0:3001").await?);

@@ -28,12 +28,15 @@ async fn redis_mode_metrics_cover_the_link_the_bridge_and_redis_itself() {
     app.post("/api/sessions/rm1/input", json!({"input": "y"}))
         .await;
     app.get("/api/sessions/rm1/commands").await;
-    // Redis's figures come from the INFO timer (first read at start), not from the scrape.
+    // Redis's figures come from the INFO timer (first read at start, then every 15 s), not
+    // from the scrape. On a loaded machine the first read can come before the bridge has
+    // subscribed (no channel yet): then the next one, 15 s later, counts it.
     let mut text = String::new();
-    for _ in 0..200 {
+    for _ in 0..1_000 {
         text = scrape(&app, None).await.1;
         if text.contains("afw_redis_used_memory_bytes")
             && sample(&text, "afw_ws_disconnects_total", "") >= 1.0
+            && sample(&text, "afw_redis_pubsub_channels", "") >= 1.0
         {
             break;
         }

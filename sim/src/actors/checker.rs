@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::plan::{
-    EPOCH_MS, FINAL_CHECK_MS, Plan, QUEUE_TTL, REQUEST_BOUND, SESSION_ACTIVITY_MS, SESSION_TTL,
+    ARCHIVE_SETTLE, EPOCH_MS, FINAL_CHECK_MS, Plan, QUEUE_TTL, REQUEST_BOUND, SESSION_ACTIVITY_MS,
+    SESSION_TTL,
 };
 use crate::ports::SimClock;
 use crate::record::{Record, Shared, TtlPhase, now_ms, record};
@@ -93,9 +94,13 @@ pub(crate) async fn checker(
                     session: session.clone(),
                     events,
                     last_seq: body["lastSeq"].as_u64().unwrap_or(0),
+                    epoch: body["epoch"].as_str().map(str::to_owned),
                 },
             );
+            // A session Redis lost with its data is read from the archive (`archived:
+            // true`): history, not the live state derived from the stored events.
             if let Ok((200, read)) = http(0, "GET", &format!("/api/sessions/{session}"), None).await
+                && read["archived"] != true
             {
                 let events = body["events"].as_array().cloned().unwrap_or_default();
                 record(
@@ -170,6 +175,7 @@ async fn deleted_phase(plan: &Plan, history: &Shared) {
                     path: path.into(),
                     status,
                     listed: Some(listed),
+                    archived: false,
                 },
             );
         }
@@ -218,12 +224,22 @@ async fn forever_phase(plan: &Plan, history: &Shared, begin: &Rc<Cell<bool>>) {
     }
 }
 
-/// Session, events and chains of `session` as one instance answers them: the session's
-/// status, the event count, the chains' status and how many chains.
-pub(crate) async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16, usize) {
-    let session_status = http(instance, "GET", &format!("/api/sessions/{session}"), None)
-        .await
-        .map_or(0, |(s, _)| s);
+/// Session, events and chains of `session` as one instance answers them.
+pub(crate) struct Whole {
+    pub session_status: u16,
+    /// The session read came from the archive (`archived: true`).
+    pub archived: bool,
+    pub events: u64,
+    pub chains_status: u16,
+    /// How many chains the chains read listed.
+    pub chains: usize,
+}
+
+pub(crate) async fn read_whole(instance: usize, session: &str) -> Whole {
+    let (session_status, archived) =
+        http(instance, "GET", &format!("/api/sessions/{session}"), None)
+            .await
+            .map_or((0, false), |(s, b)| (s, s == 200 && b["archived"] == true));
     let events = http(
         instance,
         "GET",
@@ -242,7 +258,13 @@ pub(crate) async fn read_whole(instance: usize, session: &str) -> (u16, u64, u16
     .map_or((0, 0), |(s, b)| {
         (s, b["chains"].as_array().map_or(0, Vec::len))
     });
-    (session_status, events, chains_status, chains)
+    Whole {
+        session_status,
+        archived,
+        events,
+        chains_status,
+        chains,
+    }
 }
 
 /// The literal TTLs, reached by clock jumps once the workload is over: queues expire after
@@ -316,6 +338,8 @@ pub(crate) async fn ttl_phase(plan: &Plan, history: &Shared, clock: &SimClock) {
     let day_after = |ms: u64| Duration::from_millis(ms) + SESSION_TTL;
     let sessions: Vec<String> = (0..plan.hooks).map(|h| format!("hook-{h}")).collect();
     clock.jump(day_after(SESSION_ACTIVITY_MS.0).saturating_sub(margin + wall()));
+    // Every hook session is within the sweepers' lead of its TTL: they archive it now.
+    tokio::time::sleep(ARCHIVE_SETTLE).await;
     for (i, session) in sessions.iter().enumerate() {
         ttl_read(history, i % plan.instances, session, TtlPhase::BeforeTtl).await;
     }
@@ -336,21 +360,27 @@ pub(crate) async fn ttl_phase(plan: &Plan, history: &Shared, clock: &SimClock) {
         };
         ttl_read(history, (i + 1) % plan.instances, session, phase).await;
     }
-    clock.jump(SESSION_TTL);
+    // The refreshed session nears its TTL in turn (the sweepers archive its new state),
+    // then passes it.
+    let lead = Duration::from_secs(5 * 60);
+    clock.jump(SESSION_TTL - lead);
+    tokio::time::sleep(ARCHIVE_SETTLE).await;
+    clock.jump(lead);
     ttl_read(history, 0, &sessions[0], TtlPhase::AfterTtl).await;
 }
 
 pub(crate) async fn ttl_read(history: &Shared, instance: usize, session: &str, phase: TtlPhase) {
-    let (session_status, events, chains_status, chains) = read_whole(instance, session).await;
+    let w = read_whole(instance, session).await;
     record(
         history,
         Record::TtlRead {
             session: session.to_owned(),
             phase,
-            session_status,
-            events,
-            chains_status,
-            chains,
+            session_status: w.session_status,
+            events: w.events,
+            chains_status: w.chains_status,
+            chains: w.chains,
+            archived: w.archived,
         },
     );
 }

@@ -231,9 +231,9 @@ pub(crate) async fn read_back(history: &Shared, plan: &Plan, k: usize) {
     paths.extend(scratch_chains(k).iter().map(|c| format!("/api/chains/{c}")));
     for instance in 0..plan.instances {
         for path in &paths {
-            let status = http(instance, "GET", path, None)
+            let (status, archived) = http(instance, "GET", path, None)
                 .await
-                .map_or(0, |(s, _)| s);
+                .map_or((0, false), |(s, b)| (s, s == 200 && b["archived"] == true));
             record(
                 history,
                 Record::ReadDeleted {
@@ -242,6 +242,7 @@ pub(crate) async fn read_back(history: &Shared, plan: &Plan, k: usize) {
                     path: path.clone(),
                     status,
                     listed: None,
+                    archived,
                 },
             );
         }

@@ -1,7 +1,8 @@
 //! 9. Deletes: a session whose `DELETE` was answered 204 (or 404 to a retry) is gone:
 //!    from then on no instance serves it or its chains (404; 503 or no answer only while
-//!    a fault lasts), after the last heal every instance answers 404 and no listing holds
-//!    it, and its subscriber learns it within the quiet bound (`session:deleted`, or a
+//!    a fault lasts; a session archived first answers from the archive, `archived: true`,
+//!    which counts as gone), after the last heal every instance answers 404 and no listing
+//!    holds it, and its subscriber learns it within the quiet bound (`session:deleted`, or a
 //!    resubscription's `recovered: false` with nothing stored), or, when a fault on the way
 //!    (as invariant 8 reads it) hit the delete, within the quiet bound after its heal: the
 //!    notice is published by the delete itself, and a notice lost in transit is made good
@@ -60,9 +61,13 @@ pub(super) fn check(run: &Run, report: &mut Report) {
                 path,
                 status,
                 listed,
+                archived,
             } => {
                 report.checks += 1;
                 let after_heal = *at >= FINAL_CHECK_MS;
+                // A session archived before its delete is read from the archive: gone
+                // from live storage, its history kept.
+                let status = if *archived { &404 } else { status };
                 let fine = match listed {
                     Some(listed) => !after_heal || (*status == 200 && !listed),
                     None if after_heal => *status == 404,

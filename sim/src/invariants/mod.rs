@@ -32,6 +32,9 @@
 //!    included, and its subscribers hear `session:deleted` in time.
 //! 10. Metrics: the instances' counters (events stored, duplicates, frames sent) are no
 //!     lower than what the clients saw ([`metrics`]).
+//! 11. Archival: every hook session is archived once per incarnation, its final snapshot
+//!     its last state, with every acknowledged event unless the plan destroyed Redis data
+//!     first; past its TTL it is read from the archive ([`archived`]).
 
 //!
 //! One module per invariant group: [`durability`] (1), [`delivery`] (2), [`commands`] and [`queues`] (3),
@@ -43,6 +46,7 @@
 //! Nothing here may run the simulation: it reads a finished [`Run`].
 
 mod answers;
+mod archived;
 mod commands;
 mod deletes;
 mod delivery;
@@ -74,6 +78,9 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// Acknowledged events missing at the end because the plan wiped Redis.
     pub lost_by_plan: usize,
+    /// Acknowledged events in none of their session's snapshots because the plan wiped
+    /// Redis before they were archived (see [`archived`]).
+    pub archive_lost_by_plan: usize,
     /// Acknowledged input items never seen popped, when a later poll of their session
     /// failed (503 or no answer) and may have popped them (see `check_input`).
     pub input_in_doubt: usize,
@@ -118,6 +125,7 @@ pub fn check(run: &Run) -> Report {
                 session,
                 events,
                 last_seq,
+                ..
             } => Some((session.as_str(), (events, *last_seq))),
             _ => None,
         })
@@ -134,6 +142,7 @@ pub fn check(run: &Run) -> Report {
     timely::check(run, &mut report);
     deletes::check(run, &mut report);
     metrics::check(run, &mut report);
+    archived::check(run, &records, &mut report);
     end_of_run(&records, &finals, &mut report);
     nothing_outlives_its_ttl(run, &mut report);
     cut_off_for_good(run, &mut report);
@@ -249,11 +258,18 @@ fn end_of_run(records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
                 events,
                 chains_status,
                 chains,
+                archived,
             } => {
                 report.checks += 1;
                 let stored = finals.get(session.as_str()).map(|(e, _)| e.len() as u64);
                 // The chains the final read saw: they live and expire with their session.
                 let derived = chain_counts.get(session.as_str()).copied().unwrap_or(0);
+                // Past the TTL the session read answers from the archive (judged by 11):
+                // gone from live storage.
+                let live = match (phase, *session_status, *archived) {
+                    (TtlPhase::AfterTtl, 200, true) => 404,
+                    (_, status, _) => status,
+                };
                 let expected = match (phase, stored) {
                     (TtlPhase::AfterTtl, _) => Some((404, 0, 404, 0)),
                     (TtlPhase::BeforeTtl, Some(0)) => None,
@@ -262,13 +278,14 @@ fn end_of_run(records: &[&Record], finals: &Finals<'_>, report: &mut Report) {
                     (_, None) => None,
                 };
                 if let Some(expected) = expected
-                    && (*session_status, *events, *chains_status, *chains) != expected
+                    && (live, *events, *chains_status, *chains) != expected
                 {
                     violation(
                         report,
                         "6 TTL",
                         format!(
-                            "{session} {phase:?}: session {session_status}, {events} events, \
+                            "{session} {phase:?}: session {session_status} (archived: \
+                             {archived}), {events} events, \
                              chains {chains_status} ({chains} chains); expected {expected:?} \
                              (session, events, chains, chain count)"
                         ),

@@ -61,7 +61,9 @@ pub(super) fn fault_windows(run: &Run) -> Vec<Window> {
                 | FaultKind::RedisCrashKeepData
                 | FaultKind::RedisStall
                 | FaultKind::KillPubsub
-                | FaultKind::RedisFull => None,
+                | FaultKind::RedisFull
+                | FaultKind::ArchiveDown
+                | FaultKind::ArchiveSlow(_) => None,
             };
             (f.at_ms, f.at_ms + f.heal_after_ms, hits)
         })
