@@ -374,19 +374,20 @@ impl Plan {
         } else {
             0
         };
-        // Drawn last: on half the seeds the archive host goes down for 0.3 to 6 s or turns
-        // slow (each call 0.2 to 2 s late) for 1 to 8 s.
-        let archive = rng.random_bool(0.5).then(|| {
-            let at_ms = rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1);
-            if rng.random_bool(0.5) {
+        // Drawn last: on three seeds in five an archive fault. Two in three of those, the
+        // archive host goes down for 1 to 6 s while hook sessions end (4 to 14 s: their
+        // archival fails and must be retried); one in three it turns slow (each call 0.2
+        // to 2 s late) for 1 to 8 s, any time in the fault window.
+        let archive = rng.random_bool(0.6).then(|| {
+            if rng.random_bool(2.0 / 3.0) {
                 Fault {
-                    at_ms,
-                    heal_after_ms: rng.random_range(300..6_000u64),
+                    at_ms: rng.random_range(4_000..14_000u64),
+                    heal_after_ms: rng.random_range(1_000..6_000u64),
                     kind: FaultKind::ArchiveDown,
                 }
             } else {
                 Fault {
-                    at_ms,
+                    at_ms: rng.random_range(FAULT_WINDOW.0..FAULT_WINDOW.1),
                     heal_after_ms: rng.random_range(1_000..8_000u64),
                     kind: FaultKind::ArchiveSlow(rng.random_range(200..2_000u64)),
                 }

@@ -1,5 +1,6 @@
-//! Load tools for `scripts/bench.sh` that `oha` does not cover: preloading events, and
-//! WebSocket fan-out latency with many subscribers. Targets loopback only and stops by
+//! Load tools for `scripts/bench.sh` and `scripts/bench-archive.sh` that `oha` does not
+//! cover: preloading events, WebSocket fan-out latency with many subscribers, and sessions
+//! to archive. Targets loopback only and stops by
 //! itself.
 
 use std::sync::Arc;
@@ -79,6 +80,28 @@ enum Cmd {
         kill_cmd: String,
         #[arg(long)]
         start_cmd: String,
+    },
+    /// Stores SESSIONS sessions of EVENTS - 1 events each (`session:started`, then terminal
+    /// output), one batch per session, from CONCURRENCY keep-alive connections: sessions
+    /// that one `session:ended` each (`archive-end`) completes.
+    ArchivePreload {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Ends every preloaded session (one `session:ended` each) and waits until the archive
+    /// has a snapshot of each (`afw_archive_snapshots_total{outcome="created"}`), at most
+    /// TIMEOUT_SECS: prints how long the ends and the archival took.
+    ArchiveEnd {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
     },
     /// Prints the resident set size of a process in MiB.
     Rss {
@@ -634,6 +657,119 @@ async fn fanout(
     Ok(())
 }
 
+/// The id of preloaded session `i`.
+fn archive_session(i: usize) -> String {
+    format!("arch-{i:05}")
+}
+
+/// Runs `body(connection, i)` for every i in 0..n over `concurrency` keep-alive
+/// connections; fails on the first non-2xx answer.
+async fn each_session(
+    addr: &str,
+    n: usize,
+    concurrency: usize,
+    body: impl Fn(usize) -> (&'static str, String) + Send + Sync + 'static,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let body = Arc::new(body);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, body, addr) = (Arc::clone(&next), Arc::clone(&body), addr.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = KeepAlive::connect(&addr).await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, std::io::Error>(());
+                }
+                let (path, json) = body(i);
+                let status = conn.post(path, &json).await?;
+                if !(200..300).contains(&status) {
+                    return Err(std::io::Error::other(format!("{path}: HTTP {status}")));
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn archive_preload(
+    addr: &str,
+    sessions: usize,
+    events: usize,
+    concurrency: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    each_session(addr, sessions, concurrency, move |i| {
+        let id = archive_session(i);
+        let mut batch = vec![json!({"type": "session:started", "sessionId": id,
+            "timestamp": "2026-11-20T14:00:00.000Z", "cwd": "/work/project", "user": "bench"})];
+        for k in 1..events.saturating_sub(1) {
+            batch.push(json!({"type": "terminal:output", "sessionId": id,
+                "timestamp": "2026-11-20T14:00:01.000Z", "stream": "stdout",
+                "output": format!("line {k}: compiling afw v0.1.0 (/work/project), 42 tests passed\n")}));
+        }
+        ("/api/events/batch", json!({ "events": batch }).to_string())
+    })
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    let stored = sessions * events.saturating_sub(1);
+    println!(
+        "preloaded {sessions} sessions, {stored} events in {secs:.1} s ({:.0} events/s)",
+        stored as f64 / secs
+    );
+    Ok(())
+}
+
+/// `afw_archive_snapshots_total{outcome="created"}` as `/metrics` says now.
+async fn created(conn: &mut KeepAlive) -> std::io::Result<u64> {
+    let (_, body) = conn.get("/metrics").await?;
+    let text = String::from_utf8_lossy(&body);
+    Ok(text
+        .lines()
+        .find(|l| l.starts_with("afw_archive_snapshots_total{outcome=\"created\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64)
+}
+
+async fn archive_end(
+    addr: &str,
+    sessions: usize,
+    concurrency: usize,
+    timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut metrics = KeepAlive::connect(addr).await?;
+    let before = created(&mut metrics).await?;
+    let started = Instant::now();
+    each_session(addr, sessions, concurrency, |i| {
+        let ev = json!({"type": "session:ended", "sessionId": archive_session(i),
+            "timestamp": "2026-11-20T14:05:00.000Z", "status": "completed", "reason": "done"});
+        ("/api/events", ev.to_string())
+    })
+    .await?;
+    let ended = started.elapsed().as_secs_f64();
+    let target = before + sessions as u64;
+    let mut now = before;
+    while now < target && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = created(&mut metrics).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let filed = now - before;
+    println!(
+        "ended {sessions} sessions in {ended:.1} s; archived {filed} of them in {secs:.1} s: \
+         {:.0} sessions/s",
+        filed as f64 / secs
+    );
+    if filed < sessions as u64 {
+        return Err(format!("only {filed} of {sessions} archived within {timeout:?}").into());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
@@ -681,6 +817,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             limit,
             repeat,
         } => listing(&cli.addr, &steps, limit, repeat).await,
+        Cmd::ArchivePreload {
+            sessions,
+            events,
+            concurrency,
+        } => archive_preload(&cli.addr, sessions, events, concurrency).await,
+        Cmd::ArchiveEnd {
+            sessions,
+            concurrency,
+            timeout_secs,
+        } => {
+            let timeout = Duration::from_secs(timeout_secs);
+            archive_end(&cli.addr, sessions, concurrency, timeout).await
+        }
         Cmd::Rss { pid } => {
             match rss_mib(pid) {
                 Some(rss) => println!("{rss:.1}"),
