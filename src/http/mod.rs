@@ -22,6 +22,7 @@ mod respond;
 mod scrape;
 mod sessions;
 mod terminal;
+mod ui;
 mod users;
 pub(crate) mod ws;
 
@@ -215,6 +216,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(history::router())
         .merge(terminal::router())
         .merge(ws::router())
+        .merge(ui::router())
         .routes(utoipa_axum::routes!(openapi::openapi_json))
 }
 

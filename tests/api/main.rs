@@ -21,4 +21,5 @@ mod snapshots;
 mod strict;
 mod ttl;
 mod turmoil_seam;
+mod ui;
 mod ws;

@@ -10,7 +10,7 @@
 //!    read, so `Expect: 100-continue` never gets a `100`), and a deadline on reading the body.
 //!
 //! `/health` and `/ready` need no key and are not rate limited (load balancers and probes
-//! call them). This module decides and answers refusals through [`ApiError`]; it never
+//! call them), nor do the UI's files under `/ui`. This module decides and answers refusals through [`ApiError`]; it never
 //! reads bodies and knows routes only by their class.
 
 pub(crate) mod auth;
@@ -123,8 +123,10 @@ impl Guard {
     }
 }
 
+/// `/health` and `/ready` (probes), and the UI's own files (they hold no data: the UI asks
+/// for the key and reads everything through the API).
 fn is_open_path(path: &str) -> bool {
-    matches!(path, "/health" | "/ready")
+    matches!(path, "/health" | "/ready" | "/ui") || path.starts_with("/ui/")
 }
 
 /// `/metrics`: open, or behind its own key (`AFW_METRICS_KEY`), never the API keys; not

@@ -30,7 +30,7 @@ use crate::domain::model::{EventType, ID_PATTERN, MAX_EPOCH_MS, MAX_STEP_NUMBER,
         description = "Sessions, events, chains, commands and input for AI coding agents. \
             Every error is JSON `{\"error\": \"<sentence>\", ...details}`. Requests from \
             browsers are screened by Host and Origin; with API keys configured every route \
-            except /health and /ready needs one. The WebSocket protocol (`GET /ws`) is \
+            except /health, /ready and the UI's files (/ui) needs one. The WebSocket protocol (`GET /ws`) is \
             described in docs/websocket.md.",
         license(name = "MIT"),
     ),
@@ -44,6 +44,7 @@ use crate::domain::model::{EventType, ID_PATTERN, MAX_EPOCH_MS, MAX_STEP_NUMBER,
         (name = "history", description = "Archived sessions by UTC date (AFW_ARCHIVE)"),
         (name = "terminal", description = "Terminal output captured by the hooks"),
         (name = "websocket", description = "Live events (docs/websocket.md)"),
+        (name = "ui", description = "The session management UI's own files (no data, no key)"),
     ),
 )]
 pub(crate) struct ApiDoc;
@@ -78,7 +79,7 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
         )))),
     );
     for (path, item) in doc.paths.paths.iter_mut() {
-        let open = matches!(path.as_str(), "/health" | "/ready");
+        let open = matches!(path.as_str(), "/health" | "/ready" | "/ui" | "/ui/{file}");
         for op in operations(item) {
             edge_answers(op, path, open);
         }
