@@ -29,6 +29,16 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
 fi
 ls -d /usr/lib/postgresql/*/bin/postgres
 
+# The browser tests (tests/ui) drive Debian's chromium through chromedriver (the
+# chromium-driver package); headless, as root with --no-sandbox.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "==> installing chromium and chromium-driver (Debian packages) for the browser tests"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+chromium --version 2>/dev/null
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

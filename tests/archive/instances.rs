@@ -2,89 +2,43 @@
 //! while it writes a session's snapshot, and the other files it: exactly one snapshot,
 //! with every event.
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::binary::Binary;
 use crate::pg::PgServer;
 use crate::server::RedisServer;
 
-/// One afw binary on a free port.
-struct Instance {
-    port: u16,
-    child: Child,
-}
+/// One afw binary on a real Redis and PostgreSQL, sweeping every second.
+struct Instance(Binary);
 
 impl Instance {
     fn start(id: &str, redis: &RedisServer, pg: &PgServer) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_afw"))
-            .env_clear()
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .env("REDIS_URL", redis.url())
-            .env("AFW_ARCHIVE", pg.url())
-            .env("AFW_ARCHIVE_SWEEP_SECS", "1")
-            // No retention DELETE: the only write waiting on the table is the snapshot's.
-            .env("AFW_ARCHIVE_RETENTION_DAYS", "0")
-            .env("AFW_INSTANCE_ID", id)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let instance = Self { port, child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while instance.get("/health").0 != 200 {
-            assert!(Instant::now() < deadline, "{id} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        instance
+        Self(Binary::start(
+            id,
+            &[
+                ("REDIS_URL", redis.url()),
+                ("AFW_ARCHIVE", pg.url()),
+                ("AFW_ARCHIVE_SWEEP_SECS", "1".into()),
+                // No retention DELETE: the only write waiting on the table is the snapshot's.
+                ("AFW_ARCHIVE_RETENTION_DAYS", "0".into()),
+                ("AFW_INSTANCE_ID", id.into()),
+            ],
+        ))
     }
 
     fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, String::new());
-        };
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        if tcp.write_all(head.as_bytes()).is_err() || tcp.write_all(body.as_bytes()).is_err() {
-            return (0, String::new());
-        }
-        let mut out = String::new();
-        let _ = tcp.read_to_string(&mut out);
-        let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
-        (status, body.unwrap_or_default())
+        self.0.request(method, path, body)
     }
 
     fn get(&self, path: &str) -> (u16, String) {
-        self.request("GET", path, "")
+        self.0.get(path)
     }
 
     fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.0.kill();
     }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits (`within` at most) until `done` holds.

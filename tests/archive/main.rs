@@ -4,6 +4,9 @@
 //! Redis, one killed while it archives.
 
 #[allow(dead_code)]
+#[path = "../support/binary.rs"]
+mod binary;
+#[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod instances;
