@@ -129,6 +129,31 @@ async fn the_list_shows_sessions_and_an_event_posted_over_http_appears_live() {
         |v| v == "ui-list-2",
     )
     .await;
+    // Health: the instance's storage and live figures from /metrics.
+    b.run("location.hash = '#/health'").await;
+    b.until(
+        "the storage",
+        r#"return document.querySelector('[data-fact="Storage"]')?.textContent ?? ''"#,
+        |v| v == "memory",
+    )
+    .await;
+    b.until(
+        "the events stored",
+        r#"return document.querySelector('[data-figure="Events stored"]')?.textContent ?? ''"#,
+        |v| {
+            v.as_str()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|n| n >= 4)
+        },
+    )
+    .await;
+    b.until(
+        "a chart",
+        "return document.querySelectorAll('.chart polyline').length",
+        |v| v == 1,
+    )
+    .await;
+    b.screenshot("health").await;
     b.close().await;
 }
 
