@@ -55,17 +55,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v oha >/dev/null 2>&1; then
-  echo "==> installing oha (HTTP load generator) from crates.io"
-  cargo install oha --locked --quiet
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-echo "==> building (release)"
-cargo build --release --quiet --bins
-
-wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 1; }
+# oha, the descriptor limit, the release build, wait_port.
+source scripts/bench-setup.sh
 
 start_afw() { # [REDIS_URL]
   REDIS_URL="${1:-}" RUST_LOG=warn PORT=$AFW_PORT AFW_WS_MAX_CLIENTS=20000 AFW_RATE_LIMIT_OFF=1 \

@@ -286,13 +286,16 @@ pub fn event_seq(frame: &Value) -> Option<u64> {
     (afw::domain::model::EventType::parse(kind).is_some()).then(|| frame["seq"].as_u64())?
 }
 
-/// `GET /metrics` through the router: status and text.
-pub async fn scrape(app: &TestApp, key: Option<&str>) -> (StatusCode, String) {
-    let mut req = Request::builder()
-        .uri("/metrics")
-        .header(header::HOST, "localhost:3001");
-    if let Some(key) = key {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
+/// `GET path` through the router with extra headers, for answers that are not JSON:
+/// status, headers and the body as text.
+pub async fn get_text(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut req = Request::get(path).header(header::HOST, "localhost:3001");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     let res = app
         .router
@@ -300,9 +303,24 @@ pub async fn scrape(app: &TestApp, key: Option<&str>) -> (StatusCode, String) {
         .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();
-    let status = res.status();
+    let (status, headers) = (res.status(), res.headers().clone());
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// `GET /metrics` through the router: status and text.
+pub async fn scrape(app: &TestApp, key: Option<&str>) -> (StatusCode, String) {
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let (status, _, text) = get_text(app, "/metrics", &headers).await;
+    (status, text)
 }
 
 /// The sum of every sample of `name` whose labels contain `labels` (`""`: all).

@@ -2,33 +2,18 @@
 //! sniffing, revalidation by ETag), no key needed for them while the API behind them keeps
 //! asking for one, and nothing served that is not one of them.
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
-use http_body_util::BodyExt as _;
-use tower::ServiceExt as _;
+use axum::http::{HeaderMap, StatusCode, header};
 
 use afw::config::{Config, Secret};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, get_text};
 
 async fn fetch(
     app: &TestApp,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, HeaderMap, String) {
-    let mut req = Request::get(path).header(header::HOST, "localhost:3001");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = app
-        .router
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let (status, headers) = (res.status(), res.headers().clone());
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    get_text(app, path, headers).await
 }
 
 /// `GET /ui`'s status (for the OpenAPI test: the page is not JSON).

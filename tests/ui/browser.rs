@@ -81,6 +81,12 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's WebSocket is connected.
+    pub async fn until_live(&self) {
+        let state = "return document.getElementById('conn').textContent";
+        self.until("the WebSocket", state, |v| v == "live").await;
+    }
+
     /// Waits until afw answers `path` with a body that satisfies `done`.
     pub async fn until_api(&self, afw: &Binary, path: &str, done: impl Fn(&Value) -> bool) {
         let deadline = Instant::now() + WAIT;

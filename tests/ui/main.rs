@@ -19,14 +19,23 @@ use serde_json::{Value, json};
 use binary::Binary;
 use browser::Browser;
 
+/// The `seq`s of the events the session page shows, in order.
+const SEQS: &str =
+    "return [...document.querySelectorAll('.stream li')].map(li => li.dataset.seq).join(',')";
+
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A fresh afw (memory storage, a directory archive in a temporary directory).
-fn afw(name: &str, extra: &[(&str, String)]) -> (Binary, tempdir::Dir) {
+/// This test's turn, and a fresh afw for it (memory storage, a directory archive in a
+/// temporary directory).
+async fn setup(
+    name: &str,
+    extra: &[(&str, String)],
+) -> (tokio::sync::MutexGuard<'static, ()>, Binary, tempdir::Dir) {
+    let turn = ONE_AT_A_TIME.lock().await;
     let dir = tempdir::Dir::new(name);
     let mut env = vec![("AFW_ARCHIVE", format!("dir:{}", dir.path()))];
     env.extend(extra.iter().cloned());
-    (Binary::start(name, &env), dir)
+    (turn, Binary::start(name, &env), dir)
 }
 
 mod tempdir {
@@ -83,8 +92,7 @@ fn started(afw: &Binary, session: &str, user: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_shows_sessions_and_an_event_posted_over_http_appears_live() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (afw, _dir) = afw("list", &[]);
+    let (_one, afw, _dir) = setup("list", &[]).await;
     started(&afw, "ui-list-1", "alice");
     started(&afw, "ui-list-2", "bob");
     post(
@@ -104,12 +112,7 @@ async fn the_list_shows_sessions_and_an_event_posted_over_http_appears_live() {
         |v| v == true,
     )
     .await;
-    b.until(
-        "the WebSocket",
-        "return document.getElementById('conn').textContent",
-        |v| v == "live",
-    )
-    .await;
+    b.until_live().await;
     b.screenshot("sessions").await;
     post(
         &afw,
@@ -159,8 +162,7 @@ async fn the_list_shows_sessions_and_an_event_posted_over_http_appears_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_sent_from_the_page_reaches_a_waiting_long_poll_and_a_pause_is_claimed() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (afw, _dir) = afw("input", &[]);
+    let (_one, afw, _dir) = setup("input", &[]).await;
     started(&afw, "ui-input", "alice");
     post(
         &afw,
@@ -246,8 +248,7 @@ async fn input_sent_from_the_page_reaches_a_waiting_long_poll_and_a_pause_is_cla
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (afw, _dir) = afw("resume", &[]);
+    let (_one, afw, _dir) = setup("resume", &[]).await;
     started(&afw, "ui-resume", "alice");
     for i in 0..4 {
         post(
@@ -260,16 +261,9 @@ async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
         );
     }
     let b = Browser::open(&afw.url("/ui#/session/ui-resume")).await;
-    let seqs =
-        "return [...document.querySelectorAll('.stream li')].map(li => li.dataset.seq).join(',')";
-    b.until("the first events", seqs, |v| v == "1,2,3,4,5")
+    b.until("the first events", SEQS, |v| v == "1,2,3,4,5")
         .await;
-    b.until(
-        "the WebSocket",
-        "return document.getElementById('conn').textContent",
-        |v| v == "live",
-    )
-    .await;
+    b.until_live().await;
     b.run("window.afw.live.drop();").await;
     // Written while the page is disconnected: it must get them when it is back.
     for i in 4..8 {
@@ -282,7 +276,7 @@ async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
             ),
         );
     }
-    b.until("the resumed stream", seqs, |v| v == "1,2,3,4,5,6,7,8,9")
+    b.until("the resumed stream", SEQS, |v| v == "1,2,3,4,5,6,7,8,9")
         .await;
     let reconnects = b.run("return window.afw.live.reconnects").await;
     assert!(reconnects.as_u64().unwrap_or(0) >= 1, "{reconnects}");
@@ -294,7 +288,7 @@ async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
             json!({"output": "line 8\n", "stream": "stdout"}),
         ),
     );
-    b.until("a live event after the resume", seqs, |v| {
+    b.until("a live event after the resume", SEQS, |v| {
         v == "1,2,3,4,5,6,7,8,9,10"
     })
     .await;
@@ -310,8 +304,7 @@ async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_deleted_after_a_confirmation() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (afw, _dir) = afw("delete", &[]);
+    let (_one, afw, _dir) = setup("delete", &[]).await;
     started(&afw, "ui-delete", "alice");
     let b = Browser::open(&afw.url("/ui#/session/ui-delete")).await;
     b.until(
@@ -332,8 +325,7 @@ async fn a_session_is_deleted_after_a_confirmation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archived_session_opens_read_only_from_the_history() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (afw, _dir) = afw("history", &[]);
+    let (_one, afw, _dir) = setup("history", &[]).await;
     started(&afw, "ui-archived", "alice");
     post(
         &afw,
@@ -391,8 +383,7 @@ async fn an_archived_session_opens_read_only_from_the_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_on_the_page_asks_for_the_key_once_and_uses_it() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (afw, _dir) = afw("login", &[("AFW_API_KEY", "ui-secret-key".into())]);
+    let (_one, afw, _dir) = setup("login", &[("AFW_API_KEY", "ui-secret-key".into())]).await;
     let (status, _) = afw.request_with(
         "POST",
         "/api/events",
@@ -462,23 +453,15 @@ async fn with_auth_on_the_page_asks_for_the_key_once_and_uses_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_cannot_resume_says_so_and_reloads() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (afw, _dir) = afw("recover", &[]);
+    let (_one, afw, _dir) = setup("recover", &[]).await;
     started(&afw, "ui-recover", "alice");
     post(
         &afw,
         event("file:created", "ui-recover", json!({"path": "/w/a.rs"})),
     );
     let b = Browser::open(&afw.url("/ui#/session/ui-recover")).await;
-    let seqs =
-        "return [...document.querySelectorAll('.stream li')].map(li => li.dataset.seq).join(',')";
-    b.until("the events", seqs, |v| v == "1,2").await;
-    b.until(
-        "the WebSocket",
-        "return document.getElementById('conn').textContent",
-        |v| v == "live",
-    )
-    .await;
+    b.until("the events", SEQS, |v| v == "1,2").await;
+    b.until_live().await;
     // While the page is away the session is deleted and begins again: a new incarnation,
     // which the page's cursor (seq 2 of the old one) cannot continue.
     b.run("window.afw.live.drop();").await;
@@ -490,6 +473,6 @@ async fn a_stream_that_cannot_resume_says_so_and_reloads() {
         |v| v.as_str().is_some_and(|t| t.contains("recovered: false")),
     )
     .await;
-    b.until("the reloaded stream", seqs, |v| v == "1").await;
+    b.until("the reloaded stream", SEQS, |v| v == "1").await;
     b.close().await;
 }
