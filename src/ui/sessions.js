@@ -7,7 +7,7 @@ import { api, seg, withQuery } from "./api.js";
 import { ago, badge, fill, h } from "./dom.js";
 
 const PAGE = 25;
-const STATUSES = ["", "pending", "in_progress", "completed", "failed", "cancelled"];
+const STATUSES = ["", "pending", "in_progress", "completed", "failed", "skipped"];
 
 export function sessionsView(ctx, params) {
   const state = {
