@@ -72,24 +72,34 @@ export function sessionsView(ctx, params) {
     }
   }
 
+  // Follows the listed sessions: subscribes to the new ones and drops the ones that left
+  // the page, so a refresh sends nothing for sessions still listed (afw bounds the
+  // messages a client sends per second).
   function follow() {
-    ctx.live.unsubscribeAll();
-    for (const s of state.sessions) {
-      ctx.live.subscribe(s.id, {
-        onEvent: (ev) => {
-          s.eventCount = (s.eventCount || 0) + 1;
-          s.lastActivityAt = ev.timestamp || s.lastActivityAt;
-          if (ev.data) Object.assign(s, ev.data);
-          if (ev.type === "chain:compiled" || ev.type === "chain:started") s.currentChain = ev.chainId || s.currentChain;
-          render();
-        },
-        onNotice: (n) => {
-          if (n.data) Object.assign(s, n.data);
-          if (n.type === "session:deleted") state.sessions = state.sessions.filter((x) => x.id !== s.id);
-          render();
-        },
-      });
-    }
+    const listed = new Set(state.sessions.map((s) => s.id));
+    for (const id of [...ctx.live.subs.keys()]) if (!listed.has(id)) ctx.live.unsubscribe(id);
+    for (const s of state.sessions) if (!ctx.live.subs.has(s.id)) ctx.live.subscribe(s.id, handlers(s.id));
+  }
+
+  function handlers(id) {
+    const row = () => state.sessions.find((x) => x.id === id);
+    return {
+      onEvent: (ev) => {
+        const s = row();
+        if (!s) return;
+        s.eventCount = (s.eventCount || 0) + 1;
+        s.lastActivityAt = ev.timestamp || s.lastActivityAt;
+        if (ev.data) Object.assign(s, ev.data);
+        if (ev.type === "chain:compiled" || ev.type === "chain:started") s.currentChain = ev.chainId || s.currentChain;
+        render();
+      },
+      onNotice: (n) => {
+        const s = row();
+        if (s && n.data) Object.assign(s, n.data);
+        if (n.type === "session:deleted") state.sessions = state.sessions.filter((x) => x.id !== id);
+        render();
+      },
+    };
   }
 
   function matches(s) {

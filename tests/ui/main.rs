@@ -132,6 +132,10 @@ async fn the_list_shows_sessions_and_an_event_posted_over_http_appears_live() {
         |v| v == "ui-list-2",
     )
     .await;
+    // It follows what it lists, no more.
+    let followed = "return [...window.afw.live.subs.keys()].join(',')";
+    b.until("the subscriptions", followed, |v| v == "ui-list-2")
+        .await;
     // Health: the instance's storage and live figures from /metrics.
     b.run("location.hash = '#/health'").await;
     b.until(
