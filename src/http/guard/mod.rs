@@ -10,8 +10,8 @@
 //!    read, so `Expect: 100-continue` never gets a `100`), and a deadline on reading the body.
 //!
 //! `/health` and `/ready` need no key and are not rate limited (load balancers and probes
-//! call them), nor do the UI's files under `/ui`. This module decides and answers refusals through [`ApiError`]; it never
-//! reads bodies and knows routes only by their class.
+//! call them), nor do the UI's files under `/ui`. This module decides and answers refusals
+//! through [`ApiError`]; it never reads bodies and knows routes only by their class.
 
 pub(crate) mod auth;
 pub(crate) mod origin;

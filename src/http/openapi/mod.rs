@@ -30,8 +30,8 @@ use crate::domain::model::{EventType, ID_PATTERN, MAX_EPOCH_MS, MAX_STEP_NUMBER,
         description = "Sessions, events, chains, commands and input for AI coding agents. \
             Every error is JSON `{\"error\": \"<sentence>\", ...details}`. Requests from \
             browsers are screened by Host and Origin; with API keys configured every route \
-            except /health, /ready and the UI's files (/ui) needs one. The WebSocket protocol (`GET /ws`) is \
-            described in docs/websocket.md.",
+            except /health, /ready and the UI's files (/ui) needs one. The WebSocket \
+            protocol (`GET /ws`) is described in docs/websocket.md.",
         license(name = "MIT"),
     ),
     tags(
