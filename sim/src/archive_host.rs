@@ -8,7 +8,7 @@
 //!   it arrived.
 //!
 //! It keeps what the PostgreSQL adapter promises, one row per (session id, epoch) replaced
-//! only by a newer `savedAt`, and a log of every write, for the invariants to judge.
+//! only by a newer `savedAt`, for the invariants to judge.
 //! Nothing here judges a run or decides when a fault happens.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,14 +29,6 @@ pub struct Row {
     pub body: Bytes,
 }
 
-/// One write that reached the archive.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Written {
-    pub session: String,
-    pub epoch: String,
-    pub outcome: Put,
-}
-
 #[derive(Debug, Default)]
 struct State {
     down: bool,
@@ -45,7 +37,6 @@ struct State {
     delay: Duration,
     /// By (session id, epoch).
     rows: BTreeMap<(String, String), Row>,
-    log: Vec<Written>,
 }
 
 /// The archive host; clones share it.
@@ -78,11 +69,6 @@ impl ArchiveHost {
     /// What it holds at the end, by (session id, epoch).
     pub fn rows(&self) -> BTreeMap<(String, String), Row> {
         self.state().rows.clone()
-    }
-
-    /// Every write that reached it, in order.
-    pub fn log(&self) -> Vec<Written> {
-        self.state().log.clone()
     }
 
     /// Runs `op` on the state as the call arrives, then answers after the delay, unless the
@@ -122,13 +108,8 @@ impl State {
                 saved_at: snap.saved_at,
                 body: snap.body.clone(),
             };
-            self.rows.insert(key.clone(), row);
+            self.rows.insert(key, row);
         }
-        self.log.push(Written {
-            session: key.0,
-            epoch: key.1,
-            outcome,
-        });
         outcome
     }
 

@@ -62,8 +62,13 @@ mod tempdir {
     }
 }
 
-fn post(afw: &Binary, event: Value) -> u64 {
-    let (status, body) = afw.request("POST", "/api/events", &event.to_string());
+/// Posts one event of `kind` to `session` (with the fields of `extra`); its seq.
+fn post(afw: &Binary, kind: &str, session: &str, extra: Value) -> u64 {
+    let (status, body) = afw.request(
+        "POST",
+        "/api/events",
+        &event(kind, session, extra).to_string(),
+    );
     assert_eq!(status, 201, "{body}");
     serde_json::from_str::<Value>(&body).unwrap()["seq"]
         .as_u64()
@@ -80,14 +85,8 @@ fn event(kind: &str, session: &str, extra: Value) -> Value {
 }
 
 fn started(afw: &Binary, session: &str, user: &str) {
-    post(
-        afw,
-        event(
-            "session:started",
-            session,
-            json!({"cwd": format!("/home/{user}/project"), "user": user, "hostname": "laptop"}),
-        ),
-    );
+    let who = json!({"cwd": format!("/home/{user}/project"), "user": user, "hostname": "laptop"});
+    post(afw, "session:started", session, who);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,11 +96,9 @@ async fn the_list_shows_sessions_and_an_event_posted_over_http_appears_live() {
     started(&afw, "ui-list-2", "bob");
     post(
         &afw,
-        event(
-            "chain:compiled",
-            "ui-list-1",
-            json!({"chainId": "c-1", "title": "Fix rounding", "steps": [{"stepNumber": 1, "action": "code"}]}),
-        ),
+        "chain:compiled",
+        "ui-list-1",
+        json!({"chainId": "c-1", "title": "Fix rounding", "steps": [{"stepNumber": 1, "action": "code"}]}),
     );
     let b = Browser::open(&afw.url("/ui")).await;
     let count = r#"return document.querySelector('tr[data-session="ui-list-1"] td[data-count]')?.textContent ?? null"#;
@@ -116,11 +113,9 @@ async fn the_list_shows_sessions_and_an_event_posted_over_http_appears_live() {
     b.screenshot("sessions").await;
     post(
         &afw,
-        event(
-            "file:modified",
-            "ui-list-1",
-            json!({"path": "/home/alice/project/src/lib.rs"}),
-        ),
+        "file:modified",
+        "ui-list-1",
+        json!({"path": "/home/alice/project/src/lib.rs"}),
     );
     b.until("the row to count the new event", count, |v| v == "3")
         .await;
@@ -170,11 +165,9 @@ async fn input_sent_from_the_page_reaches_a_waiting_long_poll_and_a_pause_is_cla
     started(&afw, "ui-input", "alice");
     post(
         &afw,
-        event(
-            "interaction:awaiting-input",
-            "ui-input",
-            json!({"question": "Go on?", "inputType": "text", "quickResponses": ["yes", "no"]}),
-        ),
+        "interaction:awaiting-input",
+        "ui-input",
+        json!({"question": "Go on?", "inputType": "text", "quickResponses": ["yes", "no"]}),
     );
     let b = Browser::open(&afw.url("/ui#/session/ui-input")).await;
     b.until(
@@ -214,7 +207,7 @@ async fn input_sent_from_the_page_reaches_a_waiting_long_poll_and_a_pause_is_cla
     b.click("button[data-command=pause]").await;
     b.until(
         "the notice",
-        "return document.querySelector('[data-notice=info]')?.textContent ?? ''",
+        "return [...document.querySelectorAll('[data-notice=info]')].map(n => n.textContent).join(' | ')",
         |v| v.as_str().is_some_and(|t| t.contains("pause queued")),
     )
     .await;
@@ -234,7 +227,7 @@ async fn input_sent_from_the_page_reaches_a_waiting_long_poll_and_a_pause_is_cla
     b.click("button[data-command=retry]").await;
     b.until(
         "the refusal",
-        "return document.querySelector('[data-notice=error]')?.textContent ?? ''",
+        "return [...document.querySelectorAll('[data-notice=error]')].map(n => n.textContent).join(' | ')",
         |v| {
             v.as_str()
                 .is_some_and(|t| t.contains("needs a step number"))
@@ -257,11 +250,9 @@ async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
     for i in 0..4 {
         post(
             &afw,
-            event(
-                "terminal:output",
-                "ui-resume",
-                json!({"output": format!("line {i}\n"), "stream": "stdout"}),
-            ),
+            "terminal:output",
+            "ui-resume",
+            json!({"output": format!("line {i}\n"), "stream": "stdout"}),
         );
     }
     let b = Browser::open(&afw.url("/ui#/session/ui-resume")).await;
@@ -273,11 +264,9 @@ async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
     for i in 4..8 {
         post(
             &afw,
-            event(
-                "terminal:output",
-                "ui-resume",
-                json!({"output": format!("line {i}\n"), "stream": "stdout"}),
-            ),
+            "terminal:output",
+            "ui-resume",
+            json!({"output": format!("line {i}\n"), "stream": "stdout"}),
         );
     }
     b.until("the resumed stream", SEQS, |v| v == "1,2,3,4,5,6,7,8,9")
@@ -286,11 +275,9 @@ async fn the_stream_resumes_without_a_gap_when_its_connection_drops() {
     assert!(reconnects.as_u64().unwrap_or(0) >= 1, "{reconnects}");
     post(
         &afw,
-        event(
-            "terminal:output",
-            "ui-resume",
-            json!({"output": "line 8\n", "stream": "stdout"}),
-        ),
+        "terminal:output",
+        "ui-resume",
+        json!({"output": "line 8\n", "stream": "stdout"}),
     );
     b.until("a live event after the resume", SEQS, |v| {
         v == "1,2,3,4,5,6,7,8,9,10"
@@ -333,19 +320,15 @@ async fn an_archived_session_opens_read_only_from_the_history() {
     started(&afw, "ui-archived", "alice");
     post(
         &afw,
-        event(
-            "terminal:output",
-            "ui-archived",
-            json!({"output": "done\n", "stream": "stdout"}),
-        ),
+        "terminal:output",
+        "ui-archived",
+        json!({"output": "done\n", "stream": "stdout"}),
     );
     post(
         &afw,
-        event(
-            "session:ended",
-            "ui-archived",
-            json!({"status": "completed", "reason": "done"}),
-        ),
+        "session:ended",
+        "ui-archived",
+        json!({"status": "completed", "reason": "done"}),
     );
     let b = Browser::open(&afw.url("/ui#/history")).await;
     b.until_api(&afw, "/api/history/dates", |v| {
@@ -461,7 +444,9 @@ async fn a_stream_that_cannot_resume_says_so_and_reloads() {
     started(&afw, "ui-recover", "alice");
     post(
         &afw,
-        event("file:created", "ui-recover", json!({"path": "/w/a.rs"})),
+        "file:created",
+        "ui-recover",
+        json!({"path": "/w/a.rs"}),
     );
     let b = Browser::open(&afw.url("/ui#/session/ui-recover")).await;
     b.until("the events", SEQS, |v| v == "1,2").await;
